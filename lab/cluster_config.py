@@ -1,0 +1,137 @@
+"""What a local cluster is made of: resolved ports and the environment of each service process."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from lab.ports import free_port
+from services.protocol.topics import Topics
+from services.worker.settings import MODEL_MODES, new_worker_id
+
+__all__ = ["MODEL_MODES", "ClusterConfig", "new_worker_id", "resolve_port"]
+
+
+def resolve_port(port: int, host: str) -> int:
+    """`port` itself, or a free port on `host` when it is 0."""
+    if not 0 <= port <= 65535:
+        raise ValueError(f"invalid port {port}")
+    return port or free_port(host)
+
+
+def _seconds(value: float) -> str:
+    """A duration as the shortest decimal text (10.0 -> '10', 0.2 -> '0.2')."""
+    return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Settings of one local cluster, with concrete ports (0 already replaced by a free one)."""
+
+    web_port: int
+    grpc_port: int
+    mqtt_port: int
+    host: str = "127.0.0.1"
+    topic_prefix: str = "upb"
+    work_seconds: float = 10.0
+    model_mode: str = "auto"
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("web_port", "grpc_port", "mqtt_port"):
+            port = getattr(self, name)
+            if not 0 < port <= 65535:
+                raise ValueError(f"{name} must be a concrete port, got {port}")
+        if self.model_mode not in MODEL_MODES:
+            raise ValueError(f"model_mode must be one of {', '.join(MODEL_MODES)}, got {self.model_mode!r}")
+        if self.work_seconds < 0:
+            raise ValueError(f"work_seconds must be >= 0, got {self.work_seconds}")
+        Topics(self.topic_prefix)  # raises ValueError on an invalid prefix
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        web_port: int,
+        grpc_port: int,
+        mqtt_port: int,
+        host: str = "127.0.0.1",
+        topic_prefix: str = "upb",
+        work_seconds: float = 10.0,
+        model_mode: str = "auto",
+        extra_env: Mapping[str, str] | None = None,
+    ) -> ClusterConfig:
+        """A config where every port given as 0 is replaced by a free port on `host`."""
+        return cls(
+            web_port=resolve_port(web_port, host),
+            grpc_port=resolve_port(grpc_port, host),
+            mqtt_port=resolve_port(mqtt_port, host),
+            host=host,
+            topic_prefix=topic_prefix,
+            work_seconds=work_seconds,
+            model_mode=model_mode,
+            extra_env=dict(extra_env or {}),
+        )
+
+    @property
+    def web_url(self) -> str:
+        """The master's HTTP base URL (chat page, /api/status)."""
+        return f"http://{self.host}:{self.web_port}"
+
+    @property
+    def grpc_endpoint(self) -> str:
+        """host:port where workers send results back to the master."""
+        return f"{self.host}:{self.grpc_port}"
+
+    def ports(self) -> dict[str, int]:
+        """The ports the cluster listens on, by role."""
+        return {"MQTT": self.mqtt_port, "web": self.web_port, "gRPC": self.grpc_port}
+
+    def _common_env(self, base: Mapping[str, str]) -> dict[str, str]:
+        """What every service process gets: `base`, the broker, the result endpoint."""
+        env = dict(base)
+        env.update(
+            {
+                "MQTT_HOST": self.host,
+                "MQTT_PORT": str(self.mqtt_port),
+                "TOPIC_PREFIX": self.topic_prefix,
+                "GRPC_ENDPOINT": self.grpc_endpoint,
+                # Lines reach the log stream as they are written, not when a pipe buffer fills.
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return env
+
+    def master_env(self, base: Mapping[str, str]) -> dict[str, str]:
+        """The master's environment: `base`, then the cluster's settings, then extra_env."""
+        env = self._common_env(base)
+        env.update(
+            {
+                # Bind where the lab connects, not 0.0.0.0: a local lab should not be reachable from outside.
+                "WEB_HOST": self.host,
+                "WEB_PORT": str(self.web_port),
+                "GRPC_HOST": self.host,
+                "GRPC_PORT": str(self.grpc_port),
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def worker_env(self, worker_id: str, base: Mapping[str, str]) -> dict[str, str]:
+        """A worker's environment: `base`, then the cluster's settings and its id, then extra_env."""
+        env = self._common_env(base)
+        env.update(
+            {
+                "WORKER_ID": worker_id,
+                "WORK_SECONDS": _seconds(self.work_seconds),
+                "MODEL_MODE": self.model_mode,
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def broker_env(self, base: Mapping[str, str]) -> dict[str, str]:
+        """Mosquitto's environment: `base` with extra_env (it reads nothing of ours)."""
+        env = dict(base)
+        env.update(self.extra_env)
+        return env

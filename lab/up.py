@@ -1,0 +1,166 @@
+"""`lab up`: run the whole system locally until Ctrl-C or SIGTERM, streaming every process's log."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+from lab.broker import MosquittoNotFoundError
+from lab.cluster import ClusterStartError, LocalCluster
+from lab.cluster_config import MODEL_MODES
+from lab.ports import PortInUseError, free_port
+
+_PORT_FLAGS = {"MQTT": "--mqtt-port", "web": "--web-port", "gRPC": "--grpc-port"}
+_ESSENTIAL = ("mosquitto", "master")  # without these the system is down; a lost worker is survivable
+
+
+def register(commands: Any) -> None:
+    """Add the `up` subcommand to the `lab` parser's subcommands."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "up",
+        help="start Mosquitto, the master and workers locally (Ctrl-C stops them)",
+        description="Start Mosquitto, the master and N Python workers as local processes, print the chat URL "
+        "and stream their logs until Ctrl-C or SIGTERM, then stop them all. A port of 0 means any free port.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--workers", type=int, default=2, metavar="N", help="number of Python workers")
+    parser.add_argument("--work-seconds", type=float, default=10.0, metavar="S", help="simulated long work per task")
+    parser.add_argument("--web-port", type=int, default=8888, metavar="P", help="HTTP/Socket.IO port (chat)")
+    parser.add_argument("--grpc-port", type=int, default=50051, metavar="G", help="gRPC result port")
+    parser.add_argument("--mqtt-port", type=int, default=1883, metavar="M", help="Mosquitto port")
+    parser.add_argument("--model-mode", choices=MODEL_MODES, default="auto", help="how workers answer")
+    parser.add_argument(
+        "--startup-timeout", type=float, default=30.0, metavar="S", help="give up starting after this long"
+    )
+    parser.set_defaults(run=run)
+
+
+class _Printer:
+    """A log sink printing `name | line` with aligned names, one whole line at a time."""
+
+    def __init__(self, width: int) -> None:
+        self._width = width
+        self._lock = threading.Lock()
+
+    def __call__(self, name: str, line: str) -> None:
+        """Print one log line of process `name`."""
+        with self._lock:
+            print(f"{name:<{self._width}} | {line}", flush=True)
+
+
+class _Stop(Exception):
+    """Raised in the main thread when SIGTERM asks the lab to stop."""
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM handler: unwind like Ctrl-C does, so the same cleanup path runs."""
+    raise _Stop
+
+
+@contextmanager
+def _stop_signals() -> Iterator[None]:
+    """Turn SIGTERM into _Stop and SIGINT into KeyboardInterrupt for the duration, then restore both."""
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous_term = signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous_int)
+        signal.signal(signal.SIGTERM, previous_term)
+
+
+def _ignore_stop_signals() -> None:
+    """While stopping, a second Ctrl-C must not cut the cleanup short (it waits at most a few seconds)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def port_advice(error: PortInUseError) -> str:
+    """What to do about a port that is taken."""
+    flag = _PORT_FLAGS.get(error.role, "--<role>-port")
+    lines = [
+        f"lab up: {error}.",
+        f"  Choose another with {flag}, e.g. {flag} {free_port(error.host)} (or {flag} 0 for any free port).",
+    ]
+    if error.role == "MQTT":
+        lines.append(
+            "  Debian's mosquitto package runs a system broker there; stop it with `sudo systemctl stop mosquitto`."
+        )
+    return "\n".join(lines)
+
+
+def _plural(n: int, word: str) -> str:
+    """`1 worker`, `2 workers`."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _ready_line(cluster: LocalCluster) -> str:
+    """The one-line summary printed once everything is up."""
+    status = cluster.status()
+    workers = len(status.get("workers", []))
+    idle = status.get("idle", 0)
+    who = _plural(workers, "worker") + (" idle" if idle == workers else f" ({idle} idle)")
+    return f"ready: {who}, queue {status.get('queue_length', 0)} — chat at {cluster.web_url}  (Ctrl-C to stop)"
+
+
+def _watch(cluster: LocalCluster) -> int:
+    """Block until a stop signal (returns 0 via the caller) or an essential process dies (returns 1)."""
+    reported: set[str] = set()
+    while True:
+        time.sleep(0.5)
+        for name, code in cluster.exited().items():
+            if name in reported:
+                continue
+            reported.add(name)
+            if name in _ESSENTIAL:
+                print(f"lab up: {name} exited unexpectedly (code {code}); stopping everything", file=sys.stderr)
+                return 1
+            print(f"lab up: {name} exited unexpectedly (code {code}); the others keep running", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `lab up` with parsed `args`; returns the exit code."""
+    width = max(len("mosquitto"), len(f"worker-{args.workers}"))
+    cluster = LocalCluster(
+        workers=args.workers,
+        work_seconds=args.work_seconds,
+        web_port=args.web_port,
+        grpc_port=args.grpc_port,
+        mqtt_port=args.mqtt_port,
+        model_mode=args.model_mode,
+        log_sink=_Printer(width),
+        startup_timeout=args.startup_timeout,
+    )
+    cfg = cluster.config
+    with _stop_signals():
+        try:
+            print(
+                f"lab up: starting Mosquitto on {cfg.host}:{cfg.mqtt_port}, the master (web {cfg.web_port}, "
+                f"gRPC {cfg.grpc_port}) and {_plural(args.workers, 'worker')}",
+                flush=True,
+            )
+            cluster.start()
+            print(_ready_line(cluster), flush=True)
+            return _watch(cluster)
+        except PortInUseError as error:
+            print(port_advice(error), file=sys.stderr)
+            return 2
+        except (MosquittoNotFoundError, ClusterStartError) as error:
+            print(f"lab up: {error}", file=sys.stderr)
+            return 1
+        except (KeyboardInterrupt, _Stop):
+            _ignore_stop_signals()
+            print("lab up: stopping...", flush=True)
+            return 0
+        finally:
+            _ignore_stop_signals()
+            cluster.stop()
+            if cluster.processes:
+                print("lab up: stopped", flush=True)

@@ -1,0 +1,1 @@
+"""The running parts of Swarm AI Lab: protocol, master, worker, web client and broker config."""

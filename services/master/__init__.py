@@ -1,0 +1,1 @@
+"""The master: queues users' questions, hands them to idle workers, delivers their answers."""

@@ -1,0 +1,83 @@
+"""Run the master: `python -m services.master` (settings from the environment)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+import uvicorn
+
+from services.master.app import WebEdge
+from services.master.grpc_edge import start_grpc
+from services.master.mqtt_edge import MqttEdge
+from services.master.service import Master, new_session_id
+from services.master.settings import MasterSettings
+from services.protocol import Topics
+
+log = logging.getLogger("services.master")
+
+
+async def serve(settings: MasterSettings) -> None:
+    """Wire the edges to the master and run until SIGINT/SIGTERM."""
+    # The edges and the master refer to each other; the lambdas bind late, when called.
+    mqtt = MqttEdge(settings.mqtt_host, settings.mqtt_port, Topics(settings.topic_prefix),
+                    settings.advertised_grpc_endpoint, lambda topic, payload: master.on_mqtt(topic, payload))
+    master = Master(settings, mqtt, lambda event, data, session_id: web.emit(event, data, session_id))
+    web = WebEdge(master, new_session_id, mqtt.connected.is_set)
+    grpc_server = await start_grpc(settings.grpc_host, settings.grpc_port, master.on_result)
+    config = uvicorn.Config(web.app, host=settings.web_host, port=settings.web_port, log_level="warning",
+                            lifespan="off")
+    http = uvicorn.Server(config)
+
+    # uvicorn takes SIGINT/SIGTERM while it serves and raises them again when it is done,
+    # so they reach these handlers either way.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    background = [
+        asyncio.create_task(mqtt.run(), name="mqtt"),
+        asyncio.create_task(master.tell_positions(), name="positions"),
+        asyncio.create_task(http.serve(), name="http"),
+    ]
+    log.info("master up: chat on http://%s:%s, gRPC on %s:%s, MQTT %s:%s", settings.web_host,
+             settings.web_port, settings.grpc_host, settings.grpc_port, settings.mqtt_host, settings.mqtt_port)
+    done_waiter = asyncio.create_task(stop.wait())
+    finished, _ = await asyncio.wait([done_waiter, *background], return_when=asyncio.FIRST_COMPLETED)
+    for t in finished:
+        if t is not done_waiter and t.exception() is not None:
+            log.error("%s stopped: %s", t.get_name(), t.exception())
+    log.info("master stopping")
+    http.should_exit = True
+    await grpc_server.stop(grace=1.0)
+    await mqtt.close()
+    for t in background:
+        t.cancel()
+    for t in background:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await t
+
+
+def main() -> int:
+    """Entry point: read settings, configure logging, serve."""
+    try:
+        settings = MasterSettings.from_env()
+    except ValueError as e:
+        print(f"master: bad setting: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(serve(settings))
+    except OSError as e:
+        log.error("%s", e)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""The master's web edge: FastAPI (chat page, status, health, metrics) with Socket.IO mounted."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import socketio
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import FileResponse, JSONResponse, Response
+
+from services.protocol import Events
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parents[1] / "web"
+CLIENT_JS = WEB_DIR / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
+SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml"}
+
+
+class WebEdge:
+    """Builds the ASGI app; Socket.IO sessions are rooms named by the session id."""
+
+    def __init__(self, master: Any, new_session_id: Callable[[], str], is_healthy: Callable[[], bool]) -> None:
+        self.master = master
+        self._new_session_id = new_session_id
+        self._is_healthy = is_healthy
+        self.sio = socketio.AsyncServer(async_mode="asgi", logger=False,
+                                        engineio_logger=False, max_http_buffer_size=1_000_000)
+        self._sessions: dict[str, str] = {}  # Socket.IO sid -> session id
+        self._register_events()
+        self.api = self._build_api()
+        self.app = socketio.ASGIApp(self.sio, other_asgi_app=self.api)
+
+    async def emit(self, event: str, data: dict[str, Any], session_id: str) -> None:
+        """Send an event to every connection of a session."""
+        await self.sio.emit(event, data, to=session_id)
+
+    def _register_events(self) -> None:
+        sio = self.sio
+
+        @sio.event  # type: ignore[untyped-decorator]
+        async def connect(sid: str, environ: dict[str, Any], auth: object = None) -> None:
+            offered = auth.get("sessionId") if isinstance(auth, dict) else None
+            session_id = offered if isinstance(offered, str) and SESSION_RE.match(offered) else None
+            session_id = session_id or self._new_session_id()
+            self._sessions[sid] = session_id
+            await sio.enter_room(sid, session_id)
+            await sio.emit(Events.SESSION_ID, session_id, to=sid)
+
+        @sio.event  # type: ignore[untyped-decorator]
+        async def disconnect(sid: str, *args: object) -> None:
+            self._sessions.pop(sid, None)
+
+        @sio.on(Events.USER_QUERY)  # type: ignore[untyped-decorator]
+        async def user_query(sid: str, data: object = None) -> dict[str, Any]:
+            session_id = self._sessions.get(sid)
+            if session_id is None:
+                return {"error": "no session: reconnect and try again"}
+            result: dict[str, Any] = await self.master.submit(session_id, data)
+            return result
+
+    def _build_api(self) -> FastAPI:
+        api = FastAPI(title="Swarm AI Lab master", docs_url="/api/docs", openapi_url="/api/openapi.json")
+
+        @api.get("/", include_in_schema=False)
+        async def index() -> FileResponse:
+            return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+
+        @api.get("/static/{name}", include_in_schema=False)
+        async def static(name: str) -> FileResponse:
+            path = WEB_DIR / name
+            if "/" in name or name.startswith(".") or not path.is_file() or path.suffix not in STATIC_TYPES:
+                raise HTTPException(404)
+            return FileResponse(path, media_type=STATIC_TYPES[path.suffix])
+
+        @api.get("/vendor/socket.io.min.js", include_in_schema=False)
+        async def client_js() -> FileResponse:
+            if not CLIENT_JS.is_file():
+                raise HTTPException(404, "socket.io-client is not installed: run `make setup`")
+            return FileResponse(CLIENT_JS, media_type="text/javascript")
+
+        @api.get("/healthz")
+        async def healthz() -> JSONResponse:
+            ok = self._is_healthy()
+            return JSONResponse({"status": "ok" if ok else "degraded", "mqtt": ok}, status_code=200 if ok else 503)
+
+        @api.get("/api/status")
+        async def status() -> dict[str, Any]:
+            result: dict[str, Any] = self.master.status()
+            return result
+
+        @api.get("/metrics")
+        async def metrics() -> Response:
+            return Response(self.master.metrics.render(), media_type="text/plain; version=0.0.4")
+
+        return api

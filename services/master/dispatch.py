@@ -1,0 +1,236 @@
+"""Pure dispatch decisions: the task queue, assignment to the longest-idle worker, result checks.
+
+No I/O here: every method takes the current time and returns what the edges must do.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+
+from services.master.registry import Registry, Worker, WorkerState, language_of
+
+
+class TaskState(str, Enum):
+    """Where a task is in its life."""
+
+    QUEUED = "queued"
+    ASSIGNED = "assigned"
+    ANSWERED = "answered"
+    FAILED = "failed"
+
+
+@dataclass
+class Task:
+    """One user question, from acceptance until its answer (or failure) is known."""
+
+    task_id: str
+    session_id: str
+    query: str
+    submitted_ms: int
+    api_key: str = field(default="", repr=False)  # kept in memory only, never logged
+    model: str | None = None
+    attempt: int = 0
+    token: str = field(default="", repr=False)
+    worker_id: str | None = None
+    assigned_ms: int = 0
+    state: TaskState = TaskState.QUEUED
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Send `task` (its current attempt and token) to `worker_id`."""
+
+    task: Task
+    worker_id: str
+
+
+@dataclass(frozen=True)
+class Failure:
+    """`task` failed for good (too many attempts); tell its user `message`."""
+
+    task: Task
+    message: str
+
+
+@dataclass(frozen=True)
+class ResultClaim:
+    """What a worker's result says about which task it answers (the rest is payload)."""
+
+    worker_id: str
+    task_id: str
+    attempt: int
+    token: str
+
+
+@dataclass
+class Outcome:
+    """What the edges must do after an event: assignments to publish and failures to deliver."""
+
+    assignments: list[Assignment] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a result is accepted; on acceptance `task` is the finished task."""
+
+    accepted: bool
+    message: str
+    task: Task | None = None
+    outcome: Outcome = field(default_factory=Outcome)
+
+
+class Dispatcher:
+    """The queue, the in-flight tasks and the registry, changed only through these methods."""
+
+    def __init__(
+        self,
+        *,
+        max_attempts: int = 3,
+        allow_baseline: bool = False,
+        new_token: Callable[[], str] = lambda: secrets.token_urlsafe(24),
+    ) -> None:
+        self.registry = Registry()
+        self.max_attempts = max_attempts
+        self.allow_baseline = allow_baseline
+        self._new_token = new_token
+        self._queue: deque[Task] = deque()
+        self._tasks: dict[str, Task] = {}
+
+    # -- reading ---------------------------------------------------------------------------
+    @property
+    def queue_length(self) -> int:
+        """Tasks waiting for a worker."""
+        return len(self._queue)
+
+    @property
+    def in_flight(self) -> int:
+        """Tasks given to a worker and not answered yet."""
+        return len(self._tasks) - len(self._queue)
+
+    def task(self, task_id: str) -> Task | None:
+        """A task that is queued or assigned."""
+        return self._tasks.get(task_id)
+
+    def queued(self) -> Iterator[tuple[int, Task]]:
+        """Queued tasks with their 1-based position."""
+        return enumerate(self._queue, start=1)
+
+    # -- events ----------------------------------------------------------------------------
+    def submit(self, task: Task, now_ms: int) -> tuple[int, Outcome]:
+        """Accept a new task; returns its queue position (0: assigned at once) and what to do."""
+        if task.task_id in self._tasks:
+            raise ValueError(f"duplicate task id {task.task_id}")
+        self._tasks[task.task_id] = task
+        self._queue.append(task)
+        outcome = self._dispatch(now_ms)
+        if task.state is TaskState.ASSIGNED:
+            return 0, outcome
+        return len(self._queue), outcome
+
+    def worker_online(self, worker_id: str, language: str, now_ms: int) -> Outcome:
+        """A worker registered (or re-registered after a reconnect)."""
+        worker = self.registry.upsert(worker_id, language, now_ms)
+        if worker.task_id is None and worker.state is not WorkerState.IDLE:
+            self.registry.mark_idle(worker, now_ms)
+        return self._dispatch(now_ms)
+
+    def worker_status(self, worker_id: str, status: str, now_ms: int) -> Outcome:
+        """A worker reported idle, busy or (by Last Will) offline."""
+        worker = self.registry.get(worker_id)
+        if status == WorkerState.OFFLINE.value:
+            return self._worker_lost(worker, now_ms) if worker else Outcome()
+        if worker is None or worker.state is WorkerState.OFFLINE:
+            # A worker we do not know (e.g. we restarted): it is online, so admit it.
+            worker = self.registry.upsert(worker_id, language_of(worker_id), now_ms)
+        worker.last_seen_ms = now_ms
+        if worker.task_id is not None:
+            # We gave it a task and have not had the result: its idle/busy reports can be stale
+            # (an idle sent after the previous result crosses our next assignment), so the
+            # assignment stands until the result or its loss.
+            return Outcome()
+        if status == WorkerState.IDLE.value:
+            if worker.state is not WorkerState.IDLE:
+                self.registry.mark_idle(worker, now_ms)
+            return self._dispatch(now_ms)
+        self.registry.mark_busy(worker, None, now_ms)
+        return Outcome()
+
+    def result(self, claim: ResultClaim, now_ms: int) -> Verdict:
+        """Check a worker's result against the task's current attempt; accept or refuse it."""
+        if not claim.task_id:
+            if not self.allow_baseline:
+                return Verdict(False, "refused: results must carry task_id and token "
+                               "(baseline workers need ALLOW_BASELINE_WORKERS=true)")
+            worker = self.registry.get(claim.worker_id)
+            task = self._tasks.get(worker.task_id) if worker and worker.task_id else None
+            if task is None:
+                return Verdict(False, f"refused: worker {claim.worker_id} holds no task")
+        else:
+            task = self._tasks.get(claim.task_id)
+            if task is None:
+                return Verdict(False, "refused: unknown or already finished task")
+            if task.state is not TaskState.ASSIGNED or claim.attempt != task.attempt:
+                return Verdict(False, f"refused: attempt {claim.attempt} is not the current attempt")
+            if not hmac.compare_digest(claim.token.encode(), task.token.encode()):
+                return Verdict(False, "refused: invalid token")
+            if claim.worker_id != task.worker_id:
+                return Verdict(False, "refused: task is assigned to another worker")
+        del self._tasks[task.task_id]
+        worker = self.registry.get(task.worker_id or "")
+        if worker is not None and worker.task_id == task.task_id:
+            worker.tasks_done += 1
+            self.registry.mark_idle(worker, now_ms)
+        return Verdict(True, "accepted", task, self._dispatch(now_ms))
+
+    def finish(self, task: Task, failed: bool) -> None:
+        """Record how an accepted task ended (counts on its worker)."""
+        task.state = TaskState.FAILED if failed else TaskState.ANSWERED
+        worker = self.registry.get(task.worker_id or "")
+        if failed and worker is not None:
+            worker.tasks_failed += 1
+
+    # -- internals -------------------------------------------------------------------------
+    def _worker_lost(self, worker: Worker, now_ms: int) -> Outcome:
+        """A worker went offline: its task goes back to the front of the queue, or fails."""
+        task = self._tasks.get(worker.task_id) if worker.task_id else None
+        self.registry.mark_offline(worker, now_ms)
+        outcome = Outcome()
+        if task is not None:
+            if task.attempt >= self.max_attempts:
+                del self._tasks[task.task_id]
+                task.state = TaskState.FAILED
+                outcome.failures.append(
+                    Failure(task, f"Sorry, this question failed: {task.attempt} workers were lost "
+                                  "while answering it.")
+                )
+            else:
+                task.state = TaskState.QUEUED
+                task.worker_id = None
+                task.token = ""
+                self._queue.appendleft(task)
+        more = self._dispatch(now_ms)
+        outcome.assignments.extend(more.assignments)
+        return outcome
+
+    def _dispatch(self, now_ms: int) -> Outcome:
+        """Give queued tasks, oldest first, to the workers idle for longest."""
+        outcome = Outcome()
+        while self._queue:
+            worker = self.registry.take_longest_idle()
+            if worker is None:
+                break
+            task = self._queue.popleft()
+            task.attempt += 1
+            task.token = self._new_token()
+            task.worker_id = worker.worker_id
+            task.assigned_ms = now_ms
+            task.state = TaskState.ASSIGNED
+            self.registry.mark_busy(worker, task.task_id, now_ms)
+            outcome.assignments.append(Assignment(task, worker.worker_id))
+        return outcome

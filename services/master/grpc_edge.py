@@ -1,0 +1,48 @@
+"""The master's gRPC edge: the `WorkerCallback` service that receives results."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import grpc
+
+from services.protocol.rpc import pb, pb_grpc
+
+log = logging.getLogger(__name__)
+
+# A result carries one answer; anything far larger is an abuse (the default limit is 4 MB).
+MAX_MESSAGE_BYTES = 1 << 20
+
+
+class ResultService(pb_grpc.WorkerCallbackServicer):
+    """Converts `SendResult` calls into `on_result(result) -> (accepted, message)`."""
+
+    def __init__(self, on_result: Callable[[pb.TaskResult], Awaitable[tuple[bool, str]]]) -> None:
+        self._on_result = on_result
+
+    async def SendResult(self, request: pb.TaskResult, context: grpc.aio.ServicerContext) -> pb.ResultAck:
+        """Acknowledge a result: success only when it answers the task's current attempt."""
+        try:
+            accepted, message = await self._on_result(request)
+        except Exception:
+            log.exception("error while handling a result")
+            return pb.ResultAck(success=False, message="internal error while handling the result")
+        return pb.ResultAck(success=accepted, message=message)
+
+
+async def start_grpc(
+    host: str, port: int, on_result: Callable[[pb.TaskResult], Awaitable[tuple[bool, str]]]
+) -> grpc.aio.Server:
+    """Start the result server on host:port and return it."""
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ])
+    pb_grpc.add_WorkerCallbackServicer_to_server(ResultService(on_result), server)  # type: ignore[no-untyped-call]
+    address = f"{host}:{port}"
+    if server.add_insecure_port(address) == 0:
+        raise OSError(f"cannot listen for gRPC on {address} (port in use?)")
+    await server.start()
+    log.info("gRPC result server listening on %s", address)
+    return server

@@ -1,0 +1,98 @@
+"""The worker registry: who is online, who is idle, and in which order they became idle."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
+
+
+class WorkerState(str, Enum):
+    """What the master believes a worker is doing."""
+
+    IDLE = "idle"
+    BUSY = "busy"
+    OFFLINE = "offline"
+
+
+@dataclass
+class Worker:
+    """One worker as the master sees it."""
+
+    worker_id: str
+    language: str
+    state: WorkerState
+    registered_ms: int
+    last_seen_ms: int
+    task_id: str | None = None  # the task the master gave it and has not got back yet
+    tasks_done: int = 0
+    tasks_failed: int = 0
+
+
+def language_of(worker_id: str) -> str:
+    """The language named by a baseline worker id (`<language>-worker-<random>`), or `unknown`."""
+    head, sep, _ = worker_id.partition("-worker-")
+    return head if sep and head else "unknown"
+
+
+class Registry:
+    """Workers by id, plus the idle ones ordered by how long they have been idle (oldest first)."""
+
+    def __init__(self) -> None:
+        self._workers: dict[str, Worker] = {}
+        self._idle: OrderedDict[str, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._workers)
+
+    def __iter__(self) -> Iterator[Worker]:
+        return iter(self._workers.values())
+
+    def get(self, worker_id: str) -> Worker | None:
+        """The worker with this id, if ever seen."""
+        return self._workers.get(worker_id)
+
+    def upsert(self, worker_id: str, language: str, now_ms: int) -> Worker:
+        """Record a worker that says it is online; a new one starts busy until marked idle."""
+        worker = self._workers.get(worker_id)
+        if worker is None:
+            worker = Worker(worker_id, language, WorkerState.BUSY, now_ms, now_ms)
+            self._workers[worker_id] = worker
+        worker.language = language or worker.language
+        worker.last_seen_ms = now_ms
+        return worker
+
+    def mark_idle(self, worker: Worker, now_ms: int) -> None:
+        """Make a worker assignable, at the back of the idle order (it was idle for the shortest time)."""
+        worker.state = WorkerState.IDLE
+        worker.task_id = None
+        worker.last_seen_ms = now_ms
+        self._idle[worker.worker_id] = None
+        self._idle.move_to_end(worker.worker_id)
+
+    def mark_busy(self, worker: Worker, task_id: str | None, now_ms: int) -> None:
+        """Take a worker out of the idle order, holding `task_id` (None: work the master did not give)."""
+        worker.state = WorkerState.BUSY
+        worker.task_id = task_id
+        worker.last_seen_ms = now_ms
+        self._idle.pop(worker.worker_id, None)
+
+    def mark_offline(self, worker: Worker, now_ms: int) -> None:
+        """Take a worker out of service; its task (if any) is the caller's to requeue."""
+        worker.state = WorkerState.OFFLINE
+        worker.task_id = None
+        worker.last_seen_ms = now_ms
+        self._idle.pop(worker.worker_id, None)
+
+    def take_longest_idle(self) -> Worker | None:
+        """The worker idle for the longest time, or None when nobody is idle (not yet marked busy)."""
+        for worker_id in self._idle:
+            return self._workers[worker_id]
+        return None
+
+    def count(self, state: WorkerState) -> int:
+        """How many workers are in `state`."""
+        if state is WorkerState.IDLE:
+            return len(self._idle)
+        return sum(1 for w in self._workers.values() if w.state is state)

@@ -1,0 +1,18 @@
+"""Socket.IO event names (default namespace)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+
+class Events:
+    """Event names between the master and browsers or notebooks."""
+
+    # Baseline.
+    SESSION_ID: Final = "session-id"  # master -> client on connect: the session id
+    USER_QUERY: Final = "user-query"  # client -> master: {query, apiKey?}; acknowledged (extension)
+    TASK_QUEUED: Final = "task-queued"  # master -> client: {position, taskId}
+    AI_RESPONSE: Final = "ai-response"  # master -> client: {query, response, workerId, processingTime, ...}
+    # Extensions.
+    TASK_ASSIGNED: Final = "task-assigned"  # master -> client: {taskId, workerId}
+    STATUS: Final = "system-status"  # master -> client: {workers, idle, busy, queued}

@@ -1,0 +1,145 @@
+"""JSON messages of the wire contract, with one `encode`/`decode` pair for all of them.
+
+Unknown keys are ignored (extensions are additive); missing or mistyped baseline keys are a
+`DecodeError` that says which field is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from services.protocol.errors import DecodeError
+
+# A worker id ends up inside a topic name: no wildcards, no separators, bounded length.
+WorkerId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Timestamp = Annotated[int, Field(ge=0)]
+Language = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+
+M = TypeVar("M", bound="Message")
+
+
+def now_ms() -> int:
+    """Milliseconds since the Unix epoch, the unit of every timestamp on the wire."""
+    return time.time_ns() // 1_000_000
+
+
+class Message(BaseModel):
+    """Base of every JSON message: frozen, unknown keys ignored, ints not parsed from strings."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=False, str_max_length=1_000_000)
+    kind: ClassVar[str] = "message"
+
+
+class RegisterMessage(Message):
+    """`workers/register`: a worker (re)announces itself, always as idle."""
+
+    kind: ClassVar[str] = "register message"
+    worker_id: WorkerId
+    language: Language
+    status: Literal["idle"] = "idle"
+    timestamp: Timestamp = Field(default_factory=now_ms)
+
+
+class StatusMessage(Message):
+    """`workers/status`: idle or busy from the worker, offline from its Last Will."""
+
+    kind: ClassVar[str] = "status message"
+    worker_id: WorkerId
+    status: Literal["idle", "busy", "offline"]
+    timestamp: Timestamp | None = None
+
+
+class TaskMessage(Message):
+    """`workers/{id}/tasks`: one attempt at one task, sent to the worker it is assigned to.
+
+    `session_id` is baseline; we fill it with the task id, because a user's session id is a
+    bearer secret that is never published.
+    """
+
+    kind: ClassVar[str] = "task message"
+    worker_id: WorkerId
+    session_id: str
+    query: str
+    api_key: str = ""
+    grpc_endpoint: str
+    timestamp: Timestamp
+    task_id: str | None = None
+    attempt: int | None = None
+    token: str | None = None
+    model: str | None = None
+
+
+class LogMessage(Message):
+    """`logs`: one human-readable line."""
+
+    kind: ClassVar[str] = "log message"
+    timestamp: Timestamp = Field(default_factory=now_ms)
+    source: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    message: Annotated[str, StringConstraints(max_length=10_000)]
+
+
+class ResultSummary(Message):
+    """`results`: what happened to one finished task; timings only, no text and no key."""
+
+    kind: ClassVar[str] = "result summary"
+    task_id: str
+    worker_id: str
+    language: str = ""
+    attempt: int
+    outcome: Literal["answered", "failed"]
+    error: str = ""
+    model: str = ""
+    query_timestamp: Timestamp
+    assigned_timestamp: Timestamp
+    started_timestamp: Timestamp = 0
+    completion_timestamp: Timestamp
+    received_timestamp: Timestamp
+    processing_time_ms: int
+    model_time_ms: int = 0
+
+
+class MasterPresence(Message):
+    """`master/status`: retained; `online` when the master is up, `offline` from its Last Will."""
+
+    kind: ClassVar[str] = "master presence"
+    status: Literal["online", "offline"]
+    timestamp: Timestamp | None = None
+    grpc_endpoint: str = ""
+
+
+class UserQuery(Message):
+    """Socket.IO `user-query` payload: the question and an optional key of the user's own."""
+
+    kind: ClassVar[str] = "user-query"
+    query: str
+    apiKey: str | None = None
+    model: str | None = None
+
+
+def decode(cls: type[M], raw: bytes | str | object) -> M:
+    """Read one message from JSON bytes/str (MQTT) or an already parsed object (Socket.IO)."""
+    kind = cls.kind
+    if isinstance(raw, (bytes, bytearray, str)):
+        try:
+            data: Any = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DecodeError(kind, f"not UTF-8 JSON ({e})", raw) from e
+    else:
+        data = raw
+    if not isinstance(data, dict):
+        raise DecodeError(kind, f"expected a JSON object, got {type(data).__name__}", raw)
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "payload"
+        raise DecodeError(kind, f"{where}: {first['msg']}", raw) from e
+
+
+def encode(message: Message) -> bytes:
+    """The UTF-8 JSON bytes of a message; optional extension keys left unset are omitted."""
+    return message.model_dump_json(exclude_none=True).encode()

@@ -1,0 +1,172 @@
+"""The worker's life: stay connected, register, take tasks one at a time, answer, report."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import aiomqtt
+
+from services.protocol import (
+    DecodeError,
+    LogMessage,
+    MasterPresence,
+    RegisterMessage,
+    StatusMessage,
+    TaskMessage,
+    Topics,
+    decode,
+    encode,
+    now_ms,
+)
+from services.protocol.rpc import pb
+from services.worker.callback import CallbackError, ResultSender
+from services.worker.models import Model, ModelError
+from services.worker.settings import LANGUAGE, WorkerSettings
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 10.0
+
+
+class WorkerRunner:
+    """Connects to MQTT and processes the tasks addressed to this worker, in arrival order."""
+
+    def __init__(self, settings: WorkerSettings, model: Model, sender: ResultSender | None = None) -> None:
+        self.settings = settings
+        self.worker_id = settings.worker_id
+        self.topics = Topics(settings.topic_prefix)
+        self._model = model
+        self._sender = sender or ResultSender(retries=settings.grpc_retries)
+        self._tasks: asyncio.Queue[TaskMessage] = asyncio.Queue()
+        self._client: aiomqtt.Client | None = None
+        self._busy = False
+        self._master_started: int | None = None  # timestamp of the master presence we last saw
+        self.registered = asyncio.Event()
+
+    # -- MQTT -------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Forever: keep the MQTT connection up and work through tasks."""
+        worker = asyncio.create_task(self._work(), name="work")
+        try:
+            await self._connect_forever()
+        finally:
+            worker.cancel()
+            await self._sender.close()
+
+    async def _connect_forever(self) -> None:
+        backoff = 0.5
+        offline = encode(StatusMessage(worker_id=self.worker_id, status="offline"))
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    self.settings.mqtt_host, self.settings.mqtt_port, identifier=self.worker_id,
+                    keepalive=15, clean_session=False,  # the broker keeps our task messages while we reconnect
+                    will=aiomqtt.Will(self.topics.status, offline, qos=1),
+                ) as client:
+                    self._client = client
+                    await client.subscribe([(self.topics.tasks(self.worker_id), 1), (self.topics.master_status, 1)])
+                    await self._register(client)
+                    backoff = 0.5
+                    async for message in client.messages:
+                        await self._on_message(client, str(message.topic), message.payload)
+            except aiomqtt.MqttError as e:
+                log.warning("MQTT connection lost or refused (%s); retrying in %.1f s", e, backoff)
+            finally:
+                self._client = None
+                self.registered.clear()
+            await asyncio.sleep(backoff)
+            backoff = min(MAX_BACKOFF_S, backoff * 2)
+
+    async def _register(self, client: aiomqtt.Client) -> None:
+        """Announce this worker; a worker in the middle of a task says so right after."""
+        register = RegisterMessage(worker_id=self.worker_id, language=LANGUAGE, timestamp=now_ms())
+        await client.publish(self.topics.register, encode(register), qos=1)
+        if self._busy:
+            self._publish_status("busy")
+        self.registered.set()
+        log.info("registered as %s", self.worker_id)
+
+    async def _on_message(self, client: aiomqtt.Client, topic: str, payload: object) -> None:
+        raw = payload if isinstance(payload, (bytes, str)) else b""
+        try:
+            if topic == self.topics.master_status:
+                presence = decode(MasterPresence, raw)
+                if presence.status == "online" and presence.timestamp != self._master_started:
+                    restarted = self._master_started is not None
+                    self._master_started = presence.timestamp
+                    if restarted:
+                        await self._register(client)  # a restarted master learns about us at once
+                return
+            task = decode(TaskMessage, raw)
+        except DecodeError as e:
+            log.warning("ignored a bad message on %s: %s", topic, e)
+            return
+        if task.worker_id != self.worker_id:
+            log.warning("ignored a task addressed to %s", task.worker_id)
+            return
+        self._tasks.put_nowait(task)
+
+    def _publish(self, topic: str, payload: bytes, qos: int) -> None:
+        client = self._client
+        if client is None:
+            return
+        task = asyncio.get_running_loop().create_task(client.publish(topic, payload, qos=qos))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # failures are not fatal here
+
+    def _publish_status(self, status: str) -> None:
+        message = StatusMessage(worker_id=self.worker_id, status=status, timestamp=now_ms())  # type: ignore[arg-type]
+        self._publish(self.topics.status, encode(message), qos=1)
+
+    def _log(self, text: str) -> None:
+        log.info("%s", text)
+        self._publish(self.topics.logs, encode(LogMessage(source=self.worker_id, message=text)), qos=0)
+
+    # -- work -------------------------------------------------------------------------------
+    async def _work(self) -> None:
+        """Take tasks one at a time; the model and the simulated work run here, not in the MQTT loop."""
+        while True:
+            task = await self._tasks.get()
+            self._busy = True
+            self._publish_status("busy")
+            try:
+                await self.process(task)
+            except Exception:
+                log.exception("unexpected error on task %s", (task.task_id or "?")[:8])
+            finally:
+                self._busy = False
+                if self._tasks.empty():
+                    self._publish_status("idle")
+
+    async def process(self, task: TaskMessage) -> pb.ResultAck | None:
+        """Answer one task and report it; returns the master's acknowledgement, if any."""
+        label = (task.task_id or task.session_id)[:8]
+        self._log(f"task {label} started (attempt {task.attempt or 1})")
+        started_wall, started = now_ms(), time.monotonic()
+        self._sender.prepare(task.grpc_endpoint)
+        text, error, model_name, model_ms = "", "", "", 0
+        try:
+            answer = await self._model.answer(task.query, api_key=task.api_key or None, model=task.model)
+            text, model_name, model_ms = answer.text, answer.model, answer.elapsed_ms
+            await asyncio.sleep(self.settings.work_seconds)  # the simulated long processing
+        except ModelError as e:
+            error = e.user_message
+        processing_ms = round((time.monotonic() - started) * 1000)
+        result = pb.TaskResult(
+            worker_id=self.worker_id, session_id=task.session_id, original_query=task.query,
+            ai_response=text, api_key="", processing_time_ms=processing_ms,
+            query_timestamp=task.timestamp, completion_timestamp=now_ms(), task_id=task.task_id or "",
+            attempt=task.attempt or 0, token=task.token or "", error=error, model=model_name,
+            started_timestamp=started_wall, model_time_ms=model_ms,
+        )
+        try:
+            ack = await self._sender.send(task.grpc_endpoint, result)
+        except CallbackError as e:
+            self._log(f"task {label}: {e}")
+            return None
+        if ack.success:
+            self._log(f"task {label} {'failed' if error else 'done'} in {processing_ms} ms")
+        else:
+            self._log(f"task {label} result refused by the master: {ack.message}")
+        return ack

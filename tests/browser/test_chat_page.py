@@ -1,0 +1,172 @@
+"""The chat page in a real Chromium against a real master with two real workers (offline model).
+
+Needs the `system` fixture (tests/conftest.py): an object whose `web_url` is the master's HTTP address.
+Chromium is the system one at /usr/bin/chromium (never `playwright install`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+from playwright.sync_api import Browser, Locator, Page, Request, WebSocket, expect, sync_playwright
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+CONNECT_TIMEOUT_MS = 15_000
+ANSWER_TIMEOUT_MS = 60_000  # two workers, WORK_SECONDS about 1: generous for a slow CI machine
+INTEGER = re.compile(r"^\d+$")
+
+
+class System(Protocol):
+    """What these tests need from the `system` fixture."""
+
+    web_url: str
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        reason = f"Chromium not found at {CHROMIUM}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(f"{reason} (CI fails here)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def outgoing() -> list[str]:
+    """Everything the page sends to the server over Socket.IO (polling bodies and WebSocket frames)."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, system: System, outgoing: list[str]) -> Iterator[Page]:
+    """A fresh page (own storage) on the chat, connected, with a session id; fails on any script error."""
+    context = browser.new_context(viewport={"width": 1000, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    def on_request(request: Request) -> None:
+        if "/socket.io/" in request.url and request.post_data:
+            outgoing.append(request.post_data)
+
+    def on_websocket(ws: WebSocket) -> None:
+        ws.on("framesent", lambda payload: outgoing.append(payload if isinstance(payload, str) else ""))
+
+    page.on("request", on_request)
+    page.on("websocket", on_websocket)
+    try:
+        page.goto(system.web_url.rstrip("/") + "/")
+        status = page.get_by_test_id("status")
+        expect(status).to_have_attribute("data-state", "connected", timeout=CONNECT_TIMEOUT_MS)
+        expect(status).to_contain_text("Connected")
+        expect(page.get_by_test_id("session-id")).not_to_be_empty(timeout=CONNECT_TIMEOUT_MS)
+        yield page
+        assert errors == [], f"script errors on the page: {errors}"
+    finally:
+        context.close()
+
+
+def ask(page: Page, question: str, *, with_enter: bool) -> None:
+    """Type a question and send it with Enter or the button; the input must be free again at once."""
+    box = page.get_by_test_id("query-input")
+    box.fill(question)
+    if with_enter:
+        box.press("Enter")
+    else:
+        page.get_by_test_id("send-button").click()
+    expect(box).to_have_value("")
+    expect(box).to_be_editable()
+
+
+def check_answered(exchange: Locator) -> tuple[str, int, int]:
+    """Wait for an exchange to be answered; return (answer text, processing ms, total ms)."""
+    expect(exchange).to_have_attribute("data-state", "answered", timeout=ANSWER_TIMEOUT_MS)
+    assert exchange.get_attribute("data-task-id"), "an answered exchange carries its task id"
+    answer = exchange.get_by_test_id("answer").inner_text()
+    assert answer.strip(), "the answer is not empty"
+    assert exchange.get_by_test_id("answer-worker").inner_text().strip(), "the worker id is shown"
+    processing = exchange.get_by_test_id("answer-processing-ms").inner_text().strip()
+    total = exchange.get_by_test_id("answer-total-ms").inner_text().strip()
+    assert INTEGER.match(processing), f"processing time is an integer of ms: {processing!r}"
+    assert INTEGER.match(total), f"total time is an integer of ms: {total!r}"
+    expect(exchange.get_by_test_id("error")).to_be_hidden()
+    return answer, int(processing), int(total)
+
+
+def test_two_questions_in_flight_are_both_answered_as_plain_text(page: Page) -> None:
+    markup = '<b id="injected-b">bold</b> <img id="injected-img" src="x" onerror="window.__xss = 1">'
+    questions = ["What is MQTT used for?", f"Is this markup shown as text? {markup}"]
+
+    ask(page, questions[0], with_enter=True)
+    ask(page, questions[1], with_enter=False)  # sent while the first is still waiting
+
+    exchanges = page.get_by_test_id("exchange")
+    expect(exchanges).to_have_count(2)
+    for exchange in (exchanges.nth(0), exchanges.nth(1)):
+        expect(exchange).to_have_attribute("data-task-id", re.compile(r".+"), timeout=CONNECT_TIMEOUT_MS)
+    ids = [exchanges.nth(i).get_attribute("data-task-id") for i in range(2)]
+    assert ids[0] != ids[1], f"each question has its own task: {ids}"
+
+    for i, question in enumerate(questions):
+        exchange = exchanges.nth(i)
+        assert exchange.get_by_test_id("question").inner_text() == question
+        answer, processing, total = check_answered(exchange)
+        # The total is measured in the page from sending to the answer, so it covers the worker's time
+        # (a few ms of slack for clocks that round differently).
+        assert total + 50 >= processing, f"total {total} ms < processing {processing} ms"
+        expect(exchange.get_by_test_id("queue-position")).to_be_hidden()
+
+    # The offline model echoes the question: the markup must come back as literal text, not as elements.
+    answer = exchanges.nth(1).get_by_test_id("answer").inner_text()
+    assert "<b" in answer and "<img" in answer, f"the markup is echoed as text: {answer!r}"
+    assert page.locator("#injected-b, #injected-img").count() == 0
+    assert page.locator("[data-testid=exchange] b, [data-testid=exchange] img").count() == 0
+    assert page.evaluate("() => window.__xss") is None
+
+
+def test_api_key_is_sent_but_never_shown_or_stored(page: Page, outgoing: list[str]) -> None:
+    secret = "AIza-browser-test-SECRET-7f3c9e1d"
+    sent = outgoing
+
+    # No key typed: no apiKey in the message.
+    ask(page, "A question without a key", with_enter=True)
+    check_answered(page.get_by_test_id("exchange").nth(0))
+    assert any("A question without a key" in s for s in sent), "the question went over a captured transport"
+    assert not any('"apiKey"' in s for s in sent), "an empty key is not sent"
+
+    key_box = page.get_by_test_id("api-key")
+    expect(key_box).to_have_attribute("type", "password")
+    page.locator("details.key summary").click()
+    key_box.fill(secret)
+    ask(page, "A question with a key", with_enter=True)
+    check_answered(page.get_by_test_id("exchange").nth(1))
+    assert any(secret in s and '"apiKey"' in s for s in sent), "the key travels with the question"
+
+    # Kept in the page for the next question, but never displayed, never in the DOM, never stored.
+    expect(key_box).to_have_value(secret)
+    assert secret not in page.locator("body").inner_text()
+    assert secret not in page.content()
+    stored = page.evaluate("() => JSON.stringify([{...localStorage}, {...sessionStorage}, document.cookie])")
+    assert secret not in stored

@@ -1,0 +1,223 @@
+"""Tests of the local cluster's configuration: broker config, service environments, ports, CLI options."""
+
+from __future__ import annotations
+
+import getpass
+import re
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from lab import broker
+from lab.cli import build_parser
+from lab.cluster import LocalCluster
+from lab.cluster_config import ClusterConfig, resolve_port
+from lab.ports import PortInUseError, free_port, port_in_use
+from lab.up import port_advice
+
+BASE = {"PATH": "/usr/bin", "HOME": "/home/someone", "MQTT_PORT": "1", "WORKER_ID": "from-shell"}
+
+
+def _config(**overrides: object) -> ClusterConfig:
+    values: dict[str, object] = {"web_port": 8001, "grpc_port": 8002, "mqtt_port": 8003}
+    values.update(overrides)
+    return ClusterConfig(**values)  # type: ignore[arg-type]
+
+
+def _directives(text: str) -> list[tuple[str, str]]:
+    """(option, value) of each non-comment line, in order."""
+    lines = [line.strip() for line in text.splitlines()]
+    return [(line.split()[0], line.partition(" ")[2]) for line in lines if line and not line.startswith("#")]
+
+
+# -- broker config --------------------------------------------------------------------------------------
+
+
+def test_committed_config_has_no_listener_or_authentication() -> None:
+    options = {name for name, _ in _directives(broker.base_config())}
+    assert not options & {"listener", "port", "bind_address", "allow_anonymous", "password_file", "user"}
+
+
+def test_committed_config_keeps_bursts_and_bounds_packets() -> None:
+    settings = dict(_directives(broker.base_config()))
+    assert settings["max_queued_messages"] == "100000"  # the default 1000 drops QoS 1 bursts silently
+    assert settings["per_listener_settings"] == "false"
+    assert settings["persistence"] == "false"
+    assert 0 < int(settings["max_packet_size"]) <= 1024 * 1024
+    assert int(settings["max_inflight_messages"]) >= 20
+    assert settings["log_timestamp"] == "true"
+    assert "message_size_limit" not in settings  # deprecated in Mosquitto 2; max_packet_size replaces it
+
+
+def test_effective_config_appends_loopback_listener_after_the_committed_file() -> None:
+    text = broker.effective_config(18830, "127.0.0.1", user="alice")
+    assert text.startswith(broker.base_config().rstrip("\n"))
+    directives = _directives(text)
+    names = [name for name, _ in directives]
+    assert ("listener", "18830 127.0.0.1") in directives
+    assert ("allow_anonymous", "true") in directives
+    assert ("user", "alice") in directives
+    # per_listener_settings must come before any listener to apply to it.
+    assert names.index("per_listener_settings") < names.index("listener")
+    assert names.count("listener") == 1
+
+
+def test_effective_config_runs_mosquitto_as_the_current_user_by_default() -> None:
+    # Dropping to another user would clear the parent-death signal that ends the broker with the lab.
+    assert ("user", getpass.getuser()) in _directives(broker.effective_config(1883))
+
+
+def test_write_config_puts_the_effective_config_in_the_directory(tmp_path: Path) -> None:
+    path = broker.write_config(tmp_path, 18999)
+    assert path.parent == tmp_path
+    assert "listener 18999 127.0.0.1" in path.read_text()
+
+
+def test_missing_mosquitto_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(broker, "_FALLBACK_BINARY", tmp_path / "nope")
+    with pytest.raises(broker.MosquittoNotFoundError, match=re.escape("sudo apt-get install mosquitto")):
+        broker.find_mosquitto()
+
+
+def test_mosquitto_found_outside_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fake = tmp_path / "mosquitto"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(broker, "_FALLBACK_BINARY", fake)
+    assert broker.find_mosquitto() == fake
+
+
+# -- service environments -------------------------------------------------------------------------------
+
+
+def test_master_env_points_at_broker_and_binds_to_the_lab_host() -> None:
+    env = _config(topic_prefix="lab1").master_env(BASE)
+    assert env["MQTT_HOST"] == "127.0.0.1"
+    assert env["MQTT_PORT"] == "8003"  # ours, not the shell's
+    assert env["TOPIC_PREFIX"] == "lab1"
+    assert env["WEB_HOST"] == "127.0.0.1"
+    assert env["WEB_PORT"] == "8001"
+    assert env["GRPC_HOST"] == "127.0.0.1"
+    assert env["GRPC_PORT"] == "8002"
+    assert env["GRPC_ENDPOINT"] == "127.0.0.1:8002"
+    assert env["PYTHONUNBUFFERED"] == "1"
+    assert env["PATH"] == "/usr/bin"  # the rest of the environment is inherited
+
+
+def test_worker_env_carries_its_id_and_the_work_settings() -> None:
+    env = _config(work_seconds=0.2, model_mode="offline").worker_env("python-worker-abc123", BASE)
+    assert env["WORKER_ID"] == "python-worker-abc123"
+    assert env["WORK_SECONDS"] == "0.2"
+    assert env["MODEL_MODE"] == "offline"
+    assert env["MQTT_PORT"] == "8003"
+    assert env["TOPIC_PREFIX"] == "upb"
+    assert env["GRPC_ENDPOINT"] == "127.0.0.1:8002"
+    assert env["HOME"] == "/home/someone"
+
+
+def test_whole_seconds_are_written_without_a_fraction() -> None:
+    assert _config(work_seconds=10.0).worker_env("w", {})["WORK_SECONDS"] == "10"
+
+
+def test_extra_env_reaches_every_process_and_wins() -> None:
+    config = _config(extra_env={"OFFLINE_LATENCY_MS": "50", "LOG_LEVEL": "DEBUG", "MODEL_MODE": "gemini"})
+    master, worker, mosquitto = config.master_env(BASE), config.worker_env("w", BASE), config.broker_env(BASE)
+    for env in (master, worker, mosquitto):
+        assert env["OFFLINE_LATENCY_MS"] == "50"
+        assert env["LOG_LEVEL"] == "DEBUG"
+    assert worker["MODEL_MODE"] == "gemini"
+
+
+def test_envs_do_not_change_the_base() -> None:
+    base = dict(BASE)
+    _config().worker_env("w", base)
+    assert base == BASE
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"model_mode": "magic"}, {"topic_prefix": "a/#"}, {"work_seconds": -1.0}, {"web_port": 0}],
+)
+def test_invalid_settings_are_refused(overrides: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        _config(**overrides)
+
+
+# -- ports ----------------------------------------------------------------------------------------------
+
+
+def test_zero_ports_are_replaced_by_distinct_free_ones() -> None:
+    config = ClusterConfig.resolve(web_port=0, grpc_port=0, mqtt_port=0)
+    ports = [config.web_port, config.grpc_port, config.mqtt_port]
+    assert all(1024 <= p <= 65535 for p in ports)
+    assert all(not port_in_use("127.0.0.1", p) for p in ports)
+
+
+def test_given_ports_are_kept() -> None:
+    assert resolve_port(8888, "127.0.0.1") == 8888
+    with pytest.raises(ValueError):
+        resolve_port(70000, "127.0.0.1")
+
+
+def test_port_in_use_sees_a_listener() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert port_in_use("127.0.0.1", port)
+    assert not port_in_use("127.0.0.1", free_port())
+
+
+def test_cluster_knows_its_addresses_before_starting() -> None:
+    cluster = LocalCluster(web_port=0, grpc_port=0, mqtt_port=0)
+    assert cluster.web_url == f"http://127.0.0.1:{cluster.config.web_port}"
+    assert cluster.grpc_endpoint == f"127.0.0.1:{cluster.config.grpc_port}"
+    assert cluster.mqtt_port == cluster.config.mqtt_port
+    assert cluster.processes == {}
+    cluster.stop()  # harmless before start, and again
+    cluster.stop()
+
+
+def test_start_refuses_a_taken_port_before_starting_anything() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        taken = server.getsockname()[1]
+        cluster = LocalCluster(web_port=0, grpc_port=0, mqtt_port=taken)
+        with pytest.raises(PortInUseError) as info:
+            cluster.start()
+    assert (info.value.role, info.value.port) == ("MQTT", taken)
+    assert cluster.processes == {}
+
+
+# -- the `lab up` command line ----------------------------------------------------------------------------
+
+
+def test_lab_up_defaults() -> None:
+    args = build_parser().parse_args(["up"])
+    assert (args.workers, args.work_seconds, args.model_mode) == (2, 10.0, "auto")
+    assert (args.web_port, args.grpc_port, args.mqtt_port) == (8888, 50051, 1883)
+
+
+def test_lab_up_options() -> None:
+    argv = ["up", "--workers", "3", "--work-seconds", "0.5", "--web-port", "1", "--grpc-port", "2"]
+    args = build_parser().parse_args([*argv, "--mqtt-port", "3", "--model-mode", "offline"])
+    assert (args.workers, args.work_seconds, args.model_mode) == (3, 0.5, "offline")
+    assert (args.web_port, args.grpc_port, args.mqtt_port) == (1, 2, 3)
+
+
+def test_taken_mqttport_advice_names_the_flag_and_the_system_broker() -> None:
+    advice = port_advice(PortInUseError("MQTT", "127.0.0.1", 1883))
+    assert "port 1883 (MQTT) on 127.0.0.1 is already in use" in advice
+    assert "--mqtt-port" in advice
+    assert "sudo systemctl stop mosquitto" in advice
+
+
+def test_taken_webport_advice_names_its_flag() -> None:
+    advice = port_advice(PortInUseError("web", "127.0.0.1", 8888))
+    assert "--web-port" in advice
+    assert "systemctl" not in advice
