@@ -184,8 +184,7 @@ class LocalCluster:
             self._http.close()
         if self._spawner is not None:
             self._spawner.shutdown(wait=True)
-        if self._tmpdir is not None:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
+        self._remove_tmpdir()
 
     # -- starting -------------------------------------------------------------------------------------
 
@@ -196,6 +195,8 @@ class LocalCluster:
         conf = broker.write_config(self._tmpdir, cfg.mqtt_port, cfg.host)
         mq = self._spawn("mosquitto", [str(mosquitto), "-c", str(conf)], cfg.broker_env(os.environ))
         self._wait("Mosquitto to accept connections", lambda: accepts_tcp(cfg.host, cfg.mqtt_port), [mq], deadline)
+        # Read once at startup (we never send SIGHUP), so it can go now: a SIGKILLed lab leaves no files.
+        self._remove_tmpdir()
 
         master = self._spawn("master", [sys.executable, "-m", "services.master"], cfg.master_env(os.environ))
         self._wait("the master's /healthz", self._healthy, [mq, master], deadline)
@@ -298,6 +299,12 @@ class LocalCluster:
         if not lines:
             return f"({proc.name} wrote no output)"
         return f"last {len(lines)} lines of {proc.name}:\n" + "\n".join(f"  {proc.name} | {x}" for x in lines)
+
+    def _remove_tmpdir(self) -> None:
+        """Delete the directory holding the broker's effective config, if any."""
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
 
     # -- stopping -------------------------------------------------------------------------------------
 

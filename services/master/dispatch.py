@@ -174,7 +174,7 @@ class Dispatcher:
         else:
             task = self._tasks.get(claim.task_id)
             if task is None:
-                return Verdict(False, "refused: unknown or already finished task")
+                return Verdict(False, "refused: unknown task (or already finished)")
             if task.state is not TaskState.ASSIGNED or claim.attempt != task.attempt:
                 return Verdict(False, f"refused: attempt {claim.attempt} is not the current attempt")
             if not hmac.compare_digest(claim.token.encode(), task.token.encode()):

@@ -26,7 +26,7 @@ from services.protocol import (
     encode,
     now_ms,
 )
-from services.protocol.messages import UserQuery
+from services.protocol.messages import UserQuery, validate
 from services.protocol.rpc import pb
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class Master:
     async def submit(self, session_id: str, payload: object) -> dict[str, Any]:
         """Accept a user's question or say clearly why not; the return value is the Socket.IO ack."""
         try:
-            query = decode(UserQuery, payload)
+            query = validate(UserQuery, payload)
         except DecodeError as e:
             self.metrics.tasks.labels("rejected").inc()
             return {"error": f"{e.reason}; send {{query: string, apiKey?: string}}"}

@@ -15,6 +15,7 @@ from services.protocol.messages import (
     decode,
     encode,
     now_ms,
+    validate,
 )
 from services.protocol.topics import Topics
 
@@ -31,4 +32,5 @@ __all__ = [
     "decode",
     "encode",
     "now_ms",
+    "validate",
 ]

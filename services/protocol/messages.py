@@ -120,24 +120,25 @@ class UserQuery(Message):
     model: str | None = None
 
 
-def decode(cls: type[M], raw: bytes | str | object) -> M:
-    """Read one message from JSON bytes/str (MQTT) or an already parsed object (Socket.IO)."""
-    kind = cls.kind
-    if isinstance(raw, (bytes, bytearray, str)):
-        try:
-            data: Any = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise DecodeError(kind, f"not UTF-8 JSON ({e})", raw) from e
-    else:
-        data = raw
+def decode(cls: type[M], raw: bytes | str) -> M:
+    """Read one message from UTF-8 JSON (an MQTT payload)."""
+    try:
+        data: Any = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DecodeError(cls.kind, f"not UTF-8 JSON ({e})", raw) from e
+    return validate(cls, data, raw)
+
+
+def validate(cls: type[M], data: object, raw: object = None) -> M:
+    """Read one message from an already parsed value (a Socket.IO payload)."""
     if not isinstance(data, dict):
-        raise DecodeError(kind, f"expected a JSON object, got {type(data).__name__}", raw)
+        raise DecodeError(cls.kind, f"expected a JSON object, got {type(data).__name__}", data if raw is None else raw)
     try:
         return cls.model_validate(data)
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "payload"
-        raise DecodeError(kind, f"{where}: {first['msg']}", raw) from e
+        raise DecodeError(cls.kind, f"{where}: {first['msg']}", data if raw is None else raw) from e
 
 
 def encode(message: Message) -> bytes:

@@ -32,6 +32,7 @@ async def serve(settings: WorkerSettings, key: str | None) -> None:
     log.info("worker %s up (model mode %s, %s s of simulated work)", settings.worker_id,
              settings.model_mode, settings.work_seconds)
     await asyncio.wait([run, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+    await runner.announce_offline()
     run.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await run

@@ -55,6 +55,17 @@ class WorkerRunner:
             worker.cancel()
             await self._sender.close()
 
+    async def announce_offline(self, timeout: float = 2.0) -> None:
+        """Say goodbye before a clean shutdown: a clean disconnect does not fire the Last Will."""
+        client = self._client
+        if client is None:
+            return
+        message = encode(StatusMessage(worker_id=self.worker_id, status="offline", timestamp=now_ms()))
+        try:
+            await asyncio.wait_for(client.publish(self.topics.status, message, qos=1), timeout)
+        except (aiomqtt.MqttError, asyncio.TimeoutError) as e:
+            log.warning("could not announce going offline: %s", e)
+
     async def _connect_forever(self) -> None:
         backoff = 0.5
         offline = encode(StatusMessage(worker_id=self.worker_id, status="offline"))
@@ -89,7 +100,7 @@ class WorkerRunner:
         log.info("registered as %s", self.worker_id)
 
     async def _on_message(self, client: aiomqtt.Client, topic: str, payload: object) -> None:
-        raw = payload if isinstance(payload, (bytes, str)) else b""
+        raw = payload if isinstance(payload, (bytes, str)) else b"null"
         try:
             if topic == self.topics.master_status:
                 presence = decode(MasterPresence, raw)

@@ -158,7 +158,7 @@ def test_api_key_is_sent_but_never_shown_or_stored(page: Page, outgoing: list[st
 
     key_box = page.get_by_test_id("api-key")
     expect(key_box).to_have_attribute("type", "password")
-    page.locator("details.key summary").click()
+    page.get_by_test_id("api-key-toggle").click()
     key_box.fill(secret)
     ask(page, "A question with a key", with_enter=True)
     check_answered(page.get_by_test_id("exchange").nth(1))

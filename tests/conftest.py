@@ -1,0 +1,75 @@
+"""Shared fixtures: real systems (Mosquitto, master, workers as processes) and what tests need around them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.cluster import LocalCluster
+
+IN_CI = bool(os.environ.get("CI"))
+
+
+def require(what: str, found: bool, how: str) -> None:
+    """A missing service fails in CI and skips locally with the way to install it."""
+    if found:
+        return
+    message = f"{what} is missing: {how}"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(f"{message} (CI fails here)")
+
+
+def require_mosquitto() -> None:
+    """Real Mosquitto must be installed."""
+    found = shutil.which("mosquitto") is not None or Path("/usr/sbin/mosquitto").exists()
+    require("mosquitto", found, "run `make setup` or `sudo apt-get install mosquitto`")
+
+
+ClusterFactory = Callable[..., LocalCluster]
+
+
+@pytest.fixture
+def cluster_factory(tmp_path: Path) -> Iterator[ClusterFactory]:
+    """Start real systems on free ports; every one is stopped when the test ends."""
+    require_mosquitto()
+    started: list[LocalCluster] = []
+    logs = tmp_path / "cluster.log"
+
+    def sink(name: str, line: str) -> None:
+        with logs.open("a") as f:
+            f.write(f"{name} | {line}\n")
+
+    def make(**kwargs: object) -> LocalCluster:
+        options: dict[str, object] = {
+            "workers": 2, "work_seconds": 0.2, "web_port": 0, "grpc_port": 0, "mqtt_port": 0,
+            "model_mode": "offline", "log_sink": sink,
+        }
+        options.update(kwargs)
+        cluster = LocalCluster(**options)  # type: ignore[arg-type]
+        started.append(cluster)
+        cluster.start()
+        return cluster
+
+    yield make
+    for cluster in started:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """One real system shared by a module: 2 workers, 1 s of simulated work, offline model."""
+    require_mosquitto()
+    logs = tmp_path_factory.mktemp("system") / "cluster.log"
+
+    def sink(name: str, line: str) -> None:
+        with logs.open("a") as f:
+            f.write(f"{name} | {line}\n")
+
+    with LocalCluster(workers=2, work_seconds=1.0, web_port=0, grpc_port=0, mqtt_port=0,
+                      model_mode="offline", log_sink=sink) as cluster:
+        yield cluster

@@ -1,0 +1,123 @@
+"""Results are accepted only for the task's current attempt with its token; baseline workers are opt-in."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from lab.client import ChatClient
+from lab.cluster import LocalCluster
+from services.protocol import now_ms
+from tests.conftest import ClusterFactory
+from tests.peers import RawWorker, send_result
+
+
+@pytest.fixture
+def lone_raw_worker(cluster_factory: ClusterFactory) -> Iterator[tuple[LocalCluster, RawWorker]]:
+    """A system whose only worker is a hand-driven peer, so the test decides every result."""
+    cluster = cluster_factory(workers=0)
+    peer = RawWorker(cluster.mqtt_port, "go-worker-manual")
+    peer.register()
+    try:
+        yield cluster, peer
+    finally:
+        peer.close()
+
+
+async def wait_idle(cluster: LocalCluster, worker_id: str) -> None:
+    for _ in range(100):
+        if any(w["worker_id"] == worker_id and w["state"] == "idle" for w in cluster.status()["workers"]):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{worker_id} never became idle: {cluster.status()}")
+
+
+async def test_forged_and_stale_results_are_refused_and_the_real_one_lands(
+    lone_raw_worker: tuple[LocalCluster, RawWorker],
+) -> None:
+    cluster, peer = lone_raw_worker
+    await wait_idle(cluster, peer.worker_id)
+    async with ChatClient(cluster.web_url) as user:
+        asked = await user.ask("who answers me?", api_key="user-key-123")
+        task = await asyncio.to_thread(peer.next_task)
+        assert task.task_id == asked.task_id and task.attempt == 1 and task.token
+        assert task.api_key == "user-key-123"  # only the assigned worker gets the key
+        assert task.session_id != user.session_id  # the session id is never published
+        endpoint = task.grpc_endpoint
+        base = dict(worker_id=peer.worker_id, session_id=task.session_id, original_query=task.query,
+                    ai_response="forged!", processing_time_ms=5, query_timestamp=task.timestamp,
+                    completion_timestamp=now_ms(), task_id=task.task_id, attempt=1)
+        cases = {
+            "unknown task": dict(base, task_id="00000000-0000-0000-0000-000000000000", token=task.token),
+            "invalid token": dict(base, token="guessed-token"),
+            "not the current attempt": dict(base, attempt=2, token=task.token),
+            "another worker": dict(base, worker_id="go-worker-thief", token=task.token),
+            "must carry task_id": dict(base, task_id="", token=""),
+        }
+        for expected, fields in cases.items():
+            ack = await asyncio.to_thread(send_result, endpoint, **fields)
+            assert not ack.success and expected in ack.message, (expected, ack.message)
+        assert not user.answered()
+        ack = await asyncio.to_thread(send_result, endpoint, **dict(base, ai_response="the real answer",
+                                                                    token=task.token))
+        assert ack.success, ack.message
+        [answered] = await user.wait_answers(1, timeout=10)
+        assert answered.answer and answered.answer["response"] == "the real answer"
+        assert answered.answer["workerId"] == peer.worker_id
+        again = await asyncio.to_thread(send_result, endpoint, **dict(base, token=task.token))
+        assert not again.success  # exactly one answer per question
+        await asyncio.sleep(0.3)
+        assert len(answered.answers) == 1
+
+
+async def test_baseline_worker_results_are_matched_by_worker_when_allowed(cluster_factory: ClusterFactory) -> None:
+    cluster = cluster_factory(workers=0, extra_env={"ALLOW_BASELINE_WORKERS": "true"})
+    peer = RawWorker(cluster.mqtt_port, "java-worker-legacy", language="java")
+    try:
+        peer.register()
+        await wait_idle(cluster, peer.worker_id)
+        async with ChatClient(cluster.web_url) as user:
+            await user.ask("hello from the past")
+            task = await asyncio.to_thread(peer.next_task)
+            # A baseline worker echoes the baseline fields only: no task_id, attempt or token.
+            ack = await asyncio.to_thread(
+                send_result, task.grpc_endpoint, worker_id=peer.worker_id, session_id=task.session_id,
+                original_query=task.query, ai_response="legacy answer", processing_time_ms=3,
+                query_timestamp=task.timestamp, completion_timestamp=now_ms(),
+            )
+            assert ack.success, ack.message
+            [answered] = await user.wait_answers(1, timeout=10)
+            assert answered.answer and answered.answer["response"] == "legacy answer"
+            # A second baseline result from the same worker has no task to match any more.
+            late = await asyncio.to_thread(send_result, task.grpc_endpoint, worker_id=peer.worker_id,
+                                           ai_response="again")
+            assert not late.success and "holds no task" in late.message
+    finally:
+        peer.close()
+
+
+async def test_worker_going_offline_gives_its_task_to_another(lone_raw_worker: tuple[LocalCluster, RawWorker]) -> None:
+    cluster, peer = lone_raw_worker
+    await wait_idle(cluster, peer.worker_id)
+    async with ChatClient(cluster.web_url) as user:
+        asked = await user.ask("survive me")
+        first = await asyncio.to_thread(peer.next_task)
+        rescuer = RawWorker(cluster.mqtt_port, "go-worker-rescuer")
+        try:
+            rescuer.register()
+            peer.status("offline")  # what the Last Will says when a worker dies
+            second = await asyncio.to_thread(rescuer.next_task)
+            assert second.task_id == asked.task_id and second.attempt == 2 and second.token != first.token
+            stale = await asyncio.to_thread(send_result, first.grpc_endpoint, worker_id=peer.worker_id,
+                                            task_id=first.task_id, attempt=1, token=first.token, ai_response="late")
+            assert not stale.success
+            ack = await asyncio.to_thread(send_result, second.grpc_endpoint, worker_id=rescuer.worker_id,
+                                          task_id=second.task_id, attempt=2, token=second.token,
+                                          ai_response="rescued")
+            assert ack.success
+            [answered] = await user.wait_answers(1, timeout=10)
+            assert answered.answer and answered.answer["response"] == "rescued"
+        finally:
+            rescuer.close()
