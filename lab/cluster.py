@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import concurrent.futures
 import os
 import shutil
 import signal
@@ -19,9 +18,18 @@ from typing import Any
 import httpx
 
 from lab import broker
-from lab.cluster_config import ClusterConfig, new_worker_id
+from lab.cluster_config import (
+    DEFAULT_GRPC_PORT,
+    DEFAULT_MODEL_MODE,
+    DEFAULT_MQTT_PORT,
+    DEFAULT_WEB_PORT,
+    DEFAULT_WORK_SECONDS,
+    ClusterConfig,
+    new_worker_id,
+)
 from lab.ports import PortInUseError, accepts_tcp, port_in_use
-from lab.procs import LogSink, ManagedProcess
+from lab.procs import LogSink, ManagedProcess, Spawner
+from services.protocol.topics import DEFAULT_PREFIX
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _STOP_GRACE_SECONDS = 5.0
@@ -38,13 +46,13 @@ class LocalCluster:
     def __init__(
         self,
         workers: int = 2,
-        work_seconds: float = 10.0,
-        web_port: int = 8888,
-        grpc_port: int = 50051,
-        mqtt_port: int = 1883,
+        work_seconds: float = DEFAULT_WORK_SECONDS,
+        web_port: int = DEFAULT_WEB_PORT,
+        grpc_port: int = DEFAULT_GRPC_PORT,
+        mqtt_port: int = DEFAULT_MQTT_PORT,
         host: str = "127.0.0.1",
-        topic_prefix: str = "upb",
-        model_mode: str = "auto",
+        topic_prefix: str = DEFAULT_PREFIX,
+        model_mode: str = DEFAULT_MODEL_MODE,
         extra_env: Mapping[str, str] | None = None,
         log_sink: LogSink | None = None,
         startup_timeout: float = 30.0,
@@ -70,7 +78,7 @@ class LocalCluster:
         self._worker_count = 0
         self._lock = threading.RLock()
         self._tmpdir: Path | None = None
-        self._spawner: concurrent.futures.ThreadPoolExecutor | None = None
+        self._spawner: Spawner | None = None
         self._http: httpx.Client | None = None
         self._started = False
         self._stopped = False
@@ -125,10 +133,7 @@ class LocalCluster:
                 raise RuntimeError("this LocalCluster was already started; create a new one")
             self._started = True
         deadline = time.monotonic() + self._startup_timeout
-        # Checked before anything starts, so the message names the port instead of a process dying.
-        for role, port in self.config.ports().items():
-            if port_in_use(self.config.host, port):
-                raise PortInUseError(role, self.config.host, port)
+        self.check_ports()
         mosquitto = broker.find_mosquitto()
         atexit.register(self.stop)
         try:
@@ -136,6 +141,13 @@ class LocalCluster:
         except BaseException:
             self.stop()
             raise
+
+    def check_ports(self) -> None:
+        """Raise PortInUseError naming the first port another program already listens on."""
+        # Checked before anything starts, so the error names the port instead of a process dying of it.
+        for role, port in self.config.ports().items():
+            if port_in_use(self.config.host, port):
+                raise PortInUseError(role, self.config.host, port)
 
     def status(self) -> dict[str, Any]:
         """The master's GET /api/status as a dict."""
@@ -174,16 +186,21 @@ class LocalCluster:
             if self._stopped:
                 return
             self._stopped = True
-            procs = list(self._procs.values())
+            spawner = self._spawner
         atexit.unregister(self.stop)
+        if spawner is not None:
+            # No new spawns are accepted now; wait for one in flight so it is stopped with the rest.
+            spawner.call(lambda: None)
+        with self._lock:
+            procs = list(self._procs.values())
         # Services first, the broker last, so they can still say goodbye over MQTT while stopping.
         services = [p for p in procs if p.name != "mosquitto"]
         self._stop_group(services)
         self._stop_group([p for p in procs if p.name == "mosquitto"])
         if self._http is not None:
             self._http.close()
-        if self._spawner is not None:
-            self._spawner.shutdown(wait=True)
+        if spawner is not None:
+            spawner.close()
         self._remove_tmpdir()
 
     # -- starting -------------------------------------------------------------------------------------
@@ -206,27 +223,30 @@ class LocalCluster:
         self._wait_workers(ids, deadline)
 
     def _spawn(self, name: str, argv: list[str], env: Mapping[str, str]) -> ManagedProcess:
-        """Start one process on the spawner thread and record it."""
+        """Start one process on the spawner thread and return it (it is recorded there)."""
         with self._lock:
             if self._stopped:
                 raise RuntimeError("the cluster was stopped")
             if self._spawner is None:
-                # PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, so all children are
-                # forked by one thread that lives exactly as long as the cluster.
-                self._spawner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lab-spawner")
-            future = self._spawner.submit(ManagedProcess, name, argv, env=env, cwd=REPO_ROOT, sink=self._sink)
-            proc = future.result()
+                self._spawner = Spawner()
+            spawner = self._spawner
+        return spawner.call(lambda: self._start_process(name, argv, env))
+
+    def _start_process(self, name: str, argv: list[str], env: Mapping[str, str]) -> ManagedProcess:
+        """On the spawner thread: start and record a process, even if the caller was interrupted meanwhile."""
+        proc = ManagedProcess(name, argv, env=env, cwd=REPO_ROOT, sink=self._sink)
+        with self._lock:
             self._procs[name] = proc
-            return proc
+        return proc
 
     def _spawn_worker(self) -> str:
         """Start one worker with a fresh id and return the id."""
         with self._lock:
             self._worker_count += 1
             name = f"worker-{self._worker_count}"
-            worker_id = new_worker_id()
-            env = self.config.worker_env(worker_id, os.environ)
-            self._spawn(name, [sys.executable, "-m", "services.worker"], env)
+        worker_id = new_worker_id()
+        self._spawn(name, [sys.executable, "-m", "services.worker"], self.config.worker_env(worker_id, os.environ))
+        with self._lock:
             self._worker_names[worker_id] = name
         return worker_id
 

@@ -6,10 +6,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from lab.ports import free_port
-from services.protocol.topics import Topics
-from services.worker.settings import MODEL_MODES, new_worker_id
+from services.master.settings import MasterSettings
+from services.protocol.topics import DEFAULT_PREFIX, Topics
+from services.worker.settings import MODEL_MODES, WorkerSettings, new_worker_id
 
 __all__ = ["MODEL_MODES", "ClusterConfig", "new_worker_id", "resolve_port"]
+
+# The services' own defaults, so `lab up` with no options matches a service started with no settings.
+DEFAULT_WEB_PORT = MasterSettings.web_port
+DEFAULT_GRPC_PORT = MasterSettings.grpc_port
+DEFAULT_MQTT_PORT = MasterSettings.mqtt_port
+DEFAULT_WORK_SECONDS = WorkerSettings.work_seconds
+DEFAULT_MODEL_MODE = WorkerSettings.model_mode
 
 
 def resolve_port(port: int, host: str) -> int:
@@ -32,9 +40,9 @@ class ClusterConfig:
     grpc_port: int
     mqtt_port: int
     host: str = "127.0.0.1"
-    topic_prefix: str = "upb"
-    work_seconds: float = 10.0
-    model_mode: str = "auto"
+    topic_prefix: str = DEFAULT_PREFIX
+    work_seconds: float = DEFAULT_WORK_SECONDS
+    model_mode: str = DEFAULT_MODEL_MODE
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -56,9 +64,9 @@ class ClusterConfig:
         grpc_port: int,
         mqtt_port: int,
         host: str = "127.0.0.1",
-        topic_prefix: str = "upb",
-        work_seconds: float = 10.0,
-        model_mode: str = "auto",
+        topic_prefix: str = DEFAULT_PREFIX,
+        work_seconds: float = DEFAULT_WORK_SECONDS,
+        model_mode: str = DEFAULT_MODEL_MODE,
         extra_env: Mapping[str, str] | None = None,
     ) -> ClusterConfig:
         """A config where every port given as 0 is replaced by a free port on `host`."""

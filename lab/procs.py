@@ -6,6 +6,7 @@ import collections
 import contextlib
 import ctypes
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -13,10 +14,14 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any, TypeVar
 
 LogSink = Callable[[str, str], None]
 """Receives (process name, log line without the newline)."""
+
+T = TypeVar("T")
 
 _PR_SET_PDEATHSIG = 1
 _TAIL_LINES = 200
@@ -172,3 +177,42 @@ class ManagedProcess:
                     # Reading must go on, or the child blocks on a full pipe; report the sink once.
                     sink_ok = False
                     traceback.print_exc()
+
+
+class Spawner:
+    """One long-lived thread that starts every child, so that their parent-death signal means "the lab died".
+
+    Linux sends PR_SET_PDEATHSIG when the *thread* that forked the child ends, not the process. A daemon
+    thread (not an executor's, which Python joins before atexit handlers run) lives until the process
+    itself ends, so an atexit stop() can still stop the children in order.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[tuple[Callable[[], Any], Future[Any]] | None] = queue.Queue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name="lab-spawner", daemon=True)
+        self._thread.start()
+
+    def call(self, job: Callable[[], T]) -> T:
+        """Run `job` on the spawner thread and return its result (or raise its exception)."""
+        if self._closed:
+            raise RuntimeError("the spawner was closed")
+        future: Future[T] = Future()
+        self._jobs.put((job, future))
+        return future.result()
+
+    def close(self) -> None:
+        """Finish queued jobs and end the thread (children it started then get their parent-death signal)."""
+        if not self._closed:
+            self._closed = True
+            self._jobs.put(None)
+            self._thread.join()
+
+    def _serve(self) -> None:
+        """The thread: run jobs in order until closed."""
+        while (item := self._jobs.get()) is not None:
+            job, future = item
+            try:
+                future.set_result(job())
+            except BaseException as error:
+                future.set_exception(error)

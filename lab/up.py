@@ -14,7 +14,14 @@ from typing import Any
 
 from lab.broker import MosquittoNotFoundError
 from lab.cluster import ClusterStartError, LocalCluster
-from lab.cluster_config import MODEL_MODES
+from lab.cluster_config import (
+    DEFAULT_GRPC_PORT,
+    DEFAULT_MODEL_MODE,
+    DEFAULT_MQTT_PORT,
+    DEFAULT_WEB_PORT,
+    DEFAULT_WORK_SECONDS,
+    MODEL_MODES,
+)
 from lab.ports import PortInUseError, free_port
 
 _PORT_FLAGS = {"MQTT": "--mqtt-port", "web": "--web-port", "gRPC": "--grpc-port"}
@@ -31,11 +38,15 @@ def register(commands: Any) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--workers", type=int, default=2, metavar="N", help="number of Python workers")
-    parser.add_argument("--work-seconds", type=float, default=10.0, metavar="S", help="simulated long work per task")
-    parser.add_argument("--web-port", type=int, default=8888, metavar="P", help="HTTP/Socket.IO port (chat)")
-    parser.add_argument("--grpc-port", type=int, default=50051, metavar="G", help="gRPC result port")
-    parser.add_argument("--mqtt-port", type=int, default=1883, metavar="M", help="Mosquitto port")
-    parser.add_argument("--model-mode", choices=MODEL_MODES, default="auto", help="how workers answer")
+    parser.add_argument(
+        "--work-seconds", type=float, default=DEFAULT_WORK_SECONDS, metavar="S", help="simulated long work per task"
+    )
+    parser.add_argument(
+        "--web-port", type=int, default=DEFAULT_WEB_PORT, metavar="P", help="HTTP/Socket.IO port (chat)"
+    )
+    parser.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT, metavar="G", help="gRPC result port")
+    parser.add_argument("--mqtt-port", type=int, default=DEFAULT_MQTT_PORT, metavar="M", help="Mosquitto port")
+    parser.add_argument("--model-mode", choices=MODEL_MODES, default=DEFAULT_MODEL_MODE, help="how workers answer")
     parser.add_argument(
         "--startup-timeout", type=float, default=30.0, metavar="S", help="give up starting after this long"
     )
@@ -89,7 +100,7 @@ def port_advice(error: PortInUseError) -> str:
         f"lab up: {error}.",
         f"  Choose another with {flag}, e.g. {flag} {free_port(error.host)} (or {flag} 0 for any free port).",
     ]
-    if error.role == "MQTT":
+    if error.role == "MQTT" and error.port == DEFAULT_MQTT_PORT:
         lines.append(
             "  Debian's mosquitto package runs a system broker there; stop it with `sudo systemctl stop mosquitto`."
         )
@@ -141,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = cluster.config
     with _stop_signals():
         try:
+            cluster.check_ports()
             print(
                 f"lab up: starting Mosquitto on {cfg.host}:{cfg.mqtt_port}, the master (web {cfg.web_port}, "
                 f"gRPC {cfg.grpc_port}) and {_plural(args.workers, 'worker')}",

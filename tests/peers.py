@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from services.protocol import RegisterMessage, StatusMessage, TaskMessage, Topics, decode, encode
 from services.protocol.rpc import pb, pb_grpc
@@ -23,7 +24,7 @@ class RawWorker:
         self.language = language
         self.tasks: queue.Queue[TaskMessage] = queue.Queue()
         self._connected = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=worker_id)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=worker_id)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port, keepalive=30)
@@ -36,7 +37,7 @@ class RawWorker:
         self._connected.set()
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        self.tasks.put(decode(TaskMessage, message.payload))
+        self.tasks.put(decode(TaskMessage, bytes(message.payload)))
 
     def publish(self, topic: str, payload: bytes | str) -> None:
         """Publish anything, waiting until the broker has it."""

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import aiomqtt
 
+from services.mqtt_socket import disable_nagle
 from services.protocol import MasterPresence, Topics, encode, now_ms
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class MqttEdge:
                     will=aiomqtt.Will(self._topics.master_status, offline, qos=1, retain=True),
                     max_queued_outgoing_messages=0, max_inflight_messages=1000,
                 ) as client:
+                    disable_nagle(client)
                     self._client = client
                     await client.subscribe([(self._topics.register, 1), (self._topics.status, 1)])
                     online = MasterPresence(status="online", timestamp=now_ms(), grpc_endpoint=self._grpc_endpoint)

@@ -8,6 +8,7 @@ import time
 
 import aiomqtt
 
+from services.mqtt_socket import disable_nagle
 from services.protocol import (
     DecodeError,
     LogMessage,
@@ -76,6 +77,7 @@ class WorkerRunner:
                     keepalive=15, clean_session=False,  # the broker keeps our task messages while we reconnect
                     will=aiomqtt.Will(self.topics.status, offline, qos=1),
                 ) as client:
+                    disable_nagle(client)
                     self._client = client
                     await client.subscribe([(self.topics.tasks(self.worker_id), 1), (self.topics.master_status, 1)])
                     await self._register(client)

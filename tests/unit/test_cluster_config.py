@@ -210,14 +210,18 @@ def test_lab_up_options() -> None:
     assert (args.web_port, args.grpc_port, args.mqtt_port) == (1, 2, 3)
 
 
-def test_taken_mqttport_advice_names_the_flag_and_the_system_broker() -> None:
+def test_taken_mqtt_port_advice_names_the_flag_and_the_system_broker() -> None:
     advice = port_advice(PortInUseError("MQTT", "127.0.0.1", 1883))
     assert "port 1883 (MQTT) on 127.0.0.1 is already in use" in advice
     assert "--mqtt-port" in advice
     assert "sudo systemctl stop mosquitto" in advice
 
 
-def test_taken_webport_advice_names_its_flag() -> None:
+def test_system_broker_is_only_suspected_on_the_default_port() -> None:
+    assert "systemctl" not in port_advice(PortInUseError("MQTT", "127.0.0.1", 18830))
+
+
+def test_taken_web_port_advice_names_its_flag() -> None:
     advice = port_advice(PortInUseError("web", "127.0.0.1", 8888))
     assert "--web-port" in advice
     assert "systemctl" not in advice

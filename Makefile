@@ -1,0 +1,78 @@
+# One command to start the system (`make up`), one to run the tests (`make test`).
+# Both do all set-up first (`make setup`, idempotent): system packages via apt when run as
+# root or with sudo, a virtual environment in .venv, the Python and npm packages.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+WEB := services/web
+STAMP := $(VENV)/.installed
+# `make up ARGS="--workers 4 --work-seconds 2"` passes options to `lab up`.
+ARGS ?=
+# `make test PYTEST_ARGS="-k gemini"` narrows the suite.
+PYTEST_ARGS ?=
+
+# Run apt-get as root, through sudo, or not at all (then say what is missing).
+SUDO := $(shell if [ "$$(id -u)" = 0 ]; then echo; elif command -v sudo >/dev/null; then echo sudo; else echo none; fi)
+
+.PHONY: help setup setup-test system-packages test-packages up test lint unit proto clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+setup: system-packages $(STAMP) $(WEB)/node_modules/.package-lock.json ## install everything `make up` needs (idempotent)
+
+setup-test: setup test-packages ## everything `make test` needs too (Chromium)
+
+up: setup ## start Mosquitto, the master and 2 workers; chat on http://127.0.0.1:8888
+	$(VENV)/bin/lab up $(ARGS)
+
+test: setup-test lint ## run the whole test suite (unit, integration, browser)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: setup ## run the unit tests only (no processes, seconds)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: setup ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+proto: setup ## regenerate the gRPC stubs from proto/
+	$(PY) -m services.protocol.generate
+
+clean: ## remove the virtual environment and node_modules
+	rm -rf $(VENV) $(WEB)/node_modules .mypy_cache .ruff_cache .pytest_cache
+
+# -- set-up steps -------------------------------------------------------------------------------------
+define apt_install
+	@missing=""; for pair in $(1); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  if ! eval "$$cmd" >/dev/null 2>&1; then missing="$$missing $$pkg"; fi; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$(SUDO)" = none ]; then \
+	    echo "missing system packages:$$missing; install them with: apt-get install$$missing" >&2; exit 1; fi; \
+	  echo "installing system packages:$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null && \
+	  if [[ " $$missing " == *" mosquitto "* ]] && command -v systemctl >/dev/null && systemctl is-active -q mosquitto 2>/dev/null; then \
+	    echo "stopping the system mosquitto service: lab runs its own broker on port 1883"; \
+	    $(SUDO) systemctl disable --now mosquitto >/dev/null 2>&1 || true; fi; \
+	fi
+endef
+
+system-packages:
+	$(call apt_install,"command -v mosquitto || test -x /usr/sbin/mosquitto:mosquitto" "$(PYTHON) -c 'import ensurepip':python3-venv" "command -v npm:npm")
+
+test-packages:
+	$(call apt_install,"test -x /usr/bin/chromium:chromium")
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+$(WEB)/node_modules/.package-lock.json: $(WEB)/package.json $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error

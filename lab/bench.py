@@ -1,0 +1,131 @@
+"""Benchmarks of the running system; each writes its figures as JSON under data/bench/."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lab.client import ChatClient
+from lab.cluster import LocalCluster
+
+BENCH_DIR = Path(__file__).resolve().parents[1] / "data" / "bench"
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) by linear interpolation."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    import os
+
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+def _cluster(workers: int, log: Callable[[str, str], None] | None = None) -> LocalCluster:
+    return LocalCluster(
+        workers=workers,
+        work_seconds=0.0,
+        web_port=0,
+        grpc_port=0,
+        mqtt_port=0,
+        model_mode="offline",
+        log_sink=log or (lambda name, line: None),
+        extra_env={"LOG_LEVEL": "WARNING", "OFFLINE_LATENCY_MS": "0"},
+    )
+
+
+async def _overhead(url: str, questions: int, warmup: int) -> list[float]:
+    overheads: list[float] = []
+    async with ChatClient(url) as user:
+        for i in range(warmup + questions):
+            exchange = await user.ask(f"overhead probe {i}")
+            await user.wait_answers(i + 1, timeout=30)
+            answer = exchange.answer
+            assert answer is not None and exchange.answered_at is not None
+            if i >= warmup:
+                total_ms = (exchange.answered_at - exchange.sent_at) * 1000
+                overheads.append(total_ms - float(answer["processingTime"]))
+    return overheads
+
+
+def overhead(questions: int = 300, warmup: int = 20) -> dict[str, Any]:
+    """End-to-end latency minus processing_time_ms, one question at a time, no work, no model latency."""
+    with _cluster(workers=1) as cluster:
+        values = asyncio.run(_overhead(cluster.web_url, questions, warmup))
+    return {
+        "name": "overhead",
+        "questions": questions,
+        "p50_ms": round(percentile(values, 50), 2),
+        "p90_ms": round(percentile(values, 90), 2),
+        "p99_ms": round(percentile(values, 99), 2),
+        "mean_ms": round(statistics.fmean(values), 2),
+        "max_ms": round(max(values), 2),
+    }
+
+
+async def _closed_loop(url: str, clients: int, seconds: float, warmup: float) -> tuple[int, float, list[float]]:
+    users = [ChatClient(url) for _ in range(clients)]
+    await asyncio.gather(*(u.connect() for u in users))
+    counted = 0
+    latencies: list[float] = []
+    start = time.monotonic()
+    measure_from, stop_at = start + warmup, start + warmup + seconds
+
+    async def run(user: ChatClient) -> None:
+        nonlocal counted
+        i = 0
+        while time.monotonic() < stop_at:
+            exchange = await user.ask(f"throughput probe {i}", timeout=30)
+            i += 1
+            await user.wait_answers(i, timeout=60)
+            done = exchange.answered_at or time.monotonic()
+            if measure_from <= done < stop_at:
+                counted += 1
+                latencies.append((done - exchange.sent_at) * 1000)
+
+    await asyncio.gather(*(run(u) for u in users))
+    await asyncio.gather(*(u.close() for u in users))
+    return counted, seconds, latencies
+
+
+def throughput(workers: int = 4, clients: int = 50, seconds: float = 20.0, warmup: float = 3.0) -> dict[str, Any]:
+    """Highest sustained answers per second: closed-loop clients, zero work, offline model."""
+    with _cluster(workers=workers) as cluster:
+        counted, duration, latencies = asyncio.run(_closed_loop(cluster.web_url, clients, seconds, warmup))
+    return {
+        "name": "throughput",
+        "workers": workers,
+        "clients": clients,
+        "seconds": duration,
+        "answers": counted,
+        "answers_per_s": round(counted / duration, 1),
+        "latency_p50_ms": round(percentile(latencies, 50), 1),
+        "latency_p99_ms": round(percentile(latencies, 99), 1),
+    }
+
+
+BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {"overhead": overhead, "throughput": throughput}
+
+
+def save(result: dict[str, Any], directory: Path = BENCH_DIR) -> Path:
+    """Write one benchmark's figures, with the machine and the time, as JSON."""
+    directory.mkdir(parents=True, exist_ok=True)
+    suffix = f"-{result['workers']}w" if "workers" in result else ""
+    path = directory / f"{result['name']}{suffix}.json"
+    record = {**result, "machine": machine(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
