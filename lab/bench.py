@@ -129,3 +129,32 @@ def save(result: dict[str, Any], directory: Path = BENCH_DIR) -> Path:
     record = {**result, "machine": machine(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     path.write_text(json.dumps(record, indent=2) + "\n")
     return path
+
+
+def register(commands: Any) -> None:
+    """Add the `bench` subcommand to the `lab` parser's subcommands."""
+    import argparse
+
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "bench", help="measure the system (overhead, throughput); figures go to data/bench/",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
+    parser.add_argument("--workers", type=int, default=4, help="workers (throughput)")
+    parser.add_argument("--clients", type=int, default=50, help="concurrent clients (throughput)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured duration (throughput)")
+    parser.add_argument("--questions", type=int, default=300, help="questions (overhead)")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object, last")
+    parser.set_defaults(run=_run)
+
+
+def _run(args: Any) -> int:
+    if args.name == "overhead":
+        result = overhead(questions=args.questions)
+    else:
+        result = throughput(workers=args.workers, clients=args.clients, seconds=args.seconds)
+    path = save(result)
+    print(", ".join(f"{k}={v}" for k, v in result.items() if k != "name") + f"  ({args.name}; saved to {path})")
+    if args.json:
+        print(json.dumps(result))
+    return 0

@@ -108,7 +108,7 @@ class LocalCluster:
 
     @property
     def worker_ids(self) -> list[str]:
-        """Ids of the workers started and not killed, in start order."""
+        """Ids of the workers started and not signalled by kill_worker, in start order."""
         with self._lock:
             return [wid for wid, name in self._worker_names.items() if not self._procs[name].stopped_on_purpose]
 
@@ -318,7 +318,8 @@ class LocalCluster:
         lines = proc.tail(_TAIL_IN_ERRORS)
         if not lines:
             return f"({proc.name} wrote no output)"
-        return f"last {len(lines)} lines of {proc.name}:\n" + "\n".join(f"  {proc.name} | {x}" for x in lines)
+        head = f"last {len(lines)} lines of {proc.name}:" if len(lines) > 1 else f"last line of {proc.name}:"
+        return head + "\n" + "\n".join(f"  {proc.name} | {x}" for x in lines)
 
     def _remove_tmpdir(self) -> None:
         """Delete the directory holding the broker's effective config, if any."""

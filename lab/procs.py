@@ -46,9 +46,14 @@ def _parent_death_signal(sig: signal.Signals) -> Callable[[], None] | None:
     return preexec
 
 
+_print_lock = threading.Lock()
+
+
 def _print_line(name: str, line: str) -> None:
     """The default log sink: `name | line` on stdout."""
-    print(f"{name} | {line}", flush=True)
+    # Reader threads print concurrently; one line at a time keeps lines whole.
+    with _print_lock:
+        print(f"{name} | {line}", flush=True)
 
 
 class ManagedProcess:

@@ -54,16 +54,21 @@ def register(commands: Any) -> None:
 
 
 class _Printer:
-    """A log sink printing `name | line` with aligned names, one whole line at a time."""
+    """Prints log lines as `name | line` with aligned names, and the lab's own messages, one whole line at a time."""
 
     def __init__(self, width: int) -> None:
         self._width = width
+        # Reader threads and the main thread print concurrently; print() writes text and newline separately.
         self._lock = threading.Lock()
 
     def __call__(self, name: str, line: str) -> None:
-        """Print one log line of process `name`."""
+        """Print one log line of process `name` (the cluster's log sink)."""
+        self.say(f"{name:<{self._width}} | {line}")
+
+    def say(self, text: str, error: bool = False) -> None:
+        """Print a message of the lab itself, on stderr when it is an `error`."""
         with self._lock:
-            print(f"{name:<{self._width}} | {line}", flush=True)
+            print(text, file=sys.stderr if error else sys.stdout, flush=True)
 
 
 class _Stop(Exception):
@@ -121,7 +126,7 @@ def _ready_line(cluster: LocalCluster) -> str:
     return f"ready: {who}, queue {status.get('queue_length', 0)} — chat at {cluster.web_url}  (Ctrl-C to stop)"
 
 
-def _watch(cluster: LocalCluster) -> int:
+def _watch(cluster: LocalCluster, out: _Printer) -> int:
     """Block until a stop signal (returns 0 via the caller) or an essential process dies (returns 1)."""
     reported: set[str] = set()
     while True:
@@ -131,48 +136,51 @@ def _watch(cluster: LocalCluster) -> int:
                 continue
             reported.add(name)
             if name in _ESSENTIAL:
-                print(f"lab up: {name} exited unexpectedly (code {code}); stopping everything", file=sys.stderr)
+                out.say(f"lab up: {name} exited unexpectedly (code {code}); stopping everything", error=True)
                 return 1
-            print(f"lab up: {name} exited unexpectedly (code {code}); the others keep running", file=sys.stderr)
+            out.say(f"lab up: {name} exited unexpectedly (code {code}); the others keep running", error=True)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run `lab up` with parsed `args`; returns the exit code."""
-    width = max(len("mosquitto"), len(f"worker-{args.workers}"))
-    cluster = LocalCluster(
-        workers=args.workers,
-        work_seconds=args.work_seconds,
-        web_port=args.web_port,
-        grpc_port=args.grpc_port,
-        mqtt_port=args.mqtt_port,
-        model_mode=args.model_mode,
-        log_sink=_Printer(width),
-        startup_timeout=args.startup_timeout,
-    )
+    out = _Printer(max(len("mosquitto"), len(f"worker-{args.workers}")))
+    try:
+        cluster = LocalCluster(
+            workers=args.workers,
+            work_seconds=args.work_seconds,
+            web_port=args.web_port,
+            grpc_port=args.grpc_port,
+            mqtt_port=args.mqtt_port,
+            model_mode=args.model_mode,
+            log_sink=out,
+            startup_timeout=args.startup_timeout,
+        )
+    except ValueError as error:
+        out.say(f"lab up: {error}", error=True)
+        return 2
     cfg = cluster.config
     with _stop_signals():
         try:
             cluster.check_ports()
-            print(
+            out.say(
                 f"lab up: starting Mosquitto on {cfg.host}:{cfg.mqtt_port}, the master (web {cfg.web_port}, "
-                f"gRPC {cfg.grpc_port}) and {_plural(args.workers, 'worker')}",
-                flush=True,
+                f"gRPC {cfg.grpc_port}) and {_plural(args.workers, 'worker')}"
             )
             cluster.start()
-            print(_ready_line(cluster), flush=True)
-            return _watch(cluster)
+            out.say(_ready_line(cluster))
+            return _watch(cluster, out)
         except PortInUseError as error:
-            print(port_advice(error), file=sys.stderr)
+            out.say(port_advice(error), error=True)
             return 2
         except (MosquittoNotFoundError, ClusterStartError) as error:
-            print(f"lab up: {error}", file=sys.stderr)
+            out.say(f"lab up: {error}", error=True)
             return 1
         except (KeyboardInterrupt, _Stop):
             _ignore_stop_signals()
-            print("lab up: stopping...", flush=True)
+            out.say("lab up: stopping...")
             return 0
         finally:
             _ignore_stop_signals()
             cluster.stop()
             if cluster.processes:
-                print("lab up: stopped", flush=True)
+                out.say("lab up: stopped")

@@ -42,6 +42,7 @@ async def serve(settings: MasterSettings) -> None:
     background = [
         asyncio.create_task(mqtt.run(), name="mqtt"),
         asyncio.create_task(master.tell_positions(), name="positions"),
+        asyncio.create_task(master.tell_status(web.broadcast), name="status"),
         asyncio.create_task(http.serve(), name="http"),
     ]
     log.info("master up: chat on http://%s:%s, gRPC on %s:%s, MQTT %s:%s", settings.web_host,

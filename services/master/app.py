@@ -40,6 +40,10 @@ class WebEdge:
         """Send an event to every connection of a session."""
         await self.sio.emit(event, data, to=session_id)
 
+    async def broadcast(self, event: str, data: dict[str, Any]) -> None:
+        """Send an event to every connected client."""
+        await self.sio.emit(event, data)
+
     def _register_events(self) -> None:
         sio = self.sio
 
@@ -51,6 +55,7 @@ class WebEdge:
             self._sessions[sid] = session_id
             await sio.enter_room(sid, session_id)
             await sio.emit(Events.SESSION_ID, session_id, to=sid)
+            await sio.emit(Events.STATUS, self.master.status_summary(), to=sid)
 
         @sio.event  # type: ignore[untyped-decorator]
         async def disconnect(sid: str, *args: object) -> None:

@@ -147,7 +147,7 @@ class Dispatcher:
             return self._worker_lost(worker, now_ms) if worker else Outcome()
         if worker is None or worker.state is WorkerState.OFFLINE:
             # A worker we do not know (e.g. we restarted): it is online, so admit it.
-            worker = self.registry.upsert(worker_id, language_of(worker_id), now_ms)
+            worker = self.registry.upsert(worker_id, worker.language if worker else language_of(worker_id), now_ms)
         worker.last_seen_ms = now_ms
         if worker.task_id is not None:
             # We gave it a task and have not had the result: its idle/busy reports can be stale

@@ -31,8 +31,9 @@ from services.protocol.rpc import pb
 
 log = logging.getLogger(__name__)
 
-# How often queued users are told their new position, at most.
+# How often queued users are told their new position, and everyone the system's state, at most.
 POSITION_INTERVAL_S = 0.25
+STATUS_INTERVAL_S = 1.0
 
 
 class Publisher(Protocol):
@@ -42,6 +43,7 @@ class Publisher(Protocol):
 
 
 Emit = Callable[[str, dict[str, Any], str], Awaitable[None]]  # (event, data, session_id)
+Broadcast = Callable[[str, dict[str, Any]], Awaitable[None]]  # (event, data) to every client
 
 
 class Master:
@@ -108,9 +110,10 @@ class Master:
                 lost_task = worker.task_id if worker and status.status == "offline" else None
                 outcome = self.dispatcher.worker_status(status.worker_id, status.status, now)
                 if status.status == "offline" and worker is not None:
+                    requeued = lost_task is not None and self.dispatcher.task(lost_task) is not None
                     self.log(f"worker {status.worker_id} went offline"
-                             + (f"; task {lost_task[:8]} requeued" if lost_task else ""))
-                    if lost_task:
+                             + (f"; task {lost_task[:8]} requeued" if requeued and lost_task else ""))
+                    if requeued:
                         self.metrics.tasks.labels("requeued").inc()
             else:
                 return
@@ -210,6 +213,22 @@ class Master:
                         Events.TASK_QUEUED, {"taskId": task.task_id, "position": position}, task.session_id
                     )
             await asyncio.sleep(POSITION_INTERVAL_S)
+
+    async def tell_status(self, broadcast: Broadcast) -> None:
+        """Forever: tell every client how many workers are online and busy and how long the queue is."""
+        last: dict[str, int] = {}
+        while True:
+            summary = self.status_summary()
+            if summary != last:
+                await broadcast(Events.STATUS, summary)
+                last = summary
+            await asyncio.sleep(STATUS_INTERVAL_S)
+
+    def status_summary(self) -> dict[str, int]:
+        """Workers online, idle and busy, and the queue length: what the chat page shows."""
+        queued, _, counts = self._state_counts()
+        return {"workers": counts["idle"] + counts["busy"], "idle": counts["idle"], "busy": counts["busy"],
+                "queued": queued}
 
     def log(self, message: str) -> None:
         """Log locally and on the shared log topic (callers never pass keys or session ids)."""

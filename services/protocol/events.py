@@ -15,4 +15,4 @@ class Events:
     AI_RESPONSE: Final = "ai-response"  # master -> client: {query, response, workerId, processingTime, ...}
     # Extensions.
     TASK_ASSIGNED: Final = "task-assigned"  # master -> client: {taskId, workerId}
-    STATUS: Final = "system-status"  # master -> client: {workers, idle, busy, queued}
+    STATUS: Final = "system-status"  # master -> every client, when it changes: {workers, idle, busy, queued}

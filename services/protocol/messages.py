@@ -10,13 +10,14 @@ import json
 import time
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, ValidationError
 
 from services.protocol.errors import DecodeError
 
 # A worker id ends up inside a topic name: no wildcards, no separators, bounded length.
-WorkerId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
-Timestamp = Annotated[int, Field(ge=0)]
+WORKER_ID_PATTERN = r"[A-Za-z0-9_.:-]{1,128}"
+WorkerId = Annotated[str, StringConstraints(pattern=f"^{WORKER_ID_PATTERN}$")]
+Timestamp = Annotated[StrictInt, Field(ge=0)]
 Language = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 
 M = TypeVar("M", bound="Message")
@@ -68,7 +69,7 @@ class TaskMessage(Message):
     grpc_endpoint: str
     timestamp: Timestamp
     task_id: str | None = None
-    attempt: int | None = None
+    attempt: StrictInt | None = None
     token: str | None = None
     model: str | None = None
 
@@ -89,7 +90,7 @@ class ResultSummary(Message):
     task_id: str
     worker_id: str
     language: str = ""
-    attempt: int
+    attempt: StrictInt
     outcome: Literal["answered", "failed"]
     error: str = ""
     model: str = ""
@@ -98,8 +99,8 @@ class ResultSummary(Message):
     started_timestamp: Timestamp = 0
     completion_timestamp: Timestamp
     received_timestamp: Timestamp
-    processing_time_ms: int
-    model_time_ms: int = 0
+    processing_time_ms: StrictInt
+    model_time_ms: StrictInt = 0
 
 
 class MasterPresence(Message):
@@ -120,10 +121,25 @@ class UserQuery(Message):
     model: str | None = None
 
 
+def json_type(value: object) -> str:
+    """The JSON name of a parsed value's type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return type(value).__name__
+
+
 def decode(cls: type[M], raw: bytes | str) -> M:
     """Read one message from UTF-8 JSON (an MQTT payload)."""
     try:
-        data: Any = json.loads(raw)
+        data: Any = json.loads(raw if isinstance(raw, str) else raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DecodeError(cls.kind, f"not UTF-8 JSON ({e})", raw) from e
     return validate(cls, data, raw)
@@ -132,7 +148,7 @@ def decode(cls: type[M], raw: bytes | str) -> M:
 def validate(cls: type[M], data: object, raw: object = None) -> M:
     """Read one message from an already parsed value (a Socket.IO payload)."""
     if not isinstance(data, dict):
-        raise DecodeError(cls.kind, f"expected a JSON object, got {type(data).__name__}", data if raw is None else raw)
+        raise DecodeError(cls.kind, f"expected a JSON object, got {json_type(data)}", data if raw is None else raw)
     try:
         return cls.model_validate(data)
     except ValidationError as e:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from services.envconfig import Env
+from services.protocol.messages import WORKER_ID_PATTERN
 from services.protocol.topics import DEFAULT_PREFIX
 
 LANGUAGE = "python"
@@ -42,39 +43,22 @@ class WorkerSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
         """Build settings from environment variables, failing clearly on a bad value."""
-        e = os.environ if env is None else env
-        d = cls(worker_id="default")
-
-        def text(name: str, default: str) -> str:
-            return e.get(name, "").strip() or default
-
-        def number(name: str, default: float) -> float:
-            raw = e.get(name, "").strip()
-            try:
-                value = float(raw) if raw else default
-            except ValueError:
-                raise ValueError(f"{name} must be a number, got {raw!r}") from None
-            if value < 0:
-                raise ValueError(f"{name} must not be negative, got {raw!r}")
-            return value
-
-        mode = text("MODEL_MODE", d.model_mode).lower()
-        if mode not in MODEL_MODES:
-            raise ValueError(f"MODEL_MODE must be one of {', '.join(MODEL_MODES)}, got {mode!r}")
+        e, d = Env(env), cls(worker_id="default")
         return cls(
-            worker_id=text("WORKER_ID", "") or new_worker_id(),
-            mqtt_host=text("MQTT_HOST", d.mqtt_host),
-            mqtt_port=int(number("MQTT_PORT", d.mqtt_port)),
-            topic_prefix=text("TOPIC_PREFIX", d.topic_prefix),
-            work_seconds=number("WORK_SECONDS", d.work_seconds),
-            model_mode=mode,
-            gemini_api_key=e.get("GEMINI_API_KEY", "").strip() or None,
-            gemini_api_key_file=e.get("GEMINI_API_KEY_FILE", "").strip() or None,
-            gemini_model=text("GEMINI_MODEL", d.gemini_model),
-            gemini_base_url=e.get("GEMINI_BASE_URL", "").strip() or None,
-            gemini_timeout_seconds=number("GEMINI_TIMEOUT_SECONDS", d.gemini_timeout_seconds),
-            offline_latency_ms=number("OFFLINE_LATENCY_MS", d.offline_latency_ms),
-            offline_latency_sd_ms=number("OFFLINE_LATENCY_SD_MS", d.offline_latency_sd_ms),
-            grpc_retries=int(number("GRPC_RETRIES", d.grpc_retries)),
-            log_level=text("LOG_LEVEL", d.log_level).upper(),
+            worker_id=e.matching("WORKER_ID", "", WORKER_ID_PATTERN, "letters, digits and _.:- (at most 128)")
+            or new_worker_id(),
+            mqtt_host=e.text("MQTT_HOST", d.mqtt_host),
+            mqtt_port=e.port("MQTT_PORT", d.mqtt_port),
+            topic_prefix=e.topic_prefix("TOPIC_PREFIX", d.topic_prefix),
+            work_seconds=e.number("WORK_SECONDS", d.work_seconds),
+            model_mode=e.choice("MODEL_MODE", d.model_mode, MODEL_MODES),
+            gemini_api_key=e.optional("GEMINI_API_KEY"),
+            gemini_api_key_file=e.optional("GEMINI_API_KEY_FILE"),
+            gemini_model=e.text("GEMINI_MODEL", d.gemini_model),
+            gemini_base_url=e.optional("GEMINI_BASE_URL"),
+            gemini_timeout_seconds=e.number("GEMINI_TIMEOUT_SECONDS", d.gemini_timeout_seconds, minimum=0.001),
+            offline_latency_ms=e.number("OFFLINE_LATENCY_MS", d.offline_latency_ms),
+            offline_latency_sd_ms=e.number("OFFLINE_LATENCY_SD_MS", d.offline_latency_sd_ms),
+            grpc_retries=e.integer("GRPC_RETRIES", d.grpc_retries),
+            log_level=e.text("LOG_LEVEL", d.log_level).upper(),
         )

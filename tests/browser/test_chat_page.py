@@ -35,7 +35,8 @@ INTEGER = re.compile(r"^\d+$")
 class System(Protocol):
     """What these tests need from the `system` fixture."""
 
-    web_url: str
+    @property
+    def web_url(self) -> str: ...
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +171,22 @@ def test_api_key_is_sent_but_never_shown_or_stored(page: Page, outgoing: list[st
     assert secret not in page.content()
     stored = page.evaluate("() => JSON.stringify([{...localStorage}, {...sessionStorage}, document.cookie])")
     assert secret not in stored
+
+
+def test_a_third_question_waits_in_the_queue_then_is_worked_on(page: Page) -> None:
+    # Two workers, about 1 s of work each: the third question sent at once must wait for one of them.
+    for n in range(3):
+        ask(page, f"Queued question number {n}", with_enter=True)
+    third = page.get_by_test_id("exchange").nth(2)
+    position = third.get_by_test_id("queue-position")
+
+    expect(third).to_have_attribute("data-state", "queued", timeout=CONNECT_TIMEOUT_MS)
+    expect(position).to_contain_text("position 1")
+    expect(third).to_have_attribute("data-state", "working", timeout=ANSWER_TIMEOUT_MS)
+    expect(position).to_contain_text("is working")
+    worker = position.inner_text().split()[0]
+
+    answered = [check_answered(page.get_by_test_id("exchange").nth(n)) for n in range(3)]
+    assert third.get_by_test_id("answer-worker").inner_text() == worker, "the announced worker answered"
+    _, processing, total = answered[2]
+    assert total > processing, "the queued question's total includes its wait in the queue"

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from lab.broker import MosquittoNotFoundError, find_mosquitto
-from lab.cluster import REPO_ROOT, LocalCluster
+from lab.cluster import REPO_ROOT, ClusterStartError, LocalCluster
 from lab.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -222,3 +222,26 @@ def test_local_cluster_adds_and_kills_workers() -> None:
     assert all(not Path(f"/proc/{pid}/environ").exists() for pid in pids)
     names = {name for name, _ in lines}
     assert {"mosquitto", "master", "worker-1", "worker-2"} <= names
+
+
+@pytest.mark.parametrize(
+    ("bad_env", "culprit"),
+    [({"MAX_QUERY_CHARS": "lots"}, "master"), ({"GEMINI_TIMEOUT_SECONDS": "soon"}, "worker-1")],
+)
+def test_startup_failure_names_the_process_and_shows_its_log(bad_env: dict[str, str], culprit: str) -> None:
+    cluster = LocalCluster(
+        workers=1,
+        web_port=0,
+        grpc_port=0,
+        mqtt_port=0,
+        model_mode="offline",
+        extra_env=bad_env,
+        log_sink=lambda name, line: None,
+    )
+    with pytest.raises(ClusterStartError) as info:
+        cluster.start()
+    message = str(info.value)
+    assert message.startswith(f"{culprit} exited with code 2 while waiting for")
+    assert f"  {culprit} | " in message
+    assert "bad setting" in message
+    assert all(not p.alive for p in cluster.processes.values())

@@ -1,0 +1,160 @@
+"""Tests of the master's and the worker's settings: defaults, parsing, and bad values named clearly."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from services.envconfig import env_bool
+from services.master.settings import MasterSettings
+from services.worker.settings import DEFAULT_GEMINI_MODEL, WorkerSettings, new_worker_id
+
+# -- master ------------------------------------------------------------------------------------
+
+
+def test_master_defaults_match_the_documented_ones() -> None:
+    s = MasterSettings.from_env({})
+    assert s == MasterSettings()
+    assert (s.mqtt_host, s.mqtt_port, s.topic_prefix) == ("127.0.0.1", 1883, "upb")
+    assert (s.web_host, s.web_port, s.grpc_host, s.grpc_port) == ("0.0.0.0", 8888, "0.0.0.0", 50051)
+    assert (s.max_query_chars, s.max_attempts, s.allow_baseline_workers, s.log_level) == (8000, 3, False, "INFO")
+
+
+def test_master_grpc_endpoint_defaults_to_loopback_and_the_grpc_port() -> None:
+    assert MasterSettings.from_env({}).advertised_grpc_endpoint == "127.0.0.1:50051"
+    assert MasterSettings.from_env({"GRPC_PORT": "6001"}).advertised_grpc_endpoint == "127.0.0.1:6001"
+
+
+def test_master_grpc_endpoint_given_explicitly_wins_over_the_port() -> None:
+    s = MasterSettings.from_env({"GRPC_PORT": "6001", "GRPC_ENDPOINT": "master:50051"})
+    assert s.advertised_grpc_endpoint == "master:50051"
+    assert s.grpc_port == 6001
+
+
+def test_master_reads_every_variable_from_the_environment() -> None:
+    s = MasterSettings.from_env({
+        "MQTT_HOST": "broker", "MQTT_PORT": "2883", "TOPIC_PREFIX": "lab", "WEB_HOST": "127.0.0.1",
+        "WEB_PORT": "9000", "GRPC_HOST": "127.0.0.2", "GRPC_PORT": "50052", "GRPC_ENDPOINT": "m:1",
+        "MAX_QUERY_CHARS": "100", "MAX_ATTEMPTS": "5", "ALLOW_BASELINE_WORKERS": "true", "LOG_LEVEL": "debug",
+    })
+    assert s == MasterSettings(
+        mqtt_host="broker", mqtt_port=2883, topic_prefix="lab", web_host="127.0.0.1", web_port=9000,
+        grpc_host="127.0.0.2", grpc_port=50052, grpc_endpoint="m:1", max_query_chars=100, max_attempts=5,
+        allow_baseline_workers=True, log_level="DEBUG",
+    )
+
+
+def test_master_empty_variables_fall_back_to_defaults() -> None:
+    blank = {name: "" for name in ("MQTT_HOST", "MQTT_PORT", "TOPIC_PREFIX", "WEB_PORT", "GRPC_PORT",
+                                   "MAX_ATTEMPTS", "ALLOW_BASELINE_WORKERS", "LOG_LEVEL")}
+    assert MasterSettings.from_env(blank) == MasterSettings()
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        pytest.param({"MQTT_PORT": "abc"}, "MQTT_PORT", id="mqtt-port"),
+        pytest.param({"WEB_PORT": "8888.5"}, "WEB_PORT", id="web-port"),
+        pytest.param({"GRPC_PORT": "fifty"}, "GRPC_PORT", id="grpc-port"),
+        pytest.param({"MAX_ATTEMPTS": "0"}, "MAX_ATTEMPTS", id="max-attempts-zero"),
+        pytest.param({"MAX_QUERY_CHARS": "-5"}, "MAX_QUERY_CHARS", id="max-query-chars-negative"),
+        pytest.param({"ALLOW_BASELINE_WORKERS": "maybe"}, "ALLOW_BASELINE_WORKERS", id="allow-baseline"),
+    ],
+)
+def test_master_bad_value_is_a_value_error_naming_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ValueError, match=variable):
+        MasterSettings.from_env(env)
+
+
+@pytest.mark.parametrize("raw", ["1", "true", "TRUE", "yes", "On", " true "])
+def test_true_spellings_read_as_true(raw: str) -> None:
+    assert env_bool(raw, default=False) is True
+
+
+@pytest.mark.parametrize("raw", ["0", "false", "False", "no", "OFF"])
+def test_false_spellings_read_as_false(raw: str) -> None:
+    assert env_bool(raw, default=True) is False
+
+
+@pytest.mark.parametrize("raw", [None, "", "   "])
+def test_unset_boolean_reads_as_its_default(raw: str | None) -> None:
+    assert env_bool(raw, default=True) is True
+    assert env_bool(raw, default=False) is False
+
+
+def test_unreadable_boolean_is_a_value_error_quoting_the_value() -> None:
+    with pytest.raises(ValueError, match="'maybe'"):
+        env_bool("maybe", default=False)
+
+
+# -- worker ------------------------------------------------------------------------------------
+
+
+def test_worker_defaults_match_the_documented_ones() -> None:
+    s = WorkerSettings.from_env({})
+    assert re.fullmatch(r"python-worker-[0-9a-f]{6}", s.worker_id)
+    assert (s.mqtt_host, s.mqtt_port, s.topic_prefix) == ("127.0.0.1", 1883, "upb")
+    assert (s.work_seconds, s.model_mode, s.gemini_model) == (10.0, "auto", DEFAULT_GEMINI_MODEL)
+    assert (s.gemini_api_key, s.gemini_api_key_file, s.gemini_base_url) == (None, None, None)
+    assert (s.gemini_timeout_seconds, s.offline_latency_ms, s.offline_latency_sd_ms) == (30.0, 0.0, 0.0)
+    assert s.log_level == "INFO"
+
+
+def test_generated_worker_id_has_the_baseline_form() -> None:
+    assert re.fullmatch(r"python-worker-[0-9a-f]{6}", new_worker_id())
+
+
+def test_worker_reads_every_variable_from_the_environment() -> None:
+    s = WorkerSettings.from_env({
+        "WORKER_ID": "python-worker-lab01", "MQTT_HOST": "broker", "MQTT_PORT": "2883", "TOPIC_PREFIX": "lab",
+        "WORK_SECONDS": "0.25", "MODEL_MODE": "Offline", "GEMINI_API_KEY": " key-1 ",
+        "GEMINI_API_KEY_FILE": "/run/secrets/gemini", "GEMINI_MODEL": "gemini-pro",
+        "GEMINI_BASE_URL": "http://127.0.0.1:9", "GEMINI_TIMEOUT_SECONDS": "5", "OFFLINE_LATENCY_MS": "120",
+        "OFFLINE_LATENCY_SD_MS": "30", "GRPC_RETRIES": "2", "LOG_LEVEL": "warning",
+    })
+    assert s == WorkerSettings(
+        worker_id="python-worker-lab01", mqtt_host="broker", mqtt_port=2883, topic_prefix="lab",
+        work_seconds=0.25, model_mode="offline", gemini_api_key="key-1",
+        gemini_api_key_file="/run/secrets/gemini", gemini_model="gemini-pro",
+        gemini_base_url="http://127.0.0.1:9", gemini_timeout_seconds=5.0, offline_latency_ms=120.0,
+        offline_latency_sd_ms=30.0, grpc_retries=2, log_level="WARNING",
+    )
+
+
+def test_worker_blank_api_key_means_no_key() -> None:
+    assert WorkerSettings.from_env({"GEMINI_API_KEY": "  "}).gemini_api_key is None
+
+
+def test_worker_api_key_is_not_in_the_settings_repr() -> None:
+    s = WorkerSettings.from_env({"GEMINI_API_KEY": "very-secret-key"})
+    assert s.gemini_api_key == "very-secret-key"
+    assert "very-secret-key" not in repr(s)
+
+
+def test_zero_work_seconds_is_allowed() -> None:
+    assert WorkerSettings.from_env({"WORK_SECONDS": "0"}).work_seconds == 0.0
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        pytest.param({"MQTT_PORT": "abc"}, "MQTT_PORT", id="mqtt-port"),
+        pytest.param({"MQTT_PORT": "inf"}, "MQTT_PORT", id="mqtt-port-infinite"),
+        pytest.param({"WORK_SECONDS": "-1"}, "WORK_SECONDS", id="work-seconds-negative"),
+        pytest.param({"WORK_SECONDS": "nan"}, "WORK_SECONDS", id="work-seconds-nan"),
+        pytest.param({"WORK_SECONDS": "ten"}, "WORK_SECONDS", id="work-seconds-text"),
+        pytest.param({"MODEL_MODE": "wrong"}, "MODEL_MODE", id="model-mode"),
+        pytest.param({"GEMINI_TIMEOUT_SECONDS": "-3"}, "GEMINI_TIMEOUT_SECONDS", id="timeout-negative"),
+        pytest.param({"OFFLINE_LATENCY_MS": "fast"}, "OFFLINE_LATENCY_MS", id="latency"),
+        pytest.param({"GRPC_RETRIES": "-1"}, "GRPC_RETRIES", id="grpc-retries"),
+    ],
+)
+def test_worker_bad_value_is_a_value_error_naming_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ValueError, match=variable):
+        WorkerSettings.from_env(env)
+
+
+def test_model_mode_error_lists_the_allowed_modes() -> None:
+    with pytest.raises(ValueError, match="auto, gemini, offline"):
+        WorkerSettings.from_env({"MODEL_MODE": "wrong"})
