@@ -38,6 +38,7 @@ unit: setup ## run the unit tests only (no processes, seconds)
 
 lint: setup ## ruff and mypy
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 proto: setup ## regenerate the gRPC stubs from proto/

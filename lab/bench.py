@@ -7,6 +7,7 @@ import json
 import platform
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,15 +36,15 @@ def machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
 
 
-def _cluster(workers: int, log: Callable[[str, str], None] | None = None) -> LocalCluster:
+def _cluster(workers: int, work_seconds: float = 0.0) -> LocalCluster:
     return LocalCluster(
         workers=workers,
-        work_seconds=0.0,
+        work_seconds=work_seconds,
         web_port=0,
         grpc_port=0,
         mqtt_port=0,
         model_mode="offline",
-        log_sink=log or (lambda name, line: None),
+        log_sink=lambda name, line: None,
         extra_env={"LOG_LEVEL": "WARNING", "OFFLINE_LATENCY_MS": "0"},
     )
 
@@ -118,7 +119,40 @@ def throughput(workers: int = 4, clients: int = 50, seconds: float = 20.0, warmu
     }
 
 
-BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {"overhead": overhead, "throughput": throughput}
+async def _burst(url: str, questions: int) -> tuple[float, list[ChatClient]]:
+    users = [ChatClient(url) for _ in range(questions)]
+    await asyncio.gather(*(u.connect() for u in users))
+    start = time.monotonic()
+    await asyncio.gather(*(u.ask(f"burst question {i}") for i, u in enumerate(users)))
+    await asyncio.gather(*(u.wait_answers(1, timeout=600) for u in users))
+    elapsed = time.monotonic() - start
+    await asyncio.sleep(0.5)  # a duplicate answer would arrive right after
+    await asyncio.gather(*(u.close() for u in users))
+    return elapsed, users
+
+
+def burst(workers: int = 4, questions: int = 40, work_seconds: float = 1.0) -> dict[str, Any]:
+    """`questions` users ask at the same moment: total time, answers per question, tasks per worker."""
+    with _cluster(workers=workers, work_seconds=work_seconds) as cluster:
+        elapsed, users = asyncio.run(_burst(cluster.web_url, questions))
+    answers = [a for u in users for e in u.exchanges.values() for a in e.answers]
+    per_worker = Counter(str(a["workerId"]) for a in answers)
+    ideal = -(-questions // workers) * work_seconds
+    return {
+        "name": "burst",
+        "workers": workers,
+        "questions": questions,
+        "work_seconds": work_seconds,
+        "answered": len({str(a["taskId"]) for a in answers}),
+        "duplicates": len(answers) - len({str(a["taskId"]) for a in answers}),
+        "elapsed_s": round(elapsed, 2),
+        "ideal_s": ideal,
+        "tasks_per_worker_max": max(per_worker.values()),
+        "tasks_per_worker_min": min(per_worker.values()),
+    }
+
+
+BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {"overhead": overhead, "throughput": throughput, "burst": burst}
 
 
 def save(result: dict[str, Any], directory: Path = BENCH_DIR) -> Path:
@@ -136,21 +170,25 @@ def register(commands: Any) -> None:
     import argparse
 
     parser: argparse.ArgumentParser = commands.add_parser(
-        "bench", help="measure the system (overhead, throughput); figures go to data/bench/",
+        "bench",
+        help="measure the system (overhead, throughput, burst); figures go to data/bench/",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
-    parser.add_argument("--workers", type=int, default=4, help="workers (throughput)")
+    parser.add_argument("--workers", type=int, default=4, help="workers (throughput, burst)")
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients (throughput)")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured duration (throughput)")
-    parser.add_argument("--questions", type=int, default=300, help="questions (overhead)")
+    parser.add_argument("--questions", type=int, default=None, help="questions (overhead: 300, burst: 40)")
+    parser.add_argument("--work-seconds", type=float, default=1.0, help="simulated work per task (burst)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object, last")
     parser.set_defaults(run=_run)
 
 
 def _run(args: Any) -> int:
     if args.name == "overhead":
-        result = overhead(questions=args.questions)
+        result = overhead(questions=args.questions or 300)
+    elif args.name == "burst":
+        result = burst(workers=args.workers, questions=args.questions or 40, work_seconds=args.work_seconds)
     else:
         result = throughput(workers=args.workers, clients=args.clients, seconds=args.seconds)
     path = save(result)

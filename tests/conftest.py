@@ -46,8 +46,13 @@ def cluster_factory(tmp_path: Path) -> Iterator[ClusterFactory]:
 
     def make(**kwargs: object) -> LocalCluster:
         options: dict[str, object] = {
-            "workers": 2, "work_seconds": 0.2, "web_port": 0, "grpc_port": 0, "mqtt_port": 0,
-            "model_mode": "offline", "log_sink": sink,
+            "workers": 2,
+            "work_seconds": 0.2,
+            "web_port": 0,
+            "grpc_port": 0,
+            "mqtt_port": 0,
+            "model_mode": "offline",
+            "log_sink": sink,
         }
         options.update(kwargs)
         cluster = LocalCluster(**options)  # type: ignore[arg-type]
@@ -70,6 +75,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         with logs.open("a") as f:
             f.write(f"{name} | {line}\n")
 
-    with LocalCluster(workers=2, work_seconds=1.0, web_port=0, grpc_port=0, mqtt_port=0,
-                      model_mode="offline", log_sink=sink) as cluster:
+    with LocalCluster(
+        workers=2, work_seconds=1.0, web_port=0, grpc_port=0, mqtt_port=0, model_mode="offline", log_sink=sink
+    ) as cluster:
         yield cluster

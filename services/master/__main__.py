@@ -23,13 +23,19 @@ log = logging.getLogger("services.master")
 async def serve(settings: MasterSettings) -> None:
     """Wire the edges to the master and run until SIGINT/SIGTERM."""
     # The edges and the master refer to each other; the lambdas bind late, when called.
-    mqtt = MqttEdge(settings.mqtt_host, settings.mqtt_port, Topics(settings.topic_prefix),
-                    settings.advertised_grpc_endpoint, lambda topic, payload: master.on_mqtt(topic, payload))
+    mqtt = MqttEdge(
+        settings.mqtt_host,
+        settings.mqtt_port,
+        Topics(settings.topic_prefix),
+        settings.advertised_grpc_endpoint,
+        lambda topic, payload: master.on_mqtt(topic, payload),
+    )
     master = Master(settings, mqtt, lambda event, data, session_id: web.emit(event, data, session_id))
     web = WebEdge(master, new_session_id, mqtt.connected.is_set)
     grpc_server = await start_grpc(settings.grpc_host, settings.grpc_port, master.on_result)
-    config = uvicorn.Config(web.app, host=settings.web_host, port=settings.web_port, log_level="warning",
-                            lifespan="off")
+    config = uvicorn.Config(
+        web.app, host=settings.web_host, port=settings.web_port, log_level="warning", lifespan="off"
+    )
     http = uvicorn.Server(config)
 
     # uvicorn takes SIGINT/SIGTERM while it serves and raises them again when it is done,
@@ -45,8 +51,15 @@ async def serve(settings: MasterSettings) -> None:
         asyncio.create_task(master.tell_status(web.broadcast), name="status"),
         asyncio.create_task(http.serve(), name="http"),
     ]
-    log.info("master up: chat on http://%s:%s, gRPC on %s:%s, MQTT %s:%s", settings.web_host,
-             settings.web_port, settings.grpc_host, settings.grpc_port, settings.mqtt_host, settings.mqtt_port)
+    log.info(
+        "master up: chat on http://%s:%s, gRPC on %s:%s, MQTT %s:%s",
+        settings.web_host,
+        settings.web_port,
+        settings.grpc_host,
+        settings.grpc_port,
+        settings.mqtt_host,
+        settings.mqtt_port,
+    )
     done_waiter = asyncio.create_task(stop.wait())
     finished, _ = await asyncio.wait([done_waiter, *background], return_when=asyncio.FIRST_COMPLETED)
     for t in finished:
@@ -70,8 +83,9 @@ def main() -> int:
     except ValueError as e:
         print(f"master: bad setting: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         asyncio.run(serve(settings))
     except OSError as e:

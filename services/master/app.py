@@ -29,8 +29,9 @@ class WebEdge:
         self.master = master
         self._new_session_id = new_session_id
         self._is_healthy = is_healthy
-        self.sio = socketio.AsyncServer(async_mode="asgi", logger=False,
-                                        engineio_logger=False, max_http_buffer_size=1_000_000)
+        self.sio = socketio.AsyncServer(
+            async_mode="asgi", logger=False, engineio_logger=False, max_http_buffer_size=1_000_000
+        )
         self._sessions: dict[str, str] = {}  # Socket.IO sid -> session id
         self._register_events()
         self.api = self._build_api()

@@ -165,8 +165,10 @@ class Dispatcher:
         """Check a worker's result against the task's current attempt; accept or refuse it."""
         if not claim.task_id:
             if not self.allow_baseline:
-                return Verdict(False, "refused: results must carry task_id and token "
-                               "(baseline workers need ALLOW_BASELINE_WORKERS=true)")
+                return Verdict(
+                    False,
+                    "refused: results must carry task_id and token (baseline workers need ALLOW_BASELINE_WORKERS=true)",
+                )
             worker = self.registry.get(claim.worker_id)
             task = self._tasks.get(worker.task_id) if worker and worker.task_id else None
             if task is None:
@@ -206,8 +208,7 @@ class Dispatcher:
                 del self._tasks[task.task_id]
                 task.state = TaskState.FAILED
                 outcome.failures.append(
-                    Failure(task, f"Sorry, this question failed: {task.attempt} workers were lost "
-                                  "while answering it.")
+                    Failure(task, f"Sorry, this question failed: {task.attempt} workers were lost while answering it.")
                 )
             else:
                 task.state = TaskState.QUEUED

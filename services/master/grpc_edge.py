@@ -35,10 +35,12 @@ async def start_grpc(
     host: str, port: int, on_result: Callable[[pb.TaskResult], Awaitable[tuple[bool, str]]]
 ) -> grpc.aio.Server:
     """Start the result server on host:port and return it."""
-    server = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ])
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ]
+    )
     pb_grpc.add_WorkerCallbackServicer_to_server(ResultService(on_result), server)  # type: ignore[no-untyped-call]
     address = f"{host}:{port}"
     if server.add_insecure_port(address) == 0:

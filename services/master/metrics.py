@@ -35,32 +35,46 @@ class Metrics:
     def __init__(self, read_state: Callable[[], tuple[int, int, dict[str, int]]]) -> None:
         self.registry = CollectorRegistry()
         self.tasks = Counter(
-            "swarm_tasks", "Tasks by outcome (accepted, rejected, answered, failed, requeued)",
-            ["outcome"], registry=self.registry,
+            "swarm_tasks",
+            "Tasks by outcome (accepted, rejected, answered, failed, requeued)",
+            ["outcome"],
+            registry=self.registry,
         )
         self.results = Counter(
-            "swarm_results", "Worker results by verdict (accepted, refused)", ["verdict"],
+            "swarm_results",
+            "Worker results by verdict (accepted, refused)",
+            ["verdict"],
             registry=self.registry,
         )
         self.bad_messages = Counter(
-            "swarm_bad_messages", "Payloads that could not be read, by source", ["source"],
+            "swarm_bad_messages",
+            "Payloads that could not be read, by source",
+            ["source"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "swarm_task_latency_seconds", "From the user's question to the answer sent back",
-            buckets=LATENCY_BUCKETS, registry=self.registry,
+            "swarm_task_latency_seconds",
+            "From the user's question to the answer sent back",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.wait = Histogram(
-            "swarm_queue_wait_seconds", "From the user's question to its assignment to a worker",
-            buckets=LATENCY_BUCKETS, registry=self.registry,
+            "swarm_queue_wait_seconds",
+            "From the user's question to its assignment to a worker",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.processing = Histogram(
-            "swarm_processing_seconds", "Worker processing time (processing_time_ms)",
-            buckets=LATENCY_BUCKETS, registry=self.registry,
+            "swarm_processing_seconds",
+            "Worker processing time (processing_time_ms)",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.overhead = Histogram(
-            "swarm_overhead_seconds", "End-to-end latency minus processing time",
-            buckets=OVERHEAD_BUCKETS, registry=self.registry,
+            "swarm_overhead_seconds",
+            "End-to-end latency minus processing time",
+            buckets=OVERHEAD_BUCKETS,
+            registry=self.registry,
         )
         self.registry.register(_StateCollector(read_state))
 

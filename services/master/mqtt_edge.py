@@ -58,9 +58,13 @@ class MqttEdge:
         while True:
             try:
                 async with aiomqtt.Client(
-                    self._host, self._port, identifier=f"master-{now_ms()}", keepalive=15,
+                    self._host,
+                    self._port,
+                    identifier=f"master-{now_ms()}",
+                    keepalive=15,
                     will=aiomqtt.Will(self._topics.master_status, offline, qos=1, retain=True),
-                    max_queued_outgoing_messages=0, max_inflight_messages=1000,
+                    max_queued_outgoing_messages=0,
+                    max_inflight_messages=1000,
                 ) as client:
                     disable_nagle(client)
                     self._client = client

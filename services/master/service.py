@@ -54,9 +54,7 @@ class Master:
     ) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
-        self.dispatcher = Dispatcher(
-            max_attempts=settings.max_attempts, allow_baseline=settings.allow_baseline_workers
-        )
+        self.dispatcher = Dispatcher(max_attempts=settings.max_attempts, allow_baseline=settings.allow_baseline_workers)
         self.metrics = Metrics(self._state_counts)
         self._publisher = publisher
         self._emit = emit
@@ -78,12 +76,17 @@ class Master:
             return {"error": "the question is empty"}
         if len(text) > self.settings.max_query_chars:
             self.metrics.tasks.labels("rejected").inc()
-            return {"error": f"the question is too long: {len(text)} characters, "
-                             f"at most {self.settings.max_query_chars}"}
+            return {
+                "error": f"the question is too long: {len(text)} characters, at most {self.settings.max_query_chars}"
+            }
         now = self._clock()
         task = Task(
-            task_id=str(uuid.uuid4()), session_id=session_id, query=text, submitted_ms=now,
-            api_key=(query.apiKey or "").strip(), model=query.model or None,
+            task_id=str(uuid.uuid4()),
+            session_id=session_id,
+            query=text,
+            submitted_ms=now,
+            api_key=(query.apiKey or "").strip(),
+            model=query.model or None,
         )
         position, outcome = self.dispatcher.submit(task, now)
         self.metrics.tasks.labels("accepted").inc()
@@ -111,8 +114,10 @@ class Master:
                 outcome = self.dispatcher.worker_status(status.worker_id, status.status, now)
                 if status.status == "offline" and worker is not None:
                     requeued = lost_task is not None and self.dispatcher.task(lost_task) is not None
-                    self.log(f"worker {status.worker_id} went offline"
-                             + (f"; task {lost_task[:8]} requeued" if requeued and lost_task else ""))
+                    self.log(
+                        f"worker {status.worker_id} went offline"
+                        + (f"; task {lost_task[:8]} requeued" if requeued and lost_task else "")
+                    )
                     if requeued:
                         self.metrics.tasks.labels("requeued").inc()
             else:
@@ -145,17 +150,21 @@ class Master:
         """Send the answer (or the readable error) to the task's session, then record it."""
         worker = self.dispatcher.registry.get(task.worker_id or "")
         text = result.error or result.ai_response
-        await self._emit(Events.AI_RESPONSE, {
-            "taskId": task.task_id,
-            "query": task.query,
-            "response": text,
-            "workerId": result.worker_id,
-            "processingTime": result.processing_time_ms,
-            "timestamp": result.completion_timestamp or now,
-            "queryTimestamp": task.submitted_ms,
-            "model": result.model,
-            "error": result.error,
-        }, task.session_id)
+        await self._emit(
+            Events.AI_RESPONSE,
+            {
+                "taskId": task.task_id,
+                "query": task.query,
+                "response": text,
+                "workerId": result.worker_id,
+                "processingTime": result.processing_time_ms,
+                "timestamp": result.completion_timestamp or now,
+                "queryTimestamp": task.submitted_ms,
+                "model": result.model,
+                "error": result.error,
+            },
+            task.session_id,
+        )
         delivered = self._clock()
         outcome: Literal["answered", "failed"] = "failed" if result.error else "answered"
         self.metrics.tasks.labels(outcome).inc()
@@ -164,17 +173,26 @@ class Master:
         self.metrics.processing.observe(result.processing_time_ms / 1000)
         self.metrics.overhead.observe(max(0, delivered - task.submitted_ms - result.processing_time_ms) / 1000)
         summary = ResultSummary(
-            task_id=task.task_id, worker_id=result.worker_id, language=worker.language if worker else "",
-            attempt=task.attempt, outcome=outcome, error=result.error[:500], model=result.model,
-            query_timestamp=task.submitted_ms, assigned_timestamp=task.assigned_ms,
+            task_id=task.task_id,
+            worker_id=result.worker_id,
+            language=worker.language if worker else "",
+            attempt=task.attempt,
+            outcome=outcome,
+            error=result.error[:500],
+            model=result.model,
+            query_timestamp=task.submitted_ms,
+            assigned_timestamp=task.assigned_ms,
             started_timestamp=max(0, result.started_timestamp),
             completion_timestamp=max(0, result.completion_timestamp),
-            received_timestamp=now, processing_time_ms=result.processing_time_ms,
+            received_timestamp=now,
+            processing_time_ms=result.processing_time_ms,
             model_time_ms=result.model_time_ms,
         )
         self._publisher.publish(self.topics.results, encode(summary), qos=0)
-        self.log(f"task {task.task_id[:8]} {outcome} by {result.worker_id} "
-                 f"in {result.processing_time_ms} ms (attempt {task.attempt})")
+        self.log(
+            f"task {task.task_id[:8]} {outcome} by {result.worker_id} "
+            f"in {result.processing_time_ms} ms (attempt {task.attempt})"
+        )
 
     # -- shared -----------------------------------------------------------------------------
     async def _apply(self, outcome: Outcome) -> None:
@@ -182,9 +200,16 @@ class Master:
         for a in outcome.assignments:
             t = a.task
             message = TaskMessage(
-                worker_id=a.worker_id, session_id=t.task_id, query=t.query, api_key=t.api_key,
-                grpc_endpoint=self.settings.advertised_grpc_endpoint, timestamp=t.submitted_ms,
-                task_id=t.task_id, attempt=t.attempt, token=t.token, model=t.model,
+                worker_id=a.worker_id,
+                session_id=t.task_id,
+                query=t.query,
+                api_key=t.api_key,
+                grpc_endpoint=self.settings.advertised_grpc_endpoint,
+                timestamp=t.submitted_ms,
+                task_id=t.task_id,
+                attempt=t.attempt,
+                token=t.token,
+                model=t.model,
             )
             self._publisher.publish(self.topics.tasks(a.worker_id), encode(message), qos=1)
             self._sent_positions.pop(t.task_id, None)
@@ -192,11 +217,21 @@ class Master:
         for f in outcome.failures:
             self.metrics.tasks.labels("failed").inc()
             self._sent_positions.pop(f.task.task_id, None)
-            await self._emit(Events.AI_RESPONSE, {
-                "taskId": f.task.task_id, "query": f.task.query, "response": f.message, "workerId": "",
-                "processingTime": 0, "timestamp": self._clock(), "queryTimestamp": f.task.submitted_ms,
-                "model": "", "error": f.message,
-            }, f.task.session_id)
+            await self._emit(
+                Events.AI_RESPONSE,
+                {
+                    "taskId": f.task.task_id,
+                    "query": f.task.query,
+                    "response": f.message,
+                    "workerId": "",
+                    "processingTime": 0,
+                    "timestamp": self._clock(),
+                    "queryTimestamp": f.task.submitted_ms,
+                    "model": "",
+                    "error": f.message,
+                },
+                f.task.session_id,
+            )
             self.log(f"task {f.task.task_id[:8]} failed: {f.message}")
         if outcome.assignments and self._sent_positions:
             self._positions_dirty.set()
@@ -227,8 +262,12 @@ class Master:
     def status_summary(self) -> dict[str, int]:
         """Workers online, idle and busy, and the queue length: what the chat page shows."""
         queued, _, counts = self._state_counts()
-        return {"workers": counts["idle"] + counts["busy"], "idle": counts["idle"], "busy": counts["busy"],
-                "queued": queued}
+        return {
+            "workers": counts["idle"] + counts["busy"],
+            "idle": counts["idle"],
+            "busy": counts["busy"],
+            "queued": queued,
+        }
 
     def log(self, message: str) -> None:
         """Log locally and on the shared log topic (callers never pass keys or session ids)."""
@@ -240,15 +279,21 @@ class Master:
         """The REST status: workers with state and counts, and the queue."""
         workers = [
             {
-                "worker_id": w.worker_id, "language": w.language, "state": w.state.value,
-                "tasks_done": w.tasks_done, "tasks_failed": w.tasks_failed, "current_task": w.task_id,
+                "worker_id": w.worker_id,
+                "language": w.language,
+                "state": w.state.value,
+                "tasks_done": w.tasks_done,
+                "tasks_failed": w.tasks_failed,
+                "current_task": w.task_id,
                 "last_seen": w.last_seen_ms,
             }
             for w in self.dispatcher.registry
         ]
         _, _, counts = self._state_counts()
         return {
-            "workers": workers, **counts, "queue_length": self.dispatcher.queue_length,
+            "workers": workers,
+            **counts,
+            "queue_length": self.dispatcher.queue_length,
             "in_flight": self.dispatcher.in_flight,
         }
 

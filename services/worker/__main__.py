@@ -29,8 +29,12 @@ async def serve(settings: WorkerSettings, key: str | None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     run = asyncio.create_task(runner.run())
-    log.info("worker %s up (model mode %s, %s s of simulated work)", settings.worker_id,
-             settings.model_mode, settings.work_seconds)
+    log.info(
+        "worker %s up (model mode %s, %s s of simulated work)",
+        settings.worker_id,
+        settings.model_mode,
+        settings.work_seconds,
+    )
     await asyncio.wait([run, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
     await runner.announce_offline()
     run.cancel()
@@ -47,8 +51,9 @@ def main() -> int:
     except (ValueError, ApiKeyFileError) as e:
         print(f"worker: bad setting: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     # httpx logs every request URL at INFO; keep the SDK's traffic out of our logs.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     asyncio.run(serve(settings, key))

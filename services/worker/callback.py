@@ -61,10 +61,17 @@ class ResultSender:
                 return ack
             except grpc.aio.AioRpcError as e:
                 if e.code() not in RETRYABLE or attempt > self._retries:
-                    raise CallbackError(f"master at {endpoint} did not take the result: "
-                                        f"{e.code().name} {e.details()}") from None
-                log.warning("result to %s failed (%s), retry %d/%d in %.1f s",
-                            endpoint, e.code().name, attempt, self._retries, delay)
+                    raise CallbackError(
+                        f"master at {endpoint} did not take the result: {e.code().name} {e.details()}"
+                    ) from None
+                log.warning(
+                    "result to %s failed (%s), retry %d/%d in %.1f s",
+                    endpoint,
+                    e.code().name,
+                    attempt,
+                    self._retries,
+                    delay,
+                )
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(self._max, delay * 2)
         raise CallbackError("unreachable")  # pragma: no cover - the loop returns or raises

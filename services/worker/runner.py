@@ -73,8 +73,11 @@ class WorkerRunner:
         while True:
             try:
                 async with aiomqtt.Client(
-                    self.settings.mqtt_host, self.settings.mqtt_port, identifier=self.worker_id,
-                    keepalive=15, clean_session=False,  # the broker keeps our task messages while we reconnect
+                    self.settings.mqtt_host,
+                    self.settings.mqtt_port,
+                    identifier=self.worker_id,
+                    keepalive=15,
+                    clean_session=False,  # the broker keeps our task messages while we reconnect
                     will=aiomqtt.Will(self.topics.status, offline, qos=1),
                 ) as client:
                     disable_nagle(client)
@@ -167,11 +170,21 @@ class WorkerRunner:
             error = e.user_message
         processing_ms = round((time.monotonic() - started) * 1000)
         result = pb.TaskResult(
-            worker_id=self.worker_id, session_id=task.session_id, original_query=task.query,
-            ai_response=text, api_key="", processing_time_ms=processing_ms,
-            query_timestamp=task.timestamp, completion_timestamp=now_ms(), task_id=task.task_id or "",
-            attempt=task.attempt or 0, token=task.token or "", error=error, model=model_name,
-            started_timestamp=started_wall, model_time_ms=model_ms,
+            worker_id=self.worker_id,
+            session_id=task.session_id,
+            original_query=task.query,
+            ai_response=text,
+            api_key="",
+            processing_time_ms=processing_ms,
+            query_timestamp=task.timestamp,
+            completion_timestamp=now_ms(),
+            task_id=task.task_id or "",
+            attempt=task.attempt or 0,
+            token=task.token or "",
+            error=error,
+            model=model_name,
+            started_timestamp=started_wall,
+            model_time_ms=model_ms,
         )
         try:
             ack = await self._sender.send(task.grpc_endpoint, result)

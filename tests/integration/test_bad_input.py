@@ -42,9 +42,17 @@ def test_bad_payloads_on_every_master_topic_are_ignored(system: LocalCluster) ->
     before = httpx.get(f"{system.web_url}/api/status").json()
     peer = RawWorker(system.mqtt_port, "go-worker-prober")
     garbage = [
-        b"", b"null", b"not json", b"\xff\xfe", b"[1,2,3]", b'"a string"', raw_json({"worker_id": 5}),
-        raw_json({"worker_id": "a/b/#", "language": "go"}), raw_json({"worker_id": "", "language": "go"}),
-        raw_json({"worker_id": "go-worker-x", "status": "sleeping"}), raw_json({"language": "go"}),
+        b"",
+        b"null",
+        b"not json",
+        b"\xff\xfe",
+        b"[1,2,3]",
+        b'"a string"',
+        raw_json({"worker_id": 5}),
+        raw_json({"worker_id": "a/b/#", "language": "go"}),
+        raw_json({"worker_id": "", "language": "go"}),
+        raw_json({"worker_id": "go-worker-x", "status": "sleeping"}),
+        raw_json({"language": "go"}),
         b"{" * 100_000,
     ]
     try:

@@ -63,8 +63,13 @@ def test_status_health_and_metrics_describe_the_system(system: object) -> None:
     assert {w["state"] for w in status["workers"]} <= {"idle", "busy"}
     assert all(w["worker_id"].startswith("python-worker-") for w in status["workers"])
     metrics = httpx.get(f"{url}/metrics").text
-    for name in ("swarm_tasks_total", "swarm_queue_depth", 'swarm_workers{state="idle"}',
-                 "swarm_task_latency_seconds_bucket", "swarm_overhead_seconds_bucket"):
+    for name in (
+        "swarm_tasks_total",
+        "swarm_queue_depth",
+        'swarm_workers{state="idle"}',
+        "swarm_task_latency_seconds_bucket",
+        "swarm_overhead_seconds_bucket",
+    ):
         assert name in metrics
     page = httpx.get(url)
     assert page.status_code == 200 and "<html" in page.text.lower()

@@ -25,9 +25,15 @@ async def test_gemini_answers_and_errors_reach_the_user(
 ) -> None:
     lines: list[str] = []
     cluster = cluster_factory(
-        workers=2, work_seconds=0.1, model_mode="auto",
-        extra_env={"GEMINI_BASE_URL": fake_gemini.base_url, "GEMINI_TIMEOUT_SECONDS": "1",
-                   "GEMINI_MODEL": "gemini-test-flash", "NO_PROXY": "127.0.0.1,localhost"},
+        workers=2,
+        work_seconds=0.1,
+        model_mode="auto",
+        extra_env={
+            "GEMINI_BASE_URL": fake_gemini.base_url,
+            "GEMINI_TIMEOUT_SECONDS": "1",
+            "GEMINI_MODEL": "gemini-test-flash",
+            "NO_PROXY": "127.0.0.1,localhost",
+        },
         log_sink=lambda name, line: lines.append(f"{name} | {line}"),
     )
     cases = {
@@ -68,9 +74,14 @@ async def test_worker_key_from_a_file_is_used_when_the_user_brings_none(
     key_file = Path(str(tmp_path)) / "gemini_api_key"
     key_file.write_text("fake-ok-fromfile\n")
     cluster = cluster_factory(
-        workers=1, work_seconds=0.0, model_mode="auto",
-        extra_env={"GEMINI_BASE_URL": fake_gemini.base_url, "GEMINI_API_KEY_FILE": str(key_file),
-                   "NO_PROXY": "127.0.0.1,localhost"},
+        workers=1,
+        work_seconds=0.0,
+        model_mode="auto",
+        extra_env={
+            "GEMINI_BASE_URL": fake_gemini.base_url,
+            "GEMINI_API_KEY_FILE": str(key_file),
+            "NO_PROXY": "127.0.0.1,localhost",
+        },
     )
     async with ChatClient(cluster.web_url) as user:
         asked = await user.ask("who pays for this?")

@@ -46,9 +46,17 @@ async def test_forged_and_stale_results_are_refused_and_the_real_one_lands(
         assert task.api_key == "user-key-123"  # only the assigned worker gets the key
         assert task.session_id != user.session_id  # the session id is never published
         endpoint = task.grpc_endpoint
-        base = dict(worker_id=peer.worker_id, session_id=task.session_id, original_query=task.query,
-                    ai_response="forged!", processing_time_ms=5, query_timestamp=task.timestamp,
-                    completion_timestamp=now_ms(), task_id=task.task_id, attempt=1)
+        base = dict(
+            worker_id=peer.worker_id,
+            session_id=task.session_id,
+            original_query=task.query,
+            ai_response="forged!",
+            processing_time_ms=5,
+            query_timestamp=task.timestamp,
+            completion_timestamp=now_ms(),
+            task_id=task.task_id,
+            attempt=1,
+        )
         cases = {
             "unknown task": dict(base, task_id="00000000-0000-0000-0000-000000000000", token=task.token),
             "invalid token": dict(base, token="guessed-token"),
@@ -60,8 +68,9 @@ async def test_forged_and_stale_results_are_refused_and_the_real_one_lands(
             ack = await asyncio.to_thread(send_result, endpoint, **fields)
             assert not ack.success and expected in ack.message, (expected, ack.message)
         assert not user.answered()
-        ack = await asyncio.to_thread(send_result, endpoint, **dict(base, ai_response="the real answer",
-                                                                    token=task.token))
+        ack = await asyncio.to_thread(
+            send_result, endpoint, **dict(base, ai_response="the real answer", token=task.token)
+        )
         assert ack.success, ack.message
         [answered] = await user.wait_answers(1, timeout=10)
         assert answered.answer and answered.answer["response"] == "the real answer"
@@ -83,16 +92,23 @@ async def test_baseline_worker_results_are_matched_by_worker_when_allowed(cluste
             task = await asyncio.to_thread(peer.next_task)
             # A baseline worker echoes the baseline fields only: no task_id, attempt or token.
             ack = await asyncio.to_thread(
-                send_result, task.grpc_endpoint, worker_id=peer.worker_id, session_id=task.session_id,
-                original_query=task.query, ai_response="legacy answer", processing_time_ms=3,
-                query_timestamp=task.timestamp, completion_timestamp=now_ms(),
+                send_result,
+                task.grpc_endpoint,
+                worker_id=peer.worker_id,
+                session_id=task.session_id,
+                original_query=task.query,
+                ai_response="legacy answer",
+                processing_time_ms=3,
+                query_timestamp=task.timestamp,
+                completion_timestamp=now_ms(),
             )
             assert ack.success, ack.message
             [answered] = await user.wait_answers(1, timeout=10)
             assert answered.answer and answered.answer["response"] == "legacy answer"
             # A second baseline result from the same worker has no task to match any more.
-            late = await asyncio.to_thread(send_result, task.grpc_endpoint, worker_id=peer.worker_id,
-                                           ai_response="again")
+            late = await asyncio.to_thread(
+                send_result, task.grpc_endpoint, worker_id=peer.worker_id, ai_response="again"
+            )
             assert not late.success and "holds no task" in late.message
     finally:
         peer.close()
@@ -110,12 +126,25 @@ async def test_worker_going_offline_gives_its_task_to_another(lone_raw_worker: t
             peer.status("offline")  # what the Last Will says when a worker dies
             second = await asyncio.to_thread(rescuer.next_task)
             assert second.task_id == asked.task_id and second.attempt == 2 and second.token != first.token
-            stale = await asyncio.to_thread(send_result, first.grpc_endpoint, worker_id=peer.worker_id,
-                                            task_id=first.task_id, attempt=1, token=first.token, ai_response="late")
+            stale = await asyncio.to_thread(
+                send_result,
+                first.grpc_endpoint,
+                worker_id=peer.worker_id,
+                task_id=first.task_id,
+                attempt=1,
+                token=first.token,
+                ai_response="late",
+            )
             assert not stale.success
-            ack = await asyncio.to_thread(send_result, second.grpc_endpoint, worker_id=rescuer.worker_id,
-                                          task_id=second.task_id, attempt=2, token=second.token,
-                                          ai_response="rescued")
+            ack = await asyncio.to_thread(
+                send_result,
+                second.grpc_endpoint,
+                worker_id=rescuer.worker_id,
+                task_id=second.task_id,
+                attempt=2,
+                token=second.token,
+                ai_response="rescued",
+            )
             assert ack.success
             [answered] = await user.wait_answers(1, timeout=10)
             assert answered.answer and answered.answer["response"] == "rescued"

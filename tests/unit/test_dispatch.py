@@ -21,8 +21,9 @@ from services.master.registry import Worker, WorkerState
 def make_dispatcher(*, max_attempts: int = 3, allow_baseline: bool = False) -> Dispatcher:
     """A dispatcher whose tokens are predictable: tok-1, tok-2, ..."""
     counter = itertools.count(1)
-    return Dispatcher(max_attempts=max_attempts, allow_baseline=allow_baseline,
-                      new_token=lambda: f"tok-{next(counter)}")
+    return Dispatcher(
+        max_attempts=max_attempts, allow_baseline=allow_baseline, new_token=lambda: f"tok-{next(counter)}"
+    )
 
 
 def task(n: int, now: int = 0) -> Task:

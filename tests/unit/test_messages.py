@@ -34,8 +34,13 @@ def as_json(message: Message) -> dict[str, Any]:
 
 def baseline_task(**extensions: Any) -> TaskMessage:
     return TaskMessage(
-        worker_id=WORKER, session_id="s-1", query="What is MQTT?", api_key="", grpc_endpoint="master:50051",
-        timestamp=1_700_000_000_000, **extensions,
+        worker_id=WORKER,
+        session_id="s-1",
+        query="What is MQTT?",
+        api_key="",
+        grpc_endpoint="master:50051",
+        timestamp=1_700_000_000_000,
+        **extensions,
     )
 
 
@@ -48,9 +53,19 @@ EXAMPLES: list[Message] = [
     baseline_task(task_id="t-1", attempt=2, token="secret", model="gemini-flash-latest"),
     LogMessage(timestamp=4, source="master", message="worker joined"),
     ResultSummary(
-        task_id="t-1", worker_id=WORKER, language="python", attempt=1, outcome="answered", model="offline",
-        query_timestamp=10, assigned_timestamp=11, started_timestamp=12, completion_timestamp=20,
-        received_timestamp=21, processing_time_ms=8, model_time_ms=3,
+        task_id="t-1",
+        worker_id=WORKER,
+        language="python",
+        attempt=1,
+        outcome="answered",
+        model="offline",
+        query_timestamp=10,
+        assigned_timestamp=11,
+        started_timestamp=12,
+        completion_timestamp=20,
+        received_timestamp=21,
+        processing_time_ms=8,
+        model_time_ms=3,
     ),
     MasterPresence(status="online", timestamp=5, grpc_endpoint="master:50051"),
     MasterPresence(status="offline"),
@@ -69,7 +84,10 @@ def test_every_message_survives_an_encode_decode_round_trip(message: Message) ->
 def test_register_message_has_exactly_the_baseline_fields() -> None:
     message = RegisterMessage(worker_id=WORKER, language="python", timestamp=1_700_000_000_000)
     assert as_json(message) == {
-        "worker_id": WORKER, "language": "python", "status": "idle", "timestamp": 1_700_000_000_000,
+        "worker_id": WORKER,
+        "language": "python",
+        "status": "idle",
+        "timestamp": 1_700_000_000_000,
     }
 
 
@@ -90,19 +108,34 @@ def test_offline_last_will_without_timestamp_omits_the_key() -> None:
 
 def test_task_message_without_extensions_has_exactly_the_baseline_fields() -> None:
     assert as_json(baseline_task()) == {
-        "worker_id": WORKER, "session_id": "s-1", "query": "What is MQTT?", "api_key": "",
-        "grpc_endpoint": "master:50051", "timestamp": 1_700_000_000_000,
+        "worker_id": WORKER,
+        "session_id": "s-1",
+        "query": "What is MQTT?",
+        "api_key": "",
+        "grpc_endpoint": "master:50051",
+        "timestamp": 1_700_000_000_000,
     }
 
 
 def test_task_message_carries_the_extension_keys_next_to_the_baseline_ones() -> None:
     data = as_json(baseline_task(task_id="t-1", attempt=1, token="tok", model="gemini-flash-latest"))
     assert set(data) == {
-        "worker_id", "session_id", "query", "api_key", "grpc_endpoint", "timestamp",
-        "task_id", "attempt", "token", "model",
+        "worker_id",
+        "session_id",
+        "query",
+        "api_key",
+        "grpc_endpoint",
+        "timestamp",
+        "task_id",
+        "attempt",
+        "token",
+        "model",
     }
     assert (data["task_id"], data["attempt"], data["token"], data["model"]) == (
-        "t-1", 1, "tok", "gemini-flash-latest",
+        "t-1",
+        1,
+        "tok",
+        "gemini-flash-latest",
     )
 
 
@@ -114,7 +147,9 @@ def test_task_message_omits_the_model_key_when_no_model_was_asked_for() -> None:
 
 def test_log_message_has_exactly_the_baseline_fields() -> None:
     assert as_json(LogMessage(timestamp=3, source=WORKER, message="hello")) == {
-        "timestamp": 3, "source": WORKER, "message": "hello",
+        "timestamp": 3,
+        "source": WORKER,
+        "message": "hello",
     }
 
 
@@ -122,9 +157,20 @@ def test_result_summary_carries_timings_and_no_text_or_key() -> None:
     summary = EXAMPLES[7]
     assert isinstance(summary, ResultSummary)
     assert set(as_json(summary)) == {
-        "task_id", "worker_id", "language", "attempt", "outcome", "error", "model", "query_timestamp",
-        "assigned_timestamp", "started_timestamp", "completion_timestamp", "received_timestamp",
-        "processing_time_ms", "model_time_ms",
+        "task_id",
+        "worker_id",
+        "language",
+        "attempt",
+        "outcome",
+        "error",
+        "model",
+        "query_timestamp",
+        "assigned_timestamp",
+        "started_timestamp",
+        "completion_timestamp",
+        "received_timestamp",
+        "processing_time_ms",
+        "model_time_ms",
     }
 
 
@@ -134,20 +180,34 @@ def test_master_presence_has_status_timestamp_and_grpc_endpoint() -> None:
 
 
 def test_baseline_worker_register_with_unknown_keys_decodes() -> None:
-    raw = json.dumps({
-        "worker_id": "go-worker-ab12cd", "language": "go", "status": "idle", "timestamp": 1_700_000_000_000,
-        "version": "1.4.2", "capabilities": ["chat"], "nested": {"x": 1},
-    }).encode()
+    raw = json.dumps(
+        {
+            "worker_id": "go-worker-ab12cd",
+            "language": "go",
+            "status": "idle",
+            "timestamp": 1_700_000_000_000,
+            "version": "1.4.2",
+            "capabilities": ["chat"],
+            "nested": {"x": 1},
+        }
+    ).encode()
     message = decode(RegisterMessage, raw)
     assert (message.worker_id, message.language, message.timestamp) == ("go-worker-ab12cd", "go", 1_700_000_000_000)
     assert "version" not in as_json(message)
 
 
 def test_task_message_from_a_baseline_master_decodes_without_extensions() -> None:
-    raw = json.dumps({
-        "worker_id": WORKER, "session_id": "abc", "query": "q", "api_key": "key-of-user",
-        "grpc_endpoint": "master:50051", "timestamp": 5, "priority": "high",
-    })
+    raw = json.dumps(
+        {
+            "worker_id": WORKER,
+            "session_id": "abc",
+            "query": "q",
+            "api_key": "key-of-user",
+            "grpc_endpoint": "master:50051",
+            "timestamp": 5,
+            "priority": "high",
+        }
+    )
     task = decode(TaskMessage, raw)
     assert (task.task_id, task.attempt, task.token, task.model) == (None, None, None, None)
     assert task.api_key == "key-of-user"

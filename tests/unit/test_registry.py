@@ -103,7 +103,10 @@ def test_counts_per_state_and_iteration_over_all_workers() -> None:
     registry.mark_idle(b, 1)
     registry.mark_busy(c, "t", 1)
     registry.mark_offline(d, 1)
-    assert (registry.count(WorkerState.IDLE), registry.count(WorkerState.BUSY),
-            registry.count(WorkerState.OFFLINE)) == (2, 1, 1)
+    assert (
+        registry.count(WorkerState.IDLE),
+        registry.count(WorkerState.BUSY),
+        registry.count(WorkerState.OFFLINE),
+    ) == (2, 1, 1)
     assert len(registry) == 4
     assert sorted(w.worker_id for w in registry) == ["a", "b", "c", "d"]

@@ -33,21 +33,52 @@ def test_master_grpc_endpoint_given_explicitly_wins_over_the_port() -> None:
 
 
 def test_master_reads_every_variable_from_the_environment() -> None:
-    s = MasterSettings.from_env({
-        "MQTT_HOST": "broker", "MQTT_PORT": "2883", "TOPIC_PREFIX": "lab", "WEB_HOST": "127.0.0.1",
-        "WEB_PORT": "9000", "GRPC_HOST": "127.0.0.2", "GRPC_PORT": "50052", "GRPC_ENDPOINT": "m:1",
-        "MAX_QUERY_CHARS": "100", "MAX_ATTEMPTS": "5", "ALLOW_BASELINE_WORKERS": "true", "LOG_LEVEL": "debug",
-    })
+    s = MasterSettings.from_env(
+        {
+            "MQTT_HOST": "broker",
+            "MQTT_PORT": "2883",
+            "TOPIC_PREFIX": "lab",
+            "WEB_HOST": "127.0.0.1",
+            "WEB_PORT": "9000",
+            "GRPC_HOST": "127.0.0.2",
+            "GRPC_PORT": "50052",
+            "GRPC_ENDPOINT": "m:1",
+            "MAX_QUERY_CHARS": "100",
+            "MAX_ATTEMPTS": "5",
+            "ALLOW_BASELINE_WORKERS": "true",
+            "LOG_LEVEL": "debug",
+        }
+    )
     assert s == MasterSettings(
-        mqtt_host="broker", mqtt_port=2883, topic_prefix="lab", web_host="127.0.0.1", web_port=9000,
-        grpc_host="127.0.0.2", grpc_port=50052, grpc_endpoint="m:1", max_query_chars=100, max_attempts=5,
-        allow_baseline_workers=True, log_level="DEBUG",
+        mqtt_host="broker",
+        mqtt_port=2883,
+        topic_prefix="lab",
+        web_host="127.0.0.1",
+        web_port=9000,
+        grpc_host="127.0.0.2",
+        grpc_port=50052,
+        grpc_endpoint="m:1",
+        max_query_chars=100,
+        max_attempts=5,
+        allow_baseline_workers=True,
+        log_level="DEBUG",
     )
 
 
 def test_master_empty_variables_fall_back_to_defaults() -> None:
-    blank = {name: "" for name in ("MQTT_HOST", "MQTT_PORT", "TOPIC_PREFIX", "WEB_PORT", "GRPC_PORT",
-                                   "MAX_ATTEMPTS", "ALLOW_BASELINE_WORKERS", "LOG_LEVEL")}
+    blank = {
+        name: ""
+        for name in (
+            "MQTT_HOST",
+            "MQTT_PORT",
+            "TOPIC_PREFIX",
+            "WEB_PORT",
+            "GRPC_PORT",
+            "MAX_ATTEMPTS",
+            "ALLOW_BASELINE_WORKERS",
+            "LOG_LEVEL",
+        )
+    }
     assert MasterSettings.from_env(blank) == MasterSettings()
 
 
@@ -106,19 +137,41 @@ def test_generated_worker_id_has_the_baseline_form() -> None:
 
 
 def test_worker_reads_every_variable_from_the_environment() -> None:
-    s = WorkerSettings.from_env({
-        "WORKER_ID": "python-worker-lab01", "MQTT_HOST": "broker", "MQTT_PORT": "2883", "TOPIC_PREFIX": "lab",
-        "WORK_SECONDS": "0.25", "MODEL_MODE": "Offline", "GEMINI_API_KEY": " key-1 ",
-        "GEMINI_API_KEY_FILE": "/run/secrets/gemini", "GEMINI_MODEL": "gemini-pro",
-        "GEMINI_BASE_URL": "http://127.0.0.1:9", "GEMINI_TIMEOUT_SECONDS": "5", "OFFLINE_LATENCY_MS": "120",
-        "OFFLINE_LATENCY_SD_MS": "30", "GRPC_RETRIES": "2", "LOG_LEVEL": "warning",
-    })
+    s = WorkerSettings.from_env(
+        {
+            "WORKER_ID": "python-worker-lab01",
+            "MQTT_HOST": "broker",
+            "MQTT_PORT": "2883",
+            "TOPIC_PREFIX": "lab",
+            "WORK_SECONDS": "0.25",
+            "MODEL_MODE": "Offline",
+            "GEMINI_API_KEY": " key-1 ",
+            "GEMINI_API_KEY_FILE": "/run/secrets/gemini",
+            "GEMINI_MODEL": "gemini-pro",
+            "GEMINI_BASE_URL": "http://127.0.0.1:9",
+            "GEMINI_TIMEOUT_SECONDS": "5",
+            "OFFLINE_LATENCY_MS": "120",
+            "OFFLINE_LATENCY_SD_MS": "30",
+            "GRPC_RETRIES": "2",
+            "LOG_LEVEL": "warning",
+        }
+    )
     assert s == WorkerSettings(
-        worker_id="python-worker-lab01", mqtt_host="broker", mqtt_port=2883, topic_prefix="lab",
-        work_seconds=0.25, model_mode="offline", gemini_api_key="key-1",
-        gemini_api_key_file="/run/secrets/gemini", gemini_model="gemini-pro",
-        gemini_base_url="http://127.0.0.1:9", gemini_timeout_seconds=5.0, offline_latency_ms=120.0,
-        offline_latency_sd_ms=30.0, grpc_retries=2, log_level="WARNING",
+        worker_id="python-worker-lab01",
+        mqtt_host="broker",
+        mqtt_port=2883,
+        topic_prefix="lab",
+        work_seconds=0.25,
+        model_mode="offline",
+        gemini_api_key="key-1",
+        gemini_api_key_file="/run/secrets/gemini",
+        gemini_model="gemini-pro",
+        gemini_base_url="http://127.0.0.1:9",
+        gemini_timeout_seconds=5.0,
+        offline_latency_ms=120.0,
+        offline_latency_sd_ms=30.0,
+        grpc_retries=2,
+        log_level="WARNING",
     )
 
 

@@ -32,15 +32,25 @@ def test_extension_topics_live_under_the_same_prefix() -> None:
 def test_every_topic_follows_a_custom_prefix() -> None:
     topics = Topics("lab/run-7")
     assert [topics.register, topics.status, topics.tasks("w1"), topics.logs, topics.results, topics.master_status] == [
-        "lab/run-7/workers/register", "lab/run-7/workers/status", "lab/run-7/workers/w1/tasks", "lab/run-7/logs",
-        "lab/run-7/results", "lab/run-7/master/status",
+        "lab/run-7/workers/register",
+        "lab/run-7/workers/status",
+        "lab/run-7/workers/w1/tasks",
+        "lab/run-7/logs",
+        "lab/run-7/results",
+        "lab/run-7/master/status",
     ]
 
 
 def test_topics_of_one_prefix_are_all_different() -> None:
     topics = Topics()
-    names = [topics.register, topics.status, topics.tasks("register"), topics.logs, topics.results,
-             topics.master_status]
+    names = [
+        topics.register,
+        topics.status,
+        topics.tasks("register"),
+        topics.logs,
+        topics.results,
+        topics.master_status,
+    ]
     assert len(set(names)) == len(names)
 
 
@@ -79,5 +89,8 @@ def test_topics_that_are_not_a_task_topic_give_no_worker_id(topic: str) -> None:
 
 def test_baseline_socketio_event_names_are_the_original_ones() -> None:
     assert (Events.SESSION_ID, Events.USER_QUERY, Events.TASK_QUEUED, Events.AI_RESPONSE) == (
-        "session-id", "user-query", "task-queued", "ai-response",
+        "session-id",
+        "user-query",
+        "task-queued",
+        "ai-response",
     )
