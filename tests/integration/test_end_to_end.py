@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections import Counter
 
 import httpx
 
 from lab.client import ChatClient
 from tests.conftest import ClusterFactory
+from tests.waiting import eventually
 
 
 async def test_forty_questions_are_each_answered_once_and_spread_evenly(cluster_factory: ClusterFactory) -> None:
@@ -75,3 +77,19 @@ def test_status_health_and_metrics_describe_the_system(system: object) -> None:
     assert page.status_code == 200 and "<html" in page.text.lower()
     assert httpx.get(f"{url}/vendor/socket.io.min.js").status_code == 200
     assert httpx.get(f"{url}/static/..%2Fmaster%2Fsettings.py").status_code == 404
+
+
+async def test_task_of_a_worker_stopped_mid_task_is_answered_by_another(cluster_factory: ClusterFactory) -> None:
+    cluster = cluster_factory(workers=2, work_seconds=3.0)
+    async with ChatClient(cluster.web_url) as user:
+        asked = await user.ask("do not lose me")
+        await eventually(lambda: asked.worker_id, "the question was assigned")
+        first = asked.worker_id
+        assert first in cluster.worker_ids
+        cluster.kill_worker(first, signal.SIGTERM)  # a clean stop says "offline" before leaving
+        [answered] = await user.wait_answers(1, timeout=20)
+        await asyncio.sleep(0.5)
+    assert answered.answer is not None and len(answered.answers) == 1
+    assert answered.answer["workerId"] != first and answered.answer["error"] == ""
+    workers = {w["worker_id"]: w for w in cluster.status()["workers"]}
+    assert workers[first]["state"] == "offline"

@@ -12,6 +12,7 @@ from lab.cluster import LocalCluster
 from services.protocol import now_ms
 from tests.conftest import ClusterFactory
 from tests.peers import RawWorker, send_result
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -27,11 +28,10 @@ def lone_raw_worker(cluster_factory: ClusterFactory) -> Iterator[tuple[LocalClus
 
 
 async def wait_idle(cluster: LocalCluster, worker_id: str) -> None:
-    for _ in range(100):
-        if any(w["worker_id"] == worker_id and w["state"] == "idle" for w in cluster.status()["workers"]):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{worker_id} never became idle: {cluster.status()}")
+    def idle() -> bool:
+        return any(w["worker_id"] == worker_id and w["state"] == "idle" for w in cluster.status()["workers"])
+
+    await eventually(idle, f"{worker_id} is idle")
 
 
 async def test_forged_and_stale_results_are_refused_and_the_real_one_lands(
