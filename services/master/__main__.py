@@ -68,7 +68,7 @@ async def serve(settings: MasterSettings) -> None:
     log.info("master stopping")
     http.should_exit = True
     await grpc_server.stop(grace=1.0)
-    await mqtt.close()
+    await mqtt.drain()
     for t in background:
         t.cancel()
     for t in background:

@@ -8,7 +8,7 @@ import time
 
 import aiomqtt
 
-from services.mqtt_socket import disable_nagle
+from services.mqtt_link import MqttLink
 from services.protocol import (
     DecodeError,
     LogMessage,
@@ -28,8 +28,6 @@ from services.worker.settings import LANGUAGE, WorkerSettings
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_S = 10.0
-
 
 class WorkerRunner:
     """Connects to MQTT and processes the tasks addressed to this worker, in arrival order."""
@@ -41,24 +39,23 @@ class WorkerRunner:
         self._model = model
         self._sender = sender or ResultSender(retries=settings.grpc_retries)
         self._tasks: asyncio.Queue[TaskMessage] = asyncio.Queue()
-        self._client: aiomqtt.Client | None = None
         self._busy = False
         self._master_started: int | None = None  # timestamp of the master presence we last saw
-        self.registered = asyncio.Event()
+        self.mqtt = MqttLink(self._new_client, self._connected, self._on_message)
 
     # -- MQTT -------------------------------------------------------------------------------
     async def run(self) -> None:
         """Forever: keep the MQTT connection up and work through tasks."""
         worker = asyncio.create_task(self._work(), name="work")
         try:
-            await self._connect_forever()
+            await self.mqtt.run()
         finally:
             worker.cancel()
             await self._sender.close()
 
     async def announce_offline(self, timeout: float = 2.0) -> None:
         """Say goodbye before a clean shutdown: a clean disconnect does not fire the Last Will."""
-        client = self._client
+        client = self.mqtt.client
         if client is None:
             return
         message = encode(StatusMessage(worker_id=self.worker_id, status="offline", timestamp=now_ms()))
@@ -67,33 +64,20 @@ class WorkerRunner:
         except (aiomqtt.MqttError, asyncio.TimeoutError) as e:
             log.warning("could not announce going offline: %s", e)
 
-    async def _connect_forever(self) -> None:
-        backoff = 0.5
+    def _new_client(self) -> aiomqtt.Client:
         offline = encode(StatusMessage(worker_id=self.worker_id, status="offline"))
-        while True:
-            try:
-                async with aiomqtt.Client(
-                    self.settings.mqtt_host,
-                    self.settings.mqtt_port,
-                    identifier=self.worker_id,
-                    keepalive=15,
-                    clean_session=False,  # the broker keeps our task messages while we reconnect
-                    will=aiomqtt.Will(self.topics.status, offline, qos=1),
-                ) as client:
-                    disable_nagle(client)
-                    self._client = client
-                    await client.subscribe([(self.topics.tasks(self.worker_id), 1), (self.topics.master_status, 1)])
-                    await self._register(client)
-                    backoff = 0.5
-                    async for message in client.messages:
-                        await self._on_message(client, str(message.topic), message.payload)
-            except aiomqtt.MqttError as e:
-                log.warning("MQTT connection lost or refused (%s); retrying in %.1f s", e, backoff)
-            finally:
-                self._client = None
-                self.registered.clear()
-            await asyncio.sleep(backoff)
-            backoff = min(MAX_BACKOFF_S, backoff * 2)
+        return aiomqtt.Client(
+            self.settings.mqtt_host,
+            self.settings.mqtt_port,
+            identifier=self.worker_id,
+            keepalive=15,
+            clean_session=False,  # the broker keeps our task messages while we reconnect
+            will=aiomqtt.Will(self.topics.status, offline, qos=1),
+        )
+
+    async def _connected(self, client: aiomqtt.Client) -> None:
+        await client.subscribe([(self.topics.tasks(self.worker_id), 1), (self.topics.master_status, 1)])
+        await self._register(client)
 
     async def _register(self, client: aiomqtt.Client) -> None:
         """Announce this worker; a worker in the middle of a task says so right after."""
@@ -101,21 +85,19 @@ class WorkerRunner:
         await client.publish(self.topics.register, encode(register), qos=1)
         if self._busy:
             self._publish_status("busy")
-        self.registered.set()
         log.info("registered as %s", self.worker_id)
 
-    async def _on_message(self, client: aiomqtt.Client, topic: str, payload: object) -> None:
-        raw = payload if isinstance(payload, (bytes, str)) else b"null"
+    async def _on_message(self, topic: str, payload: bytes) -> None:
         try:
             if topic == self.topics.master_status:
-                presence = decode(MasterPresence, raw)
+                presence = decode(MasterPresence, payload)
                 if presence.status == "online" and presence.timestamp != self._master_started:
                     restarted = self._master_started is not None
                     self._master_started = presence.timestamp
-                    if restarted:
-                        await self._register(client)  # a restarted master learns about us at once
+                    if restarted and self.mqtt.client is not None:
+                        await self._register(self.mqtt.client)  # a restarted master learns about us at once
                 return
-            task = decode(TaskMessage, raw)
+            task = decode(TaskMessage, payload)
         except DecodeError as e:
             log.warning("ignored a bad message on %s: %s", topic, e)
             return
@@ -124,20 +106,13 @@ class WorkerRunner:
             return
         self._tasks.put_nowait(task)
 
-    def _publish(self, topic: str, payload: bytes, qos: int) -> None:
-        client = self._client
-        if client is None:
-            return
-        task = asyncio.get_running_loop().create_task(client.publish(topic, payload, qos=qos))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # failures are not fatal here
-
     def _publish_status(self, status: str) -> None:
         message = StatusMessage(worker_id=self.worker_id, status=status, timestamp=now_ms())  # type: ignore[arg-type]
-        self._publish(self.topics.status, encode(message), qos=1)
+        self.mqtt.publish(self.topics.status, encode(message), qos=1)
 
     def _log(self, text: str) -> None:
         log.info("%s", text)
-        self._publish(self.topics.logs, encode(LogMessage(source=self.worker_id, message=text)), qos=0)
+        self.mqtt.publish(self.topics.logs, encode(LogMessage(source=self.worker_id, message=text)), qos=0)
 
     # -- work -------------------------------------------------------------------------------
     async def _work(self) -> None:
