@@ -45,7 +45,9 @@ class ChatClient:
         self.session_id = session_id
         self.sio = socketio.AsyncClient(reconnection=True)
         self.exchanges: dict[str, Exchange] = {}
-        self._early: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+        # Events for tasks this client has not asked about (yet): they came before the ack, or they
+        # belong to questions this session asked over an earlier connection.
+        self.unclaimed: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
         self._changed = asyncio.Event()
         self._session = asyncio.Event()
         self.sio.on(Events.SESSION_ID, self._on_session)
@@ -61,9 +63,12 @@ class ChatClient:
 
     async def connect(self, timeout: float = 10.0) -> None:
         """Connect (over WebSocket) and wait for the session id."""
-        auth = {"sessionId": self.session_id} if self.session_id else None
-        await self.sio.connect(self.url, transports=["websocket"], auth=auth, wait_timeout=timeout)
+        # A callable: every reconnection offers the session id we have by then.
+        await self.sio.connect(self.url, transports=["websocket"], auth=self._auth, wait_timeout=timeout)
         await asyncio.wait_for(self._session.wait(), timeout)
+
+    def _auth(self) -> dict[str, str]:
+        return {"sessionId": self.session_id} if self.session_id else {}
 
     async def close(self) -> None:
         """Disconnect."""
@@ -84,7 +89,7 @@ class ChatClient:
             self.exchanges[exchange.task_id] = exchange
             if exchange.ack.get("position"):
                 exchange.note_position(int(exchange.ack["position"]))
-            for event, data in self._early.pop(exchange.task_id, []):
+            for event, data in self.unclaimed.pop(exchange.task_id, []):
                 self._apply(exchange, event, data)
         return exchange
 
@@ -111,16 +116,18 @@ class ChatClient:
         self._session.set()
 
     def _handler(self, event: str) -> Any:
-        async def handle(data: Any) -> None:
+        async def handle(data: Any) -> bool:
+            # The return value acknowledges the event: the master keeps an answer until then.
             if not isinstance(data, dict):
-                return
+                return True
             task_id = str(data.get("taskId", ""))
             exchange = self.exchanges.get(task_id)
             if exchange is None:
-                self._early[task_id].append((event, data))  # arrived before the ack
+                self.unclaimed[task_id].append((event, data))  # arrived before the ack
             else:
                 self._apply(exchange, event, data)
             self._changed.set()
+            return True
 
         return handle
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from lab.credentials import Credentials, User
 from lab.ports import free_port
 from services.master.settings import MasterSettings
 from services.protocol.topics import DEFAULT_PREFIX, Topics
@@ -44,6 +46,10 @@ class ClusterConfig:
     work_seconds: float = DEFAULT_WORK_SECONDS
     model_mode: str = DEFAULT_MODEL_MODE
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    auth: bool = True
+    """Whether the broker requires the users and ACL of `credentials` (else it admits anyone)."""
+    credentials: Credentials = field(default_factory=Credentials)
+    """Random passwords of this cluster's MQTT users (the services get theirs only with `auth`)."""
 
     def __post_init__(self) -> None:
         for name in ("web_port", "grpc_port", "mqtt_port"):
@@ -68,6 +74,7 @@ class ClusterConfig:
         work_seconds: float = DEFAULT_WORK_SECONDS,
         model_mode: str = DEFAULT_MODEL_MODE,
         extra_env: Mapping[str, str] | None = None,
+        auth: bool = True,
     ) -> ClusterConfig:
         """A config where every port given as 0 is replaced by a free port on `host`."""
         return cls(
@@ -79,6 +86,7 @@ class ClusterConfig:
             work_seconds=work_seconds,
             model_mode=model_mode,
             extra_env=dict(extra_env or {}),
+            auth=auth,
         )
 
     @property
@@ -95,9 +103,14 @@ class ClusterConfig:
         """The ports the cluster listens on, by role."""
         return {"MQTT": self.mqtt_port, "web": self.web_port, "gRPC": self.grpc_port}
 
-    def _common_env(self, base: Mapping[str, str]) -> dict[str, str]:
-        """What every service process gets: `base`, the broker, the result endpoint."""
+    def _common_env(self, base: Mapping[str, str], user: User) -> dict[str, str]:
+        """What every service process gets: `base`, the broker and its login as `user`, the result endpoint."""
         env = dict(base)
+        # Whatever the shell says, a service logs in only as the lab tells it to (or not at all).
+        for name in ("MQTT_USERNAME", "MQTT_PASSWORD", "MQTT_PASSWORD_FILE"):
+            env.pop(name, None)
+        if self.auth:
+            env["MQTT_USERNAME"], env["MQTT_PASSWORD"] = self.credentials.login(user)
         env.update(
             {
                 "MQTT_HOST": self.host,
@@ -110,9 +123,11 @@ class ClusterConfig:
         )
         return env
 
-    def master_env(self, base: Mapping[str, str]) -> dict[str, str]:
+    def master_env(self, base: Mapping[str, str], journal_path: Path | None = None) -> dict[str, str]:
         """The master's environment: `base`, then the cluster's settings, then extra_env."""
-        env = self._common_env(base)
+        env = self._common_env(base, "master")
+        if journal_path is not None:
+            env["JOURNAL_PATH"] = str(journal_path)
         env.update(
             {
                 # Bind where the lab connects, not 0.0.0.0: a local lab should not be reachable from outside.
@@ -127,7 +142,7 @@ class ClusterConfig:
 
     def worker_env(self, worker_id: str, base: Mapping[str, str]) -> dict[str, str]:
         """A worker's environment: `base`, then the cluster's settings and its id, then extra_env."""
-        env = self._common_env(base)
+        env = self._common_env(base, "worker")
         env.update(
             {
                 "WORKER_ID": worker_id,

@@ -49,7 +49,7 @@ def _parent_death_signal(sig: signal.Signals) -> Callable[[], None] | None:
 _print_lock = threading.Lock()
 
 
-def _print_line(name: str, line: str) -> None:
+def print_line(name: str, line: str) -> None:
     """The default log sink: `name | line` on stdout."""
     # Reader threads print concurrently; one line at a time keeps lines whole.
     with _print_lock:
@@ -71,10 +71,12 @@ class ManagedProcess:
         """Start `argv` now; it gets SIGTERM if this process (strictly: the spawning thread) dies."""
         self.name = name
         self.argv = list(argv)
-        self._sink = sink or _print_line
+        self._sink = sink or print_line
         self._tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
         self._tail_lock = threading.Lock()
         self._stopping = False
+        self.started_at = time.monotonic()
+        """time.monotonic() when it was started."""
         self._popen = subprocess.Popen(
             self.argv,
             cwd=cwd,
@@ -111,8 +113,12 @@ class ManagedProcess:
 
     @property
     def stopped_on_purpose(self) -> bool:
-        """Whether the lab signalled it (an exit after that is expected)."""
+        """Whether the lab stopped it (terminate, stop): an exit after that is expected, not to be restarted."""
         return self._stopping
+
+    def has_exited(self) -> bool:
+        """Whether the process has exited, without reaping it (so its process group id stays reserved)."""
+        return self._exited()
 
     def tail(self, lines: int = 20) -> list[str]:
         """The last `lines` lines of output."""
@@ -120,15 +126,19 @@ class ManagedProcess:
             return list(self._tail)[-lines:]
 
     def send_signal(self, sig: int) -> None:
-        """Send `sig` to the whole process group; no-op once the process has been reaped."""
-        self._stopping = True
+        """Send `sig` to the whole process group; no-op once the process has been reaped.
+
+        This alone does not mark the process as stopped on purpose: a process killed this way counts as
+        having died (a fault to inject), and a supervisor restarts it.
+        """
         if self._popen.returncode is not None:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._popen.pid, sig)
 
     def terminate(self) -> None:
-        """Ask the process group to stop (SIGTERM) without waiting."""
+        """Ask the process group to stop (SIGTERM) without waiting; marks it as stopped on purpose."""
+        self._stopping = True
         self.send_signal(signal.SIGTERM)
 
     def wait(self, timeout: float) -> bool:
@@ -144,6 +154,10 @@ class ManagedProcess:
         """Terminate, wait up to `grace` seconds, then SIGKILL; reap and return the exit code."""
         self.terminate()
         return self.finish(time.monotonic() + grace)
+
+    def reap(self) -> int:
+        """After the process exited: end what is left of its group, reap it and return the exit code."""
+        return self.finish(time.monotonic())
 
     def finish(self, deadline: float) -> int:
         """After terminate(): wait until the monotonic `deadline`, then kill what is left; reap; exit code."""

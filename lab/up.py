@@ -23,6 +23,7 @@ from lab.cluster_config import (
     MODEL_MODES,
 )
 from lab.ports import PortInUseError, free_port
+from lab.supervision import describe_exit
 
 _PORT_FLAGS = {"MQTT": "--mqtt-port", "web": "--web-port", "gRPC": "--grpc-port"}
 _ESSENTIAL = ("mosquitto", "master")  # without these the system is down; a lost worker is survivable
@@ -49,6 +50,13 @@ def register(commands: Any) -> None:
     parser.add_argument("--model-mode", choices=MODEL_MODES, default=DEFAULT_MODEL_MODE, help="how workers answer")
     parser.add_argument(
         "--startup-timeout", type=float, default=30.0, metavar="S", help="give up starting after this long"
+    )
+    parser.add_argument(
+        "--no-restart",
+        dest="restart",
+        action="store_false",
+        help="do not restart a process that dies (by default the broker and the master come back on the same "
+        "ports and a dead worker is replaced by a new one, unless it keeps crashing)",
     )
     parser.set_defaults(run=run)
 
@@ -126,24 +134,30 @@ def _ready_line(cluster: LocalCluster) -> str:
     return f"ready: {who}, queue {status.get('queue_length', 0)} — chat at {cluster.web_url}  (Ctrl-C to stop)"
 
 
-def _watch(cluster: LocalCluster, out: _Printer) -> int:
-    """Block until a stop signal (returns 0 via the caller) or an essential process dies (returns 1)."""
+def _watch(cluster: LocalCluster, out: _Printer, restart: bool) -> int:
+    """Block until a stop signal (returns 0 via the caller) or an essential process is down for good
+    (returns 1): with `restart`, when the supervisor gave up on it; without, as soon as it exits."""
     reported: set[str] = set()
     while True:
         time.sleep(0.5)
-        for name, code in cluster.exited().items():
+        # The supervisor says itself what it restarted and what it gave up on (on_event).
+        down = cluster.given_up if restart else cluster.exited()
+        for name, code in down.items():
             if name in reported:
                 continue
             reported.add(name)
+            how = "keeps crashing" if restart else f"exited unexpectedly ({describe_exit(code)})"
             if name in _ESSENTIAL:
-                out.say(f"lab up: {name} exited unexpectedly (code {code}); stopping everything", error=True)
+                out.say(f"lab up: {name} {how}; stopping everything", error=True)
                 return 1
-            out.say(f"lab up: {name} exited unexpectedly (code {code}); the others keep running", error=True)
+            if not restart:
+                out.say(f"lab up: {name} {how}; the others keep running", error=True)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run `lab up` with parsed `args`; returns the exit code."""
-    out = _Printer(max(len("mosquitto"), len(f"worker-{args.workers}")))
+    # Room for the names of a few generations of restarted workers too.
+    out = _Printer(max(len("mosquitto"), len(f"worker-{args.workers * 10}")))
     try:
         cluster = LocalCluster(
             workers=args.workers,
@@ -154,6 +168,8 @@ def run(args: argparse.Namespace) -> int:
             model_mode=args.model_mode,
             log_sink=out,
             startup_timeout=args.startup_timeout,
+            restart=args.restart,
+            on_event=lambda text: out.say(f"lab up: {text}"),
         )
     except ValueError as error:
         out.say(f"lab up: {error}", error=True)
@@ -168,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
             )
             cluster.start()
             out.say(_ready_line(cluster))
-            return _watch(cluster, out)
+            return _watch(cluster, out, args.restart)
         except PortInUseError as error:
             out.say(port_advice(error), error=True)
             return 2

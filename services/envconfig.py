@@ -38,6 +38,25 @@ class Env:
         """A string or None when empty or unset."""
         return self._env.get(name, "").strip() or None
 
+    def secret(self, name: str) -> str | None:
+        """A secret given directly (`NAME`) or, as Docker secrets are, in a file (`NAME_FILE`)."""
+        direct = self.optional(name)
+        path = self.optional(f"{name}_FILE")
+        if direct is not None or path is None:
+            return direct
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read().strip() or None
+        except OSError as e:
+            raise ValueError(f"{name}_FILE: cannot read {path} ({e.strerror})") from None
+
+    def existing_file(self, name: str) -> str | None:
+        """A path that must name a readable file, or None when unset."""
+        path = self.optional(name)
+        if path is not None and not os.path.isfile(path):
+            raise ValueError(f"{name}: no such file {path}")
+        return path
+
     def number(self, name: str, default: float, minimum: float = 0.0) -> float:
         """A finite number, at least `minimum`."""
         raw = self._env.get(name, "").strip()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiomqtt
 
@@ -13,6 +15,16 @@ log = logging.getLogger(__name__)
 
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 10.0
+
+
+def connection_options(username: str | None, password: str | None, tls_ca: str | None) -> dict[str, Any]:
+    """aiomqtt.Client keyword arguments for credentials and, with a CA file, TLS that verifies the broker."""
+    options: dict[str, Any] = {}
+    if username:
+        options.update(username=username, password=password)
+    if tls_ca:
+        options["tls_context"] = ssl.create_default_context(cafile=tls_ca)
+    return options
 
 
 def disable_nagle(client: aiomqtt.Client) -> None:
@@ -33,30 +45,54 @@ class MqttLink:
         on_connect: Callable[[aiomqtt.Client], Awaitable[None]],
         on_message: Callable[[str, bytes], Awaitable[None]],
         on_lost: Callable[[], None] = lambda: None,
+        on_ready: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._make_client = make_client
         self._on_connect = on_connect
         self._on_message = on_message
         self._on_lost = on_lost
+        self._on_ready = on_ready
         self._pending: set[asyncio.Task[None]] = set()
         self.client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
-        """Publish without waiting for the broker's acknowledgement; failures are logged."""
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        on_failure: Callable[[], None] | None = None,
+    ) -> None:
+        """Publish without waiting for the broker's acknowledgement; on failure call `on_failure`
+        (soon, never from inside this call) or, without one, log it."""
         client = self.client
+        loop = asyncio.get_running_loop()
         if client is None:
-            log.warning("not connected to MQTT: dropped a message for %s", topic)
+            if on_failure is not None:
+                loop.call_soon(on_failure)
+            elif qos > 0:
+                log.warning("not connected to MQTT: dropped a message for %s", topic)
             return
-        task = asyncio.get_running_loop().create_task(self._publish(client, topic, payload, qos, retain))
+        task = loop.create_task(self._publish(client, topic, payload, qos, retain, on_failure))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _publish(self, client: aiomqtt.Client, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+    async def _publish(
+        self,
+        client: aiomqtt.Client,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        on_failure: Callable[[], None] | None,
+    ) -> None:
         try:
-            await client.publish(topic, payload, qos=qos, retain=retain)
+            await client.publish(topic, payload, qos=qos, retain=retain, timeout=10)
         except aiomqtt.MqttError as e:
             log.warning("could not publish on %s: %s", topic, e)
+            if on_failure is not None:
+                on_failure()
 
     async def run(self) -> None:
         """Forever: connect, set up, read messages; reconnect with backoff."""
@@ -68,6 +104,8 @@ class MqttLink:
                     self.client = client
                     await self._on_connect(client)
                     self.connected.set()
+                    if self._on_ready is not None:
+                        await self._on_ready()
                     backoff = FIRST_BACKOFF_S
                     async for message in client.messages:
                         payload = message.payload if isinstance(message.payload, (bytes, bytearray)) else b""

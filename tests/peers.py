@@ -11,6 +11,7 @@ import grpc
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from lab.cluster import LocalCluster
 from services.protocol import RegisterMessage, StatusMessage, TaskMessage, Topics, decode, encode
 from services.protocol.rpc import pb, pb_grpc
 
@@ -18,7 +19,15 @@ from services.protocol.rpc import pb, pb_grpc
 class RawWorker:
     """A worker written against the wire contract only (as a Go, Java or original worker would be)."""
 
-    def __init__(self, port: int, worker_id: str, prefix: str = "upb", language: str = "go") -> None:
+    def __init__(
+        self,
+        port: int,
+        worker_id: str,
+        prefix: str = "upb",
+        language: str = "go",
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
         self.topics = Topics(prefix)
         self.worker_id = worker_id
         self.language = language
@@ -27,6 +36,8 @@ class RawWorker:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=worker_id)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        if username:
+            self.client.username_pw_set(username, password)
         self.client.connect("127.0.0.1", port, keepalive=30)
         self.client.loop_start()
         if not self._connected.wait(10):
@@ -47,9 +58,10 @@ class RawWorker:
         """Announce this worker as the baseline says."""
         self.publish(self.topics.register, encode(RegisterMessage(worker_id=self.worker_id, language=self.language)))
 
-    def status(self, status: str) -> None:
-        """Report idle/busy/offline."""
-        self.publish(self.topics.status, encode(StatusMessage(worker_id=self.worker_id, status=status)))  # type: ignore[arg-type]
+    def status(self, status: str, task_id: str | None = None) -> None:
+        """Report idle/busy/offline (with the task started or last finished)."""
+        message = StatusMessage(worker_id=self.worker_id, status=status, task_id=task_id)  # type: ignore[arg-type]
+        self.publish(self.topics.status, encode(message))
 
     def next_task(self, timeout: float = 10) -> TaskMessage:
         """The next task the master sent to this worker."""
@@ -72,3 +84,9 @@ def send_result(endpoint: str, **fields: Any) -> pb.ResultAck:
 def raw_json(data: object) -> bytes:
     """JSON bytes of anything, valid or not for the contract."""
     return json.dumps(data).encode()
+
+
+def peer_for(cluster: LocalCluster, worker_id: str, language: str = "go") -> RawWorker:
+    """A hand-driven worker on `cluster`'s broker, logged in as the workers are."""
+    username, password = cluster.credentials.login("worker") if cluster.config.auth else (None, None)
+    return RawWorker(cluster.mqtt_port, worker_id, cluster.config.topic_prefix, language, username, password)

@@ -12,27 +12,28 @@ import uvicorn
 
 from services.master.app import WebEdge
 from services.master.grpc_edge import start_grpc
+from services.master.journal import Journal
 from services.master.mqtt_edge import MqttEdge
 from services.master.service import Master, new_session_id
 from services.master.settings import MasterSettings
-from services.protocol import Topics
 
 log = logging.getLogger("services.master")
 
 
 async def serve(settings: MasterSettings) -> None:
     """Wire the edges to the master and run until SIGINT/SIGTERM."""
+    journal = Journal(settings.journal_path)
     # The edges and the master refer to each other; the lambdas bind late, when called.
     mqtt = MqttEdge(
-        settings.mqtt_host,
-        settings.mqtt_port,
-        Topics(settings.topic_prefix),
-        settings.advertised_grpc_endpoint,
-        lambda topic, payload: master.on_mqtt(topic, payload),
+        settings,
+        on_message=lambda topic, payload: master.on_mqtt(topic, payload),
+        on_ready=lambda: master.mqtt_up(),
+        on_lost=lambda: master.mqtt_down(),
     )
-    master = Master(settings, mqtt, lambda event, data, session_id: web.emit(event, data, session_id))
-    web = WebEdge(master, new_session_id, mqtt.connected.is_set)
-    grpc_server = await start_grpc(settings.grpc_host, settings.grpc_port, master.on_result)
+    master = Master(settings, mqtt, lambda *args: web.send(*args), journal)
+    master.restore()
+    web = WebEdge(master, new_session_id, mqtt.connected.is_set, settings.cors_origins)
+    grpc_server = await start_grpc(settings, master.on_result)
     config = uvicorn.Config(
         web.app, host=settings.web_host, port=settings.web_port, log_level="warning", lifespan="off"
     )
@@ -48,6 +49,7 @@ async def serve(settings: MasterSettings) -> None:
     background = [
         asyncio.create_task(mqtt.run(), name="mqtt"),
         asyncio.create_task(master.tell_positions(), name="positions"),
+        asyncio.create_task(master.watch_leases(), name="leases"),
         asyncio.create_task(master.tell_status(web.broadcast), name="status"),
         asyncio.create_task(http.serve(), name="http"),
     ]
@@ -74,6 +76,7 @@ async def serve(settings: MasterSettings) -> None:
     for t in background:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await t
+    journal.close()
 
 
 def main() -> int:

@@ -12,6 +12,7 @@ import socketio
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse, JSONResponse, Response
 
+from services.master.service import Master
 from services.protocol import Events
 
 log = logging.getLogger(__name__)
@@ -25,21 +26,47 @@ STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/htm
 class WebEdge:
     """Builds the ASGI app; Socket.IO sessions are rooms named by the session id."""
 
-    def __init__(self, master: Any, new_session_id: Callable[[], str], is_healthy: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        master: Master,
+        new_session_id: Callable[[], str],
+        is_healthy: Callable[[], bool],
+        cors_origins: tuple[str, ...] = (),
+    ) -> None:
         self.master = master
         self._new_session_id = new_session_id
         self._is_healthy = is_healthy
+        # None: only the page's own origin may connect; a list: those origins too.
+        origins = list(cors_origins) if cors_origins else None
         self.sio = socketio.AsyncServer(
-            async_mode="asgi", logger=False, engineio_logger=False, max_http_buffer_size=1_000_000
+            async_mode="asgi",
+            logger=False,
+            engineio_logger=False,
+            max_http_buffer_size=1_000_000,
+            cors_allowed_origins=origins,
         )
         self._sessions: dict[str, str] = {}  # Socket.IO sid -> session id
+        self._members: dict[str, set[str]] = {}  # session id -> its connections
         self._register_events()
         self.api = self._build_api()
         self.app = socketio.ASGIApp(self.sio, other_asgi_app=self.api)
 
-    async def emit(self, event: str, data: dict[str, Any], session_id: str) -> None:
-        """Send an event to every connection of a session."""
-        await self.sio.emit(event, data, to=session_id)
+    async def send(
+        self, event: str, data: dict[str, Any], session_id: str, on_ack: Callable[[], None] | None = None
+    ) -> int:
+        """Send an event to every connection of a session; `on_ack` runs when one acknowledges it.
+        Returns how many connections it went to."""
+        members = self._members.get(session_id, set())
+        if on_ack is None:
+            await self.sio.emit(event, data, to=session_id)
+            return len(members)
+
+        def acked(*_: object) -> None:
+            on_ack()
+
+        for sid in list(members):
+            await self.sio.emit(event, data, to=sid, callback=acked)
+        return len(members)
 
     async def broadcast(self, event: str, data: dict[str, Any]) -> None:
         """Send an event to every connected client."""
@@ -54,13 +81,20 @@ class WebEdge:
             session_id = offered if isinstance(offered, str) and SESSION_RE.match(offered) else None
             session_id = session_id or self._new_session_id()
             self._sessions[sid] = session_id
+            self._members.setdefault(session_id, set()).add(sid)
             await sio.enter_room(sid, session_id)
             await sio.emit(Events.SESSION_ID, session_id, to=sid)
             await sio.emit(Events.STATUS, self.master.status_summary(), to=sid)
+            await self.master.session_connected(session_id)
 
         @sio.event  # type: ignore[untyped-decorator]
         async def disconnect(sid: str, *args: object) -> None:
-            self._sessions.pop(sid, None)
+            session_id = self._sessions.pop(sid, None)
+            members = self._members.get(session_id or "")
+            if members is not None:
+                members.discard(sid)
+                if not members:
+                    del self._members[session_id or ""]
 
         @sio.on(Events.USER_QUERY)  # type: ignore[untyped-decorator]
         async def user_query(sid: str, data: object = None) -> dict[str, Any]:

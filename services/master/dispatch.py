@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
@@ -38,6 +38,7 @@ class Task:
     token: str = field(default="", repr=False)
     worker_id: str | None = None
     assigned_ms: int = 0
+    lease_until_ms: int = 0
     state: TaskState = TaskState.QUEUED
 
 
@@ -58,6 +59,15 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class Requeue:
+    """`task` went back to the front of the queue because its attempt on `worker_id` was lost."""
+
+    task: Task
+    worker_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class ResultClaim:
     """What a worker's result says about which task it answers (the rest is payload)."""
 
@@ -73,6 +83,14 @@ class Outcome:
 
     assignments: list[Assignment] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    requeued: list[Requeue] = field(default_factory=list)
+
+    def extend(self, other: Outcome) -> Outcome:
+        """Add what `other` says to do after what this one says; returns self."""
+        self.assignments.extend(other.assignments)
+        self.failures.extend(other.failures)
+        self.requeued.extend(other.requeued)
+        return self
 
 
 @dataclass(frozen=True)
@@ -93,14 +111,21 @@ class Dispatcher:
         *,
         max_attempts: int = 3,
         allow_baseline: bool = False,
+        lease_ms: int = 60_000,
+        lease_margin_ms: int = 15_000,
         new_token: Callable[[], str] = lambda: secrets.token_urlsafe(24),
     ) -> None:
         self.registry = Registry()
         self.max_attempts = max_attempts
         self.allow_baseline = allow_baseline
+        self.lease_ms = lease_ms
+        self.lease_margin_ms = lease_margin_ms
         self._new_token = new_token
         self._queue: deque[Task] = deque()
-        self._tasks: dict[str, Task] = {}
+        self._tasks: dict[str, Task] = {}  # queued and assigned
+        self._assigned: dict[str, Task] = {}
+        self._by_session: Counter[str] = Counter()  # unfinished tasks per session
+        self._held = False
 
     # -- reading ---------------------------------------------------------------------------
     @property
@@ -111,7 +136,20 @@ class Dispatcher:
     @property
     def in_flight(self) -> int:
         """Tasks given to a worker and not answered yet."""
-        return len(self._tasks) - len(self._queue)
+        return len(self._assigned)
+
+    @property
+    def held(self) -> bool:
+        """True while assignments are held back (the master cannot reach the workers)."""
+        return self._held
+
+    def unfinished(self, session_id: str) -> int:
+        """How many of a session's tasks are queued or assigned."""
+        return self._by_session[session_id]
+
+    def open_tasks(self) -> Iterator[Task]:
+        """Every queued or assigned task."""
+        return iter(list(self._tasks.values()))
 
     def task(self, task_id: str) -> Task | None:
         """A task that is queued or assigned."""
@@ -127,21 +165,24 @@ class Dispatcher:
         if task.task_id in self._tasks:
             raise ValueError(f"duplicate task id {task.task_id}")
         self._tasks[task.task_id] = task
+        self._by_session[task.session_id] += 1
         self._queue.append(task)
         outcome = self._dispatch(now_ms)
         if task.state is TaskState.ASSIGNED:
             return 0, outcome
         return len(self._queue), outcome
 
-    def worker_online(self, worker_id: str, language: str, now_ms: int) -> Outcome:
-        """A worker registered (or re-registered after a reconnect)."""
+    def worker_online(self, worker_id: str, language: str, now_ms: int, max_task_ms: int | None = None) -> Outcome:
+        """A worker registered (or re-registered after a reconnect); `max_task_ms` sizes its leases."""
         worker = self.registry.upsert(worker_id, language, now_ms)
+        worker.max_task_ms = max_task_ms or worker.max_task_ms
         if worker.task_id is None and worker.state is not WorkerState.IDLE:
             self.registry.mark_idle(worker, now_ms)
         return self._dispatch(now_ms)
 
-    def worker_status(self, worker_id: str, status: str, now_ms: int) -> Outcome:
-        """A worker reported idle, busy or (by Last Will) offline."""
+    def worker_status(self, worker_id: str, status: str, now_ms: int, task_id: str | None = None) -> Outcome:
+        """A worker reported idle, busy or (by Last Will) offline; `task_id` names the task it started
+        (busy) or last finished (idle)."""
         worker = self.registry.get(worker_id)
         if status == WorkerState.OFFLINE.value:
             return self._worker_lost(worker, now_ms) if worker else Outcome()
@@ -150,9 +191,13 @@ class Dispatcher:
             worker = self.registry.upsert(worker_id, worker.language if worker else language_of(worker_id), now_ms)
         worker.last_seen_ms = now_ms
         if worker.task_id is not None:
-            # We gave it a task and have not had the result: its idle/busy reports can be stale
-            # (an idle sent after the previous result crosses our next assignment), so the
-            # assignment stands until the result or its loss.
+            if status == WorkerState.IDLE.value and task_id == worker.task_id:
+                # It finished the task we wait for, yet no result reached us: the result is lost.
+                outcome = self._lose(worker, "its result never arrived", now_ms)
+                self.registry.mark_idle(worker, now_ms)
+                return outcome.extend(self._dispatch(now_ms))
+            # Otherwise the report is stale (an idle sent after the previous result crosses our
+            # next assignment) or confirms the task: the assignment stands.
             return Outcome()
         if status == WorkerState.IDLE.value:
             if worker.state is not WorkerState.IDLE:
@@ -183,7 +228,7 @@ class Dispatcher:
                 return Verdict(False, "refused: invalid token")
             if claim.worker_id != task.worker_id:
                 return Verdict(False, "refused: task is assigned to another worker")
-        del self._tasks[task.task_id]
+        self._forget(task)
         worker = self.registry.get(task.worker_id or "")
         if worker is not None and worker.task_id == task.task_id:
             worker.tasks_done += 1
@@ -197,32 +242,92 @@ class Dispatcher:
         if failed and worker is not None:
             worker.tasks_failed += 1
 
-    # -- internals -------------------------------------------------------------------------
-    def _worker_lost(self, worker: Worker, now_ms: int) -> Outcome:
-        """A worker went offline: its task goes back to the front of the queue, or fails."""
-        task = self._tasks.get(worker.task_id) if worker.task_id else None
-        self.registry.mark_offline(worker, now_ms)
+    def hold(self, held: bool, now_ms: int) -> Outcome:
+        """Hold assignments back (True) while workers cannot be reached, or resume them (False)."""
+        self._held = held
+        return Outcome() if held else self._dispatch(now_ms)
+
+    def expire(self, now_ms: int) -> Outcome:
+        """Take back every task whose lease ran out; its worker is not given more until it says idle."""
         outcome = Outcome()
-        if task is not None:
-            if task.attempt >= self.max_attempts:
-                del self._tasks[task.task_id]
-                task.state = TaskState.FAILED
-                outcome.failures.append(
-                    Failure(task, f"Sorry, this question failed: {task.attempt} workers were lost while answering it.")
-                )
+        for task in [t for t in self._assigned.values() if t.lease_until_ms <= now_ms]:
+            worker = self.registry.get(task.worker_id or "")
+            if worker is None or worker.task_id != task.task_id:
+                continue
+            outcome.extend(self._lose(worker, "its lease ran out", now_ms))
+            self.registry.mark_busy(worker, None, now_ms)  # hung or slow: wait for its idle
+        return outcome.extend(self._dispatch(now_ms))
+
+    def assignment_lost(self, task_id: str, attempt: int, now_ms: int) -> Outcome:
+        """The task message of `attempt` could not be sent: requeue the task, keep the worker idle."""
+        task = self._assigned.get(task_id)
+        worker = self.registry.get(task.worker_id or "") if task else None
+        if task is None or task.attempt != attempt or worker is None or worker.task_id != task_id:
+            return Outcome()
+        outcome = self._lose(worker, "its task message could not be sent", now_ms)
+        self.registry.mark_idle(worker, now_ms)
+        return outcome.extend(self._dispatch(now_ms))
+
+    def restore(self, tasks: list[Task], now_ms: int) -> None:
+        """Take back the open tasks of a previous run: queued ones in order, assigned ones still
+        assigned (their worker may yet deliver) under a fresh lease."""
+        for task in sorted(tasks, key=lambda t: t.submitted_ms):
+            self._tasks[task.task_id] = task
+            self._by_session[task.session_id] += 1
+            if task.state is TaskState.ASSIGNED and task.worker_id:
+                worker = self.registry.upsert(task.worker_id, language_of(task.worker_id), now_ms)
+                self.registry.mark_busy(worker, task.task_id, now_ms)
+                task.lease_until_ms = now_ms + self.lease_ms
+                self._assigned[task.task_id] = task
             else:
                 task.state = TaskState.QUEUED
-                task.worker_id = None
-                task.token = ""
-                self._queue.appendleft(task)
-        more = self._dispatch(now_ms)
-        outcome.assignments.extend(more.assignments)
+                self._queue.append(task)
+
+    # -- internals -------------------------------------------------------------------------
+    def _forget(self, task: Task) -> None:
+        del self._tasks[task.task_id]
+        self._assigned.pop(task.task_id, None)
+        self._by_session[task.session_id] -= 1
+        if self._by_session[task.session_id] <= 0:
+            del self._by_session[task.session_id]
+
+    def _worker_lost(self, worker: Worker, now_ms: int) -> Outcome:
+        """A worker went offline: its task goes back to the front of the queue, or fails."""
+        outcome = self._lose(worker, "its worker went offline", now_ms)
+        self.registry.mark_offline(worker, now_ms)
+        return outcome.extend(self._dispatch(now_ms))
+
+    def _lose(self, worker: Worker, reason: str, now_ms: int) -> Outcome:
+        """The worker's current attempt is lost: requeue its task at the front, or fail it for good."""
+        task = self._assigned.get(worker.task_id) if worker.task_id else None
+        worker.task_id = None
+        outcome = Outcome()
+        if task is None:
+            return outcome
+        self._assigned.pop(task.task_id, None)
+        if task.attempt >= self.max_attempts:
+            self._forget(task)
+            task.state = TaskState.FAILED
+            outcome.failures.append(
+                Failure(task, f"Sorry, this question failed: {task.attempt} attempts were lost ({reason}).")
+            )
+        else:
+            task.state = TaskState.QUEUED
+            task.worker_id = None
+            task.token = ""
+            self._queue.appendleft(task)
+            outcome.requeued.append(Requeue(task, worker.worker_id, reason))
         return outcome
+
+    def _lease_for(self, worker: Worker) -> int:
+        if worker.max_task_ms:
+            return worker.max_task_ms + self.lease_margin_ms
+        return self.lease_ms
 
     def _dispatch(self, now_ms: int) -> Outcome:
         """Give queued tasks, oldest first, to the workers idle for longest."""
         outcome = Outcome()
-        while self._queue:
+        while self._queue and not self._held:
             worker = self.registry.take_longest_idle()
             if worker is None:
                 break
@@ -231,7 +336,9 @@ class Dispatcher:
             task.token = self._new_token()
             task.worker_id = worker.worker_id
             task.assigned_ms = now_ms
+            task.lease_until_ms = now_ms + self._lease_for(worker)
             task.state = TaskState.ASSIGNED
+            self._assigned[task.task_id] = task
             self.registry.mark_busy(worker, task.task_id, now_ms)
             outcome.assignments.append(Assignment(task, worker.worker_id))
         return outcome

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
+from services.master.settings import MasterSettings
 from services.protocol.rpc import pb, pb_grpc
 
 log = logging.getLogger(__name__)
@@ -31,10 +32,16 @@ class ResultService(pb_grpc.WorkerCallbackServicer):
         return pb.ResultAck(success=accepted, message=message)
 
 
+def server_credentials(cert_path: str, key_path: str) -> grpc.ServerCredentials:
+    """TLS credentials of the result server from PEM files (read once, at start)."""
+    with open(key_path, "rb") as key, open(cert_path, "rb") as cert:
+        return grpc.ssl_server_credentials([(key.read(), cert.read())])
+
+
 async def start_grpc(
-    host: str, port: int, on_result: Callable[[pb.TaskResult], Awaitable[tuple[bool, str]]]
+    settings: MasterSettings, on_result: Callable[[pb.TaskResult], Awaitable[tuple[bool, str]]]
 ) -> grpc.aio.Server:
-    """Start the result server on host:port and return it."""
+    """Start the result server (with TLS when a certificate is set) and return it."""
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -42,9 +49,13 @@ async def start_grpc(
         ]
     )
     pb_grpc.add_WorkerCallbackServicer_to_server(ResultService(on_result), server)  # type: ignore[no-untyped-call]
-    address = f"{host}:{port}"
-    if server.add_insecure_port(address) == 0:
+    address = f"{settings.grpc_host}:{settings.grpc_port}"
+    if settings.grpc_tls_cert and settings.grpc_tls_key:
+        bound = server.add_secure_port(address, server_credentials(settings.grpc_tls_cert, settings.grpc_tls_key))
+    else:
+        bound = server.add_insecure_port(address)
+    if bound == 0:
         raise OSError(f"cannot listen for gRPC on {address} (port in use?)")
     await server.start()
-    log.info("gRPC result server listening on %s", address)
+    log.info("gRPC result server listening on %s%s", address, " (TLS)" if settings.grpc_tls_cert else "")
     return server

@@ -28,6 +28,7 @@ class Worker:
     task_id: str | None = None  # the task the master gave it and has not got back yet
     tasks_done: int = 0
     tasks_failed: int = 0
+    max_task_ms: int | None = None  # the longest a task may take on it (work + model timeout), if it said
 
 
 def language_of(worker_id: str) -> str:

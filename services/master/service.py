@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol
 
-from services.master.dispatch import Dispatcher, Outcome, ResultClaim, Task
+from services.master.delivery import Deliveries, SendWithAck
+from services.master.dispatch import Dispatcher, Outcome, ResultClaim, Task, TaskState
+from services.master.journal import Journal
+from services.master.limits import RateLimiter
 from services.master.metrics import Metrics
 from services.master.registry import WorkerState
 from services.master.settings import MasterSettings
@@ -34,15 +38,24 @@ log = logging.getLogger(__name__)
 # How often queued users are told their new position, and everyone the system's state, at most.
 POSITION_INTERVAL_S = 0.25
 STATUS_INTERVAL_S = 1.0
+# How often leases are checked and old undelivered answers dropped.
+LEASE_CHECK_S = 0.5
+PURGE_EVERY_S = 60.0
 
 
 class Publisher(Protocol):
     """Sends MQTT messages without blocking the caller."""
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None: ...
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        on_failure: Callable[[], None] | None = None,
+    ) -> None: ...
 
 
-Emit = Callable[[str, dict[str, Any], str], Awaitable[None]]  # (event, data, session_id)
 Broadcast = Callable[[str, dict[str, Any]], Awaitable[None]]  # (event, data) to every client
 
 
@@ -50,36 +63,76 @@ class Master:
     """Owns the dispatcher; every handler runs on the event loop, so no locks are needed."""
 
     def __init__(
-        self, settings: MasterSettings, publisher: Publisher, emit: Emit, clock: Callable[[], int] = now_ms
+        self,
+        settings: MasterSettings,
+        publisher: Publisher,
+        send: SendWithAck,
+        journal: Journal,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
-        self.dispatcher = Dispatcher(max_attempts=settings.max_attempts, allow_baseline=settings.allow_baseline_workers)
+        self.dispatcher = Dispatcher(
+            max_attempts=settings.max_attempts,
+            allow_baseline=settings.allow_baseline_workers,
+            lease_ms=round(settings.lease_seconds * 1000),
+        )
+        self.dispatcher.hold(True, clock())  # nothing is assigned before MQTT is up
         self.metrics = Metrics(self._state_counts)
+        self.journal = journal
+        self.deliveries = Deliveries(journal, send, clock, round(settings.answer_retention_seconds * 1000))
+        self.rates = RateLimiter(settings.rate_per_minute)
         self._publisher = publisher
-        self._emit = emit
+        self._send = send
         self._clock = clock
         self._sent_positions: dict[str, int] = {}
         self._positions_dirty = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
+
+    def restore(self) -> None:
+        """Take back what the journal holds from a previous run: open tasks and undelivered answers."""
+        tasks = self.journal.open_tasks()
+        answers = self.journal.pending_answers()
+        self.dispatcher.restore(tasks, self._clock())
+        self.deliveries.restore(answers)
+        if tasks or answers:
+            self.log(f"restored {len(tasks)} open tasks and {len(answers)} undelivered answers from the journal")
 
     # -- users ------------------------------------------------------------------------------
     async def submit(self, session_id: str, payload: object) -> dict[str, Any]:
         """Accept a user's question or say clearly why not; the return value is the Socket.IO ack."""
+        error, task = self._admit(session_id, payload)
+        if task is None:
+            self.metrics.tasks.labels("rejected").inc()
+            return {"error": error}
+        self.journal.accepted(task)  # before the user hears it was accepted
+        position, outcome = self.dispatcher.submit(task, task.submitted_ms)
+        self.metrics.tasks.labels("accepted").inc()
+        if position:
+            self._sent_positions[task.task_id] = position
+            await self._emit(Events.TASK_QUEUED, {"taskId": task.task_id, "position": position}, session_id)
+        await self._apply(outcome)
+        return {"taskId": task.task_id, "position": position}
+
+    def _admit(self, session_id: str, payload: object) -> tuple[str, Task | None]:
         try:
             query = validate(UserQuery, payload)
         except DecodeError as e:
-            self.metrics.tasks.labels("rejected").inc()
-            return {"error": f"{e.reason}; send {{query: string, apiKey?: string}}"}
+            return f"{e.reason}; send {{query: string, apiKey?: string}}", None
         text = query.query.strip()
+        limit = self.settings.max_query_chars
         if not text:
-            self.metrics.tasks.labels("rejected").inc()
-            return {"error": "the question is empty"}
-        if len(text) > self.settings.max_query_chars:
-            self.metrics.tasks.labels("rejected").inc()
-            return {
-                "error": f"the question is too long: {len(text)} characters, at most {self.settings.max_query_chars}"
-            }
+            return "the question is empty", None
+        if len(text) > limit:
+            return f"the question is too long: {len(text)} characters, at most {limit}", None
+        if self.dispatcher.unfinished(session_id) >= self.settings.max_in_flight_per_session:
+            n = self.settings.max_in_flight_per_session
+            return f"too many questions in flight: at most {n} at once; wait for an answer", None
         now = self._clock()
+        wait_ms = self.rates.allow(session_id, now)
+        if wait_ms:
+            n = self.settings.rate_per_minute
+            return f"too many questions: at most {n} per minute; try again in {math.ceil(wait_ms / 1000)} s", None
         task = Task(
             task_id=str(uuid.uuid4()),
             session_id=session_id,
@@ -88,15 +141,33 @@ class Master:
             api_key=(query.apiKey or "").strip(),
             model=query.model or None,
         )
-        position, outcome = self.dispatcher.submit(task, now)
-        self.metrics.tasks.labels("accepted").inc()
-        if position:
-            self._sent_positions[task.task_id] = position
-            await self._emit(Events.TASK_QUEUED, {"taskId": task.task_id, "position": position}, session_id)
-        await self._apply(outcome)
-        return {"taskId": task.task_id, "position": position}
+        return "", task
+
+    async def session_connected(self, session_id: str) -> None:
+        """A client joined a session: tell it where its open questions are and resend its answers."""
+        if self.dispatcher.unfinished(session_id):
+            for task in self.dispatcher.open_tasks():
+                if task.session_id != session_id:
+                    continue
+                if task.state is TaskState.ASSIGNED:
+                    await self._emit(
+                        Events.TASK_ASSIGNED, {"taskId": task.task_id, "workerId": task.worker_id}, session_id
+                    )
+                else:
+                    self._sent_positions.pop(task.task_id, None)
+                    self._positions_dirty.set()
+        if self.deliveries.has(session_id):
+            await self.deliveries.resume(session_id)
 
     # -- workers over MQTT ------------------------------------------------------------------
+    async def mqtt_up(self) -> None:
+        """The broker is reachable: assignments may flow."""
+        await self._apply(self.dispatcher.hold(False, self._clock()))
+
+    def mqtt_down(self) -> None:
+        """The broker is gone: hold assignments until it is back."""
+        self.dispatcher.hold(True, self._clock())
+
     async def on_mqtt(self, topic: str, payload: bytes) -> None:
         """Handle one message from a topic the master subscribes to."""
         now = self._clock()
@@ -104,22 +175,16 @@ class Master:
             if topic == self.topics.register:
                 reg = decode(RegisterMessage, payload)
                 known = self.dispatcher.registry.get(reg.worker_id)
-                outcome = self.dispatcher.worker_online(reg.worker_id, reg.language, now)
+                outcome = self.dispatcher.worker_online(reg.worker_id, reg.language, now, reg.max_task_ms)
                 if known is None or known.state is WorkerState.OFFLINE:
                     self.log(f"worker {reg.worker_id} ({reg.language}) registered")
             elif topic == self.topics.status:
                 status = decode(StatusMessage, payload)
                 worker = self.dispatcher.registry.get(status.worker_id)
-                lost_task = worker.task_id if worker and status.status == "offline" else None
-                outcome = self.dispatcher.worker_status(status.worker_id, status.status, now)
-                if status.status == "offline" and worker is not None:
-                    requeued = lost_task is not None and self.dispatcher.task(lost_task) is not None
-                    self.log(
-                        f"worker {status.worker_id} went offline"
-                        + (f"; task {lost_task[:8]} requeued" if requeued and lost_task else "")
-                    )
-                    if requeued:
-                        self.metrics.tasks.labels("requeued").inc()
+                was_online = worker is not None and worker.state is not WorkerState.OFFLINE
+                outcome = self.dispatcher.worker_status(status.worker_id, status.status, now, status.task_id)
+                if status.status == "offline" and was_online:
+                    self.log(f"worker {status.worker_id} went offline")
             else:
                 return
         except DecodeError as e:
@@ -142,29 +207,26 @@ class Master:
         task = verdict.task
         failed = bool(result.error)
         self.dispatcher.finish(task, failed)
-        await self._deliver(task, result, now)
+        payload = {
+            "taskId": task.task_id,
+            "query": task.query,
+            "response": result.error or result.ai_response,
+            "workerId": result.worker_id,
+            "processingTime": result.processing_time_ms,
+            "timestamp": result.completion_timestamp or now,
+            "queryTimestamp": task.submitted_ms,
+            "model": result.model,
+            "error": result.error,
+        }
+        self.journal.finished(task, payload, failed, now)  # before the worker hears it was accepted
+        await self.deliveries.deliver(task.task_id, task.session_id, payload)
+        self._record(task, result, now)
         await self._apply(verdict.outcome)
         return True, verdict.message
 
-    async def _deliver(self, task: Task, result: pb.TaskResult, now: int) -> None:
-        """Send the answer (or the readable error) to the task's session, then record it."""
+    def _record(self, task: Task, result: pb.TaskResult, now: int) -> None:
+        """Metrics, the results topic and the log line of a finished task."""
         worker = self.dispatcher.registry.get(task.worker_id or "")
-        text = result.error or result.ai_response
-        await self._emit(
-            Events.AI_RESPONSE,
-            {
-                "taskId": task.task_id,
-                "query": task.query,
-                "response": text,
-                "workerId": result.worker_id,
-                "processingTime": result.processing_time_ms,
-                "timestamp": result.completion_timestamp or now,
-                "queryTimestamp": task.submitted_ms,
-                "model": result.model,
-                "error": result.error,
-            },
-            task.session_id,
-        )
         delivered = self._clock()
         outcome: Literal["answered", "failed"] = "failed" if result.error else "answered"
         self.metrics.tasks.labels(outcome).inc()
@@ -196,9 +258,16 @@ class Master:
 
     # -- shared -----------------------------------------------------------------------------
     async def _apply(self, outcome: Outcome) -> None:
-        """Publish assignments and tell users about them; deliver definitive failures."""
+        """Record and publish assignments, requeues and definitive failures, and tell the users."""
+        for r in outcome.requeued:
+            self.journal.requeued(r.task)
+            self.metrics.tasks.labels("requeued").inc()
+            self.log(f"task {r.task.task_id[:8]} requeued: attempt {r.task.attempt} on {r.worker_id} lost ({r.reason})")
+            self._sent_positions.pop(r.task.task_id, None)
+            self._positions_dirty.set()
         for a in outcome.assignments:
             t = a.task
+            self.journal.assigned(t)
             message = TaskMessage(
                 worker_id=a.worker_id,
                 session_id=t.task_id,
@@ -211,30 +280,59 @@ class Master:
                 token=t.token,
                 model=t.model,
             )
-            self._publisher.publish(self.topics.tasks(a.worker_id), encode(message), qos=1)
+            lost = self._assignment_lost_callback(t.task_id, t.attempt)
+            self._publisher.publish(self.topics.tasks(a.worker_id), encode(message), qos=1, on_failure=lost)
             self._sent_positions.pop(t.task_id, None)
             await self._emit(Events.TASK_ASSIGNED, {"taskId": t.task_id, "workerId": a.worker_id}, t.session_id)
         for f in outcome.failures:
+            now = self._clock()
+            payload = {
+                "taskId": f.task.task_id,
+                "query": f.task.query,
+                "response": f.message,
+                "workerId": "",
+                "processingTime": 0,
+                "timestamp": now,
+                "queryTimestamp": f.task.submitted_ms,
+                "model": "",
+                "error": f.message,
+            }
             self.metrics.tasks.labels("failed").inc()
             self._sent_positions.pop(f.task.task_id, None)
-            await self._emit(
-                Events.AI_RESPONSE,
-                {
-                    "taskId": f.task.task_id,
-                    "query": f.task.query,
-                    "response": f.message,
-                    "workerId": "",
-                    "processingTime": 0,
-                    "timestamp": self._clock(),
-                    "queryTimestamp": f.task.submitted_ms,
-                    "model": "",
-                    "error": f.message,
-                },
-                f.task.session_id,
-            )
+            self.journal.finished(f.task, payload, True, now)
+            await self.deliveries.deliver(f.task.task_id, f.task.session_id, payload)
             self.log(f"task {f.task.task_id[:8]} failed: {f.message}")
-        if outcome.assignments and self._sent_positions:
+        if (outcome.assignments or outcome.requeued) and self._sent_positions:
             self._positions_dirty.set()
+
+    def _assignment_lost_callback(self, task_id: str, attempt: int) -> Callable[[], None]:
+        def lost() -> None:
+            outcome = self.dispatcher.assignment_lost(task_id, attempt, self._clock())
+            self._spawn(self._apply(outcome))
+
+        return lost
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _emit(self, event: str, data: dict[str, Any], session_id: str) -> None:
+        await self._send(event, data, session_id, None)
+
+    async def watch_leases(self) -> None:
+        """Forever: take back tasks whose lease ran out; now and then drop old undelivered answers."""
+        last_purge = self._clock()
+        while True:
+            await asyncio.sleep(LEASE_CHECK_S)
+            now = self._clock()
+            await self._apply(self.dispatcher.expire(now))
+            if now - last_purge >= PURGE_EVERY_S * 1000:
+                last_purge = now
+                dropped = self.deliveries.purge()
+                self.rates.forget_idle(now)
+                if dropped:
+                    self.log(f"dropped {dropped} answers nobody came back for")
 
     async def tell_positions(self) -> None:
         """Forever: tell queued users their new position when it changed (coalesced)."""
@@ -295,6 +393,8 @@ class Master:
             **counts,
             "queue_length": self.dispatcher.queue_length,
             "in_flight": self.dispatcher.in_flight,
+            "undelivered": len(self.deliveries),
+            "mqtt_connected": not self.dispatcher.held,
         }
 
     def _state_counts(self) -> tuple[int, int, dict[str, int]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.envconfig import Env
 from services.protocol.topics import DEFAULT_PREFIX
@@ -16,6 +16,10 @@ class MasterSettings:
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
     topic_prefix: str = DEFAULT_PREFIX
+    mqtt_username: str | None = None
+    mqtt_password: str | None = field(default=None, repr=False)
+    mqtt_tls_ca: str | None = None
+    mqtt_keepalive: int = 5
     web_host: str = "0.0.0.0"
     web_port: int = 8888
     grpc_host: str = "0.0.0.0"
@@ -25,6 +29,18 @@ class MasterSettings:
     max_attempts: int = 3
     allow_baseline_workers: bool = False
     log_level: str = "INFO"
+    journal_path: str = "journal.sqlite3"
+    lease_seconds: float = 60.0
+    answer_retention_seconds: float = 3600.0
+    rate_per_minute: int = 30
+    max_in_flight_per_session: int = 10
+    cors_origins: tuple[str, ...] = ()
+    grpc_tls_cert: str | None = None
+    grpc_tls_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if bool(self.grpc_tls_cert) != bool(self.grpc_tls_key):
+            raise ValueError("GRPC_TLS_CERT and GRPC_TLS_KEY go together: set both or neither")
 
     @property
     def advertised_grpc_endpoint(self) -> str:
@@ -39,6 +55,10 @@ class MasterSettings:
             mqtt_host=e.text("MQTT_HOST", d.mqtt_host),
             mqtt_port=e.port("MQTT_PORT", d.mqtt_port),
             topic_prefix=e.topic_prefix("TOPIC_PREFIX", d.topic_prefix),
+            mqtt_username=e.optional("MQTT_USERNAME"),
+            mqtt_password=e.secret("MQTT_PASSWORD"),
+            mqtt_tls_ca=e.existing_file("MQTT_TLS_CA"),
+            mqtt_keepalive=e.integer("MQTT_KEEPALIVE", d.mqtt_keepalive, minimum=1, maximum=3600),
             web_host=e.text("WEB_HOST", d.web_host),
             web_port=e.port("WEB_PORT", d.web_port),
             grpc_host=e.text("GRPC_HOST", d.grpc_host),
@@ -48,4 +68,12 @@ class MasterSettings:
             max_attempts=e.integer("MAX_ATTEMPTS", d.max_attempts, minimum=1),
             allow_baseline_workers=e.boolean("ALLOW_BASELINE_WORKERS", d.allow_baseline_workers),
             log_level=e.text("LOG_LEVEL", d.log_level).upper(),
+            journal_path=e.text("JOURNAL_PATH", d.journal_path),
+            lease_seconds=e.number("LEASE_SECONDS", d.lease_seconds, minimum=0.1),
+            answer_retention_seconds=e.number("ANSWER_RETENTION_SECONDS", d.answer_retention_seconds),
+            rate_per_minute=e.integer("RATE_PER_MINUTE", d.rate_per_minute, minimum=1),
+            max_in_flight_per_session=e.integer("MAX_IN_FLIGHT_PER_SESSION", d.max_in_flight_per_session, minimum=1),
+            cors_origins=tuple(o.strip() for o in e.text("CORS_ORIGINS", "").split(",") if o.strip()),
+            grpc_tls_cert=e.existing_file("GRPC_TLS_CERT"),
+            grpc_tls_key=e.existing_file("GRPC_TLS_KEY"),
         )

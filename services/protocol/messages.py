@@ -43,6 +43,7 @@ class RegisterMessage(Message):
     language: Language
     status: Literal["idle"] = "idle"
     timestamp: Timestamp = Field(default_factory=now_ms)
+    max_task_ms: StrictInt | None = Field(default=None, gt=0)  # extension: work + model timeout, sizes leases
 
 
 class StatusMessage(Message):
@@ -52,6 +53,7 @@ class StatusMessage(Message):
     worker_id: WorkerId
     status: Literal["idle", "busy", "offline"]
     timestamp: Timestamp | None = None
+    task_id: str | None = None  # extension: the task started (busy) or last finished (idle)
 
 
 class TaskMessage(Message):

@@ -252,7 +252,11 @@
   });
 
   for (const name of ["task-queued", "task-assigned", "ai-response"]) {
-    socket.on(name, (data) => dispatch(name, data));
+    socket.on(name, (data, ack) => {
+      dispatch(name, data);
+      // The master keeps an answer until a page acknowledges it, and sends it again on reconnect.
+      if (typeof ack === "function") ack(true);
+    });
   }
 
   socket.on("system-status", (s) => {

@@ -31,8 +31,14 @@ class CallbackError(RuntimeError):
 class ResultSender:
     """One channel per master endpoint, reused across results."""
 
-    def __init__(self, retries: int = 6, base_delay_s: float = 0.2, max_delay_s: float = 5.0) -> None:
+    def __init__(
+        self, retries: int = 6, base_delay_s: float = 0.2, max_delay_s: float = 5.0, tls_ca: str | None = None
+    ) -> None:
         self._retries = retries
+        self._credentials: grpc.ChannelCredentials | None = None
+        if tls_ca:
+            with open(tls_ca, "rb") as f:
+                self._credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
         self._base = base_delay_s
         self._max = max_delay_s
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -40,7 +46,10 @@ class ResultSender:
     def _stub(self, endpoint: str) -> pb_grpc.WorkerCallbackStub:
         channel = self._channels.get(endpoint)
         if channel is None:
-            channel = grpc.aio.insecure_channel(endpoint)
+            if self._credentials is not None:
+                channel = grpc.aio.secure_channel(endpoint, self._credentials)
+            else:
+                channel = grpc.aio.insecure_channel(endpoint)
             self._channels[endpoint] = channel
         return pb_grpc.WorkerCallbackStub(channel)  # type: ignore[no-untyped-call]
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Literal
 
 import aiomqtt
 
-from services.mqtt_link import MqttLink
+from services.mqtt_link import MqttLink, connection_options
 from services.protocol import (
     DecodeError,
     LogMessage,
@@ -37,11 +38,14 @@ class WorkerRunner:
         self.worker_id = settings.worker_id
         self.topics = Topics(settings.topic_prefix)
         self._model = model
-        self._sender = sender or ResultSender(retries=settings.grpc_retries)
+        self._sender = sender or ResultSender(retries=settings.grpc_retries, tls_ca=settings.grpc_tls_ca)
         self._tasks: asyncio.Queue[TaskMessage] = asyncio.Queue()
         self._busy = False
         self._master_started: int | None = None  # timestamp of the master presence we last saw
         self.mqtt = MqttLink(self._new_client, self._connected, self._on_message)
+        # The longest a task may take here: the master sizes its lease on it.
+        self._max_task_ms = round((settings.work_seconds + settings.gemini_timeout_seconds) * 1000)
+        self._current: str | None = None  # the task being worked on, or the last one finished
 
     # -- MQTT -------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -65,14 +69,16 @@ class WorkerRunner:
             log.warning("could not announce going offline: %s", e)
 
     def _new_client(self) -> aiomqtt.Client:
+        s = self.settings
         offline = encode(StatusMessage(worker_id=self.worker_id, status="offline"))
         return aiomqtt.Client(
-            self.settings.mqtt_host,
-            self.settings.mqtt_port,
-            identifier=self.worker_id,
-            keepalive=15,
+            s.mqtt_host,
+            s.mqtt_port,
+            identifier=self.worker_id,  # the broker's ACL lets a worker read only its own task topic
+            keepalive=s.mqtt_keepalive,
             clean_session=False,  # the broker keeps our task messages while we reconnect
             will=aiomqtt.Will(self.topics.status, offline, qos=1),
+            **connection_options(s.mqtt_username, s.mqtt_password, s.mqtt_tls_ca),
         )
 
     async def _connected(self, client: aiomqtt.Client) -> None:
@@ -81,10 +87,12 @@ class WorkerRunner:
 
     async def _register(self, client: aiomqtt.Client) -> None:
         """Announce this worker; a worker in the middle of a task says so right after."""
-        register = RegisterMessage(worker_id=self.worker_id, language=LANGUAGE, timestamp=now_ms())
+        register = RegisterMessage(
+            worker_id=self.worker_id, language=LANGUAGE, timestamp=now_ms(), max_task_ms=self._max_task_ms
+        )
         await client.publish(self.topics.register, encode(register), qos=1)
         if self._busy:
-            self._publish_status("busy")
+            self._publish_status("busy", self._current)
         log.info("registered as %s", self.worker_id)
 
     async def _on_message(self, topic: str, payload: bytes) -> None:
@@ -106,8 +114,8 @@ class WorkerRunner:
             return
         self._tasks.put_nowait(task)
 
-    def _publish_status(self, status: str) -> None:
-        message = StatusMessage(worker_id=self.worker_id, status=status, timestamp=now_ms())  # type: ignore[arg-type]
+    def _publish_status(self, status: Literal["idle", "busy"], task_id: str | None) -> None:
+        message = StatusMessage(worker_id=self.worker_id, status=status, timestamp=now_ms(), task_id=task_id)
         self.mqtt.publish(self.topics.status, encode(message), qos=1)
 
     def _log(self, text: str) -> None:
@@ -120,7 +128,8 @@ class WorkerRunner:
         while True:
             task = await self._tasks.get()
             self._busy = True
-            self._publish_status("busy")
+            self._current = task.task_id
+            self._publish_status("busy", task.task_id)
             try:
                 await self.process(task)
             except Exception:
@@ -128,7 +137,7 @@ class WorkerRunner:
             finally:
                 self._busy = False
                 if self._tasks.empty():
-                    self._publish_status("idle")
+                    self._publish_status("idle", task.task_id)
 
     async def process(self, task: TaskMessage) -> pb.ResultAck | None:
         """Answer one task and report it; returns the master's acknowledgement, if any."""

@@ -28,6 +28,10 @@ class WorkerSettings:
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
     topic_prefix: str = DEFAULT_PREFIX
+    mqtt_username: str | None = None
+    mqtt_password: str | None = field(default=None, repr=False)
+    mqtt_tls_ca: str | None = None
+    mqtt_keepalive: int = 5
     work_seconds: float = 10.0
     model_mode: str = "auto"
     gemini_api_key: str | None = field(default=None, repr=False)
@@ -39,6 +43,7 @@ class WorkerSettings:
     offline_latency_sd_ms: float = 0.0
     grpc_retries: int = 6
     log_level: str = "INFO"
+    grpc_tls_ca: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -50,6 +55,10 @@ class WorkerSettings:
             mqtt_host=e.text("MQTT_HOST", d.mqtt_host),
             mqtt_port=e.port("MQTT_PORT", d.mqtt_port),
             topic_prefix=e.topic_prefix("TOPIC_PREFIX", d.topic_prefix),
+            mqtt_username=e.optional("MQTT_USERNAME"),
+            mqtt_password=e.secret("MQTT_PASSWORD"),
+            mqtt_tls_ca=e.existing_file("MQTT_TLS_CA"),
+            mqtt_keepalive=e.integer("MQTT_KEEPALIVE", d.mqtt_keepalive, minimum=1, maximum=3600),
             work_seconds=e.number("WORK_SECONDS", d.work_seconds),
             model_mode=e.choice("MODEL_MODE", d.model_mode, MODEL_MODES),
             gemini_api_key=e.optional("GEMINI_API_KEY"),
@@ -61,4 +70,5 @@ class WorkerSettings:
             offline_latency_sd_ms=e.number("OFFLINE_LATENCY_SD_MS", d.offline_latency_sd_ms),
             grpc_retries=e.integer("GRPC_RETRIES", d.grpc_retries),
             log_level=e.text("LOG_LEVEL", d.log_level).upper(),
+            grpc_tls_ca=e.existing_file("GRPC_TLS_CA"),
         )

@@ -10,7 +10,7 @@ import pytest
 
 from lab.client import ChatClient
 from lab.cluster import LocalCluster
-from tests.peers import RawWorker, raw_json
+from tests.peers import peer_for, raw_json
 
 
 @pytest.mark.parametrize(
@@ -40,7 +40,7 @@ async def test_bad_user_query_gets_a_clear_error(system: LocalCluster, payload: 
 
 def test_bad_payloads_on_every_master_topic_are_ignored(system: LocalCluster) -> None:
     before = httpx.get(f"{system.web_url}/api/status").json()
-    peer = RawWorker(system.mqtt_port, "go-worker-prober")
+    peer = peer_for(system, "go-worker-prober")
     garbage = [
         b"",
         b"null",

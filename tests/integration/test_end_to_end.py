@@ -53,7 +53,7 @@ async def test_answers_go_only_to_the_session_that_asked(system: object) -> None
         await alice.ask("alice's question")
         await alice.wait_answers(1, timeout=20)
         await asyncio.sleep(0.3)
-        assert bob.exchanges == {} and not bob._early
+        assert bob.exchanges == {} and not bob.unclaimed
 
 
 def test_status_health_and_metrics_describe_the_system(system: object) -> None:

@@ -195,6 +195,7 @@ def test_local_cluster_adds_and_kills_workers() -> None:
         mqtt_port=0,
         model_mode="offline",
         log_sink=lambda name, line: lines.append((name, line)),
+        restart=False,  # a killed worker stays dead (test_supervision covers its replacement)
     )
     with cluster:
         first = cluster.worker_ids[0]

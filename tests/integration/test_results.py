@@ -11,7 +11,7 @@ from lab.client import ChatClient
 from lab.cluster import LocalCluster
 from services.protocol import now_ms
 from tests.conftest import ClusterFactory
-from tests.peers import RawWorker, send_result
+from tests.peers import RawWorker, peer_for, send_result
 from tests.waiting import eventually
 
 
@@ -19,7 +19,7 @@ from tests.waiting import eventually
 def lone_raw_worker(cluster_factory: ClusterFactory) -> Iterator[tuple[LocalCluster, RawWorker]]:
     """A system whose only worker is a hand-driven peer, so the test decides every result."""
     cluster = cluster_factory(workers=0)
-    peer = RawWorker(cluster.mqtt_port, "go-worker-manual")
+    peer = peer_for(cluster, "go-worker-manual")
     peer.register()
     try:
         yield cluster, peer
@@ -83,7 +83,7 @@ async def test_forged_and_stale_results_are_refused_and_the_real_one_lands(
 
 async def test_baseline_worker_results_are_matched_by_worker_when_allowed(cluster_factory: ClusterFactory) -> None:
     cluster = cluster_factory(workers=0, extra_env={"ALLOW_BASELINE_WORKERS": "true"})
-    peer = RawWorker(cluster.mqtt_port, "java-worker-legacy", language="java")
+    peer = peer_for(cluster, "java-worker-legacy", language="java")
     try:
         peer.register()
         await wait_idle(cluster, peer.worker_id)
@@ -120,7 +120,7 @@ async def test_worker_going_offline_gives_its_task_to_another(lone_raw_worker: t
     async with ChatClient(cluster.web_url) as user:
         asked = await user.ask("survive me")
         first = await asyncio.to_thread(peer.next_task)
-        rescuer = RawWorker(cluster.mqtt_port, "go-worker-rescuer")
+        rescuer = peer_for(cluster, "go-worker-rescuer")
         try:
             rescuer.register()
             peer.status("offline")  # what the Last Will says when a worker dies
@@ -150,3 +150,58 @@ async def test_worker_going_offline_gives_its_task_to_another(lone_raw_worker: t
             assert answered.answer and answered.answer["response"] == "rescued"
         finally:
             rescuer.close()
+
+
+async def test_task_whose_lease_runs_out_goes_to_another_worker(cluster_factory: ClusterFactory) -> None:
+    cluster = cluster_factory(workers=0, extra_env={"LEASE_SECONDS": "1.5"})
+    sloth, helper = peer_for(cluster, "go-worker-sloth"), peer_for(cluster, "go-worker-helper")
+    try:
+        sloth.register()
+        await wait_idle(cluster, sloth.worker_id)
+        async with ChatClient(cluster.web_url) as user:
+            asked = await user.ask("who finishes?")
+            first = await asyncio.to_thread(sloth.next_task)  # taken, then never answered
+            helper.register()
+            second = await asyncio.to_thread(helper.next_task, 10)  # the lease ran out
+            assert second.task_id == first.task_id == asked.task_id and second.attempt == 2
+            ack = await asyncio.to_thread(
+                send_result,
+                second.grpc_endpoint,
+                worker_id=helper.worker_id,
+                task_id=second.task_id,
+                attempt=2,
+                token=second.token,
+                ai_response="done by the helper",
+            )
+            assert ack.success
+            late = await asyncio.to_thread(
+                send_result,
+                first.grpc_endpoint,
+                worker_id=sloth.worker_id,
+                task_id=first.task_id,
+                attempt=1,
+                token=first.token,
+                ai_response="too late",
+            )
+            assert not late.success
+            [answered] = await user.wait_answers(1, timeout=10)
+            assert answered.answer and answered.answer["response"] == "done by the helper"
+        # The slow worker gets nothing new until it says it is idle again.
+        states = {w["worker_id"]: w["state"] for w in cluster.status()["workers"]}
+        assert states[sloth.worker_id] == "busy"
+    finally:
+        sloth.close()
+        helper.close()
+
+
+async def test_worker_idle_without_a_result_gets_its_task_requeued_at_once(
+    lone_raw_worker: tuple[LocalCluster, RawWorker],
+) -> None:
+    cluster, peer = lone_raw_worker
+    await wait_idle(cluster, peer.worker_id)
+    async with ChatClient(cluster.web_url) as user:
+        await user.ask("lost in the mail")
+        first = await asyncio.to_thread(peer.next_task)
+        peer.status("idle", task_id=first.task_id)  # finished, but the result never reached the master
+        second = await asyncio.to_thread(peer.next_task, 5)
+        assert second.task_id == first.task_id and second.attempt == 2 and second.token != first.token

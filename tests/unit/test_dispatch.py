@@ -492,7 +492,7 @@ def test_task_fails_after_max_attempts_lost_workers() -> None:
     outcome = d.worker_status("b", "offline", 3)
     assert outcome.assignments == []
     assert [f.task for f in outcome.failures] == [t1]
-    assert "2 workers were lost" in outcome.failures[0].message
+    assert "2 attempts were lost" in outcome.failures[0].message
     assert t1.state is TaskState.FAILED
     assert d.task("t1") is None
     assert (d.queue_length, d.in_flight) == (0, 0)

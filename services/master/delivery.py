@@ -1,0 +1,82 @@
+"""Answers on their way to users: sent, kept until the user's client acknowledges them, sent again
+when the session comes back, dropped after the retention time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from services.master.journal import Journal, PendingAnswer
+from services.protocol import Events
+
+log = logging.getLogger(__name__)
+
+# (event, data, session_id, on_ack): send to every connection of the session; on_ack runs when
+# one of them acknowledges.
+SendWithAck = Callable[[str, dict[str, Any], str, Callable[[], None] | None], Awaitable[int]]
+
+
+class Deliveries:
+    """Undelivered answers by session, mirrored in the journal."""
+
+    def __init__(self, journal: Journal, send: SendWithAck, clock: Callable[[], int], retention_ms: int) -> None:
+        self._journal = journal
+        self._send = send
+        self._clock = clock
+        self._retention_ms = retention_ms
+        self._pending: dict[str, dict[str, PendingAnswer]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(answers) for answers in self._pending.values())
+
+    def restore(self, answers: list[PendingAnswer]) -> None:
+        """Take back the undelivered answers of a previous run."""
+        for answer in answers:
+            self._pending.setdefault(answer.session_id, {})[answer.task_id] = answer
+
+    def has(self, session_id: str) -> bool:
+        """Whether answers wait for this session."""
+        return session_id in self._pending
+
+    async def deliver(self, task_id: str, session_id: str, payload: dict[str, Any]) -> None:
+        """Send an answer now and keep it until acknowledged (the journal already has it)."""
+        answer = PendingAnswer(task_id, session_id, payload, self._clock())
+        self._pending.setdefault(session_id, {})[task_id] = answer
+        await self._send_one(answer)
+
+    async def resume(self, session_id: str) -> int:
+        """A session (re)connected: send what waits for it again; returns how many."""
+        answers = list(self._pending.get(session_id, {}).values())
+        for answer in answers:
+            await self._send_one(answer)
+        return len(answers)
+
+    def acknowledged(self, task_id: str, session_id: str) -> None:
+        """The user's client has the answer: forget it here and in the journal."""
+        answers = self._pending.get(session_id)
+        if answers is None or answers.pop(task_id, None) is None:
+            return  # a second acknowledgement (two tabs of one session)
+        if not answers:
+            del self._pending[session_id]
+        self._journal.delivered(task_id, self._clock())
+
+    def purge(self) -> int:
+        """Drop answers older than the retention time; returns how many."""
+        cutoff = self._clock() - self._retention_ms
+        dropped = 0
+        for session_id in list(self._pending):
+            answers = self._pending[session_id]
+            for task_id in [t for t, a in answers.items() if a.finished_ms < cutoff]:
+                del answers[task_id]
+                dropped += 1
+            if not answers:
+                del self._pending[session_id]
+        self._journal.purge(cutoff)
+        return dropped
+
+    async def _send_one(self, answer: PendingAnswer) -> None:
+        def acked() -> None:
+            self.acknowledged(answer.task_id, answer.session_id)
+
+        await self._send(Events.AI_RESPONSE, answer.payload, answer.session_id, acked)
