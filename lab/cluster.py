@@ -200,8 +200,7 @@ class LocalCluster:
         atexit.register(self.stop)
         try:
             self._start_all(mosquitto, deadline)
-            if self._restart:
-                self._start_supervisor()
+            pass
         except BaseException:
             self.stop()
             raise

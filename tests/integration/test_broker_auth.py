@@ -62,8 +62,11 @@ class Broker:
 class Peer:
     """One MQTT 3.1.1 client (paho 2.x) that records its CONNACK and every message it receives."""
 
-    def __init__(self, port: int, login: tuple[str, str] | None, client_id: str | None = None) -> None:
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"peer-{uuid.uuid4().hex[:8]}")
+    def __init__(
+        self, port: int, login: tuple[str, str] | None, client_id: str | None = None, clean_session: bool = True
+    ) -> None:
+        client_id = client_id or f"peer-{uuid.uuid4().hex[:8]}"
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session)
         if login is not None:
             self.client.username_pw_set(*login)
         self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()

@@ -15,13 +15,17 @@ from tests.waiting import eventually
 
 async def test_forty_questions_are_each_answered_once_and_spread_evenly(cluster_factory: ClusterFactory) -> None:
     cluster = cluster_factory(workers=4, work_seconds=1.0)
-    async with ChatClient(cluster.web_url) as user:
-        exchanges = await asyncio.gather(*(user.ask(f"question {i}") for i in range(40)))
+    users = [ChatClient(cluster.web_url) for _ in range(40)]
+    await asyncio.gather(*(u.connect() for u in users))
+    try:
+        exchanges = await asyncio.gather(*(u.ask(f"question {i}") for i, u in enumerate(users)))
         assert all(e.task_id for e in exchanges), [e.ack for e in exchanges if not e.task_id]
-        await user.wait_answers(40, timeout=60)
+        await asyncio.gather(*(u.wait_answers(1, timeout=60) for u in users))
         await asyncio.sleep(0.5)  # a duplicate would arrive right after
-    assert all(len(e.answers) == 1 for e in user.exchanges.values())
-    answers = [e.answer for e in user.exchanges.values() if e.answer]
+    finally:
+        await asyncio.gather(*(u.close() for u in users))
+    assert all(len(e.answers) == 1 for e in exchanges)
+    answers = [e.answer for e in exchanges if e.answer]
     assert {a["query"] for a in answers} == {f"question {i}" for i in range(40)}
     assert all(a["error"] == "" and "question" in a["response"] for a in answers)
     per_worker = Counter(a["workerId"] for a in answers)

@@ -40,7 +40,7 @@ def _mosquitto_installed() -> None:
         pytest.skip(f"{e} (CI fails here)")
 
 
-def _marked_pids(marker: str) -> set[int]:
+def marked_pids(marker: str) -> set[int]:
     """Live processes whose environment carries this test's marker (every child inherits it)."""
     needle = f"{MARKER_VAR}={marker}".encode()
     found = set()
@@ -57,15 +57,15 @@ def _marked_pids(marker: str) -> set[int]:
     return found
 
 
-def _wait_gone(marker: str, timeout: float) -> set[int]:
+def wait_gone(marker: str, timeout: float) -> set[int]:
     """Wait until no marked process remains; return those left at the timeout."""
     deadline = time.monotonic() + timeout
-    while (left := _marked_pids(marker)) and time.monotonic() < deadline:
+    while (left := marked_pids(marker)) and time.monotonic() < deadline:
         time.sleep(0.1)
     return left
 
 
-def _describe(pids: set[int]) -> str:
+def describe_pids(pids: set[int]) -> str:
     """Command lines of `pids`, for a failure message."""
     lines = []
     for pid in sorted(pids):
@@ -122,7 +122,7 @@ class LabUp:
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
         self.proc.wait()
-        for pid in _marked_pids(self.marker):
+        for pid in marked_pids(self.marker):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
@@ -143,7 +143,7 @@ def _ready(lab: LabUp) -> str:
     assert status["idle"] == 2
     assert status["queue_length"] == 0
     # The lab itself plus Mosquitto, the master and two workers.
-    assert len(_marked_pids(lab.marker)) == 5, _describe(_marked_pids(lab.marker))
+    assert len(marked_pids(lab.marker)) == 5, describe_pids(marked_pids(lab.marker))
     return url
 
 
@@ -155,8 +155,8 @@ def test_lab_up_serves_two_idle_workers_and_sigterm_stops_everything(lab_up: Lab
     except subprocess.TimeoutExpired:
         pytest.fail(f"lab up still running {STOP_TIMEOUT_S} s after SIGTERM:\n{lab_up.output()}")
     assert code == 0, lab_up.output()
-    left = _wait_gone(lab_up.marker, 1.0)
-    assert not left, f"left behind:\n{_describe(left)}"
+    left = wait_gone(lab_up.marker, 1.0)
+    assert not left, f"left behind:\n{describe_pids(left)}"
     assert "lab up: stopped" in lab_up.output()
 
 
@@ -165,8 +165,8 @@ def test_sigkill_of_lab_up_leaves_no_orphans(lab_up: LabUp) -> None:
     lab_up.proc.kill()
     lab_up.proc.wait()
     # The children get SIGTERM from the kernel (parent-death signal) and stop on their own.
-    left = _wait_gone(lab_up.marker, STOP_TIMEOUT_S)
-    assert not left, f"orphans after SIGKILL of lab up:\n{_describe(left)}"
+    left = wait_gone(lab_up.marker, STOP_TIMEOUT_S)
+    assert not left, f"orphans after SIGKILL of lab up:\n{describe_pids(left)}"
 
 
 def test_taken_port_is_named_before_anything_starts() -> None:
@@ -180,7 +180,7 @@ def test_taken_port_is_named_before_anything_starts() -> None:
             lab.wait_for(rf"port {taken} \(MQTT\) on 127.0.0.1 is already in use", 5)
             assert "--mqtt-port" in lab.output()
             assert "starting" not in lab.output()
-            assert not _marked_pids(lab.marker)
+            assert not marked_pids(lab.marker)
         finally:
             lab.cleanup()
 

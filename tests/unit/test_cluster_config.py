@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import getpass
+import hashlib
 import re
 import shutil
+import signal
 import socket
+import stat
 from pathlib import Path
 
 import pytest
@@ -14,7 +18,9 @@ from lab import broker
 from lab.cli import build_parser
 from lab.cluster import LocalCluster
 from lab.cluster_config import ClusterConfig, resolve_port
+from lab.credentials import USERS, Credentials, password_file, password_hash
 from lab.ports import PortInUseError, free_port, port_in_use
+from lab.supervision import RestartPolicy, describe_exit
 from lab.up import port_advice
 
 BASE = {"PATH": "/usr/bin", "HOME": "/home/someone", "MQTT_PORT": "1", "WORKER_ID": "from-shell"}
@@ -91,6 +97,108 @@ def test_mosquitto_found_outside_path(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert broker.find_mosquitto() == fake
 
 
+def test_effective_config_with_a_password_file_refuses_anonymous_clients() -> None:
+    text = broker.effective_config(1883, password_file=Path("/s/pw"), acl_file=Path("/s/acl"))
+    directives = _directives(text)
+    assert ("allow_anonymous", "false") in directives
+    assert ("allow_anonymous", "true") not in directives
+    assert ("password_file", "/s/pw") in directives
+    assert ("acl_file", "/s/acl") in directives
+
+
+def test_effective_config_turns_persistence_on_after_the_committed_off() -> None:
+    directives = _directives(broker.effective_config(1883, persistence_dir=Path("/s/data")))
+    persistence = [value for name, value in directives if name == "persistence"]
+    assert persistence == ["false", "true"]  # Mosquitto keeps the last one
+    assert ("persistence_location", "/s/data/") in directives  # must end with a slash
+
+
+def test_acl_gives_each_user_only_its_topics() -> None:
+    acl = broker.render_acl("lab1")
+    assert "{prefix}" not in acl
+    rules: dict[str, list[str]] = {}
+    user = "(every user)"
+    for name, value in _directives(acl):
+        if name == "user":
+            user = value
+        else:
+            rules.setdefault(user, []).append(f"{name} {value}")
+    assert rules == {
+        "(every user)": ["pattern read lab1/workers/%c/tasks"],
+        "master": ["topic readwrite lab1/#"],
+        "worker": [
+            "topic write lab1/workers/register",
+            "topic write lab1/workers/status",
+            "topic write lab1/logs",
+            "topic read lab1/master/status",
+        ],
+        "observer": ["topic read lab1/#"],
+    }
+
+
+@pytest.mark.parametrize("prefix", ["a\ntopic readwrite #", "a%u", " a", "a/#", ""])
+def test_acl_refuses_a_prefix_that_would_change_its_rules(prefix: str) -> None:
+    with pytest.raises(ValueError):
+        broker.render_acl(prefix)
+
+
+def test_write_config_with_credentials_writes_private_password_file_and_acl(tmp_path: Path) -> None:
+    credentials = Credentials()
+    conf = broker.write_config(tmp_path, 18999, topic_prefix="lab1", credentials=credentials, persistence=True)
+    settings = dict(_directives(conf.read_text()))
+    password_path, acl_path = Path(settings["password_file"]), Path(settings["acl_file"])
+    assert password_path.parent == acl_path.parent == tmp_path
+    assert acl_path.read_text() == broker.render_acl("lab1")
+    assert Path(settings["persistence_location"]).is_dir()
+    for path in (conf, password_path, acl_path):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    users = [line.split(":", 1)[0] for line in password_path.read_text().splitlines()]
+    assert users == ["master", "worker", "observer"]
+    assert credentials.worker not in password_path.read_text()
+
+
+# -- credentials ----------------------------------------------------------------------------------------
+
+
+def test_credentials_are_random_and_distinct() -> None:
+    first, second = Credentials(), Credentials()
+    passwords = [c.password(u) for c in (first, second) for u in USERS]
+    assert len(set(passwords)) == 6
+    assert all(len(p) >= 32 for p in passwords)
+    assert first.login("observer") == ("observer", first.observer)
+
+
+def test_passwords_never_appear_in_a_repr() -> None:
+    config = _config()
+    text = repr(config) + repr(config.credentials)
+    assert all(config.credentials.password(u) not in text for u in USERS)
+
+
+def test_password_hash_is_what_mosquitto_passwd_writes() -> None:
+    # From `mosquitto_passwd -b -c file alice secret` (Mosquitto 2.0.11): same salt, same hash.
+    salt = base64.b64decode("rLtmh1G71weqZzHg")
+    expected = (
+        "$7$101$rLtmh1G71weqZzHg$"
+        "XDGBEq3H40OPBtbha2u9tkM9MXGVl6ZwNGVM7Y1XElNiAJjAzM1rcby2lV6OrlRszEGKWi1k2kBEQ7ZzNvjXPQ=="
+    )
+    assert password_hash("secret", salt) == expected
+
+
+def test_password_file_has_a_salted_hash_per_user() -> None:
+    credentials = Credentials()
+    lines = password_file(credentials).splitlines()
+    assert len(lines) == 3
+    salts = set()
+    for user, line in zip(USERS, lines, strict=True):
+        name, _, hashed = line.partition(":")
+        _, kind, rounds, salt, digest = hashed.split("$")
+        assert (name, kind, rounds) == (user, "7", "101")
+        derived = hashlib.pbkdf2_hmac("sha512", credentials.password(user).encode(), base64.b64decode(salt), 101)
+        assert base64.b64decode(digest) == derived
+        salts.add(salt)
+    assert len(salts) == 3
+
+
 # -- service environments -------------------------------------------------------------------------------
 
 
@@ -119,6 +227,27 @@ def test_worker_env_carries_its_id_and_the_work_settings() -> None:
     assert env["HOME"] == "/home/someone"
 
 
+def test_master_and_workers_log_in_as_their_own_users() -> None:
+    config = _config()
+    master, worker = config.master_env(BASE), config.worker_env("w", BASE)
+    assert (master["MQTT_USERNAME"], master["MQTT_PASSWORD"]) == ("master", config.credentials.master)
+    assert (worker["MQTT_USERNAME"], worker["MQTT_PASSWORD"]) == ("worker", config.credentials.worker)
+    assert "MQTT_USERNAME" not in config.broker_env(BASE)
+
+
+def test_shell_credentials_are_replaced_or_dropped() -> None:
+    shell = {**BASE, "MQTT_USERNAME": "me", "MQTT_PASSWORD": "mine", "MQTT_PASSWORD_FILE": "/my/secret"}
+    with_auth = _config().worker_env("w", shell)
+    assert with_auth["MQTT_USERNAME"] == "worker" and "MQTT_PASSWORD_FILE" not in with_auth
+    anonymous = _config(auth=False).worker_env("w", shell)
+    assert not {"MQTT_USERNAME", "MQTT_PASSWORD", "MQTT_PASSWORD_FILE"} & set(anonymous)
+
+
+def test_master_gets_the_journal_path() -> None:
+    env = _config().master_env(BASE, journal_path=Path("/state/journal.sqlite3"))
+    assert env["JOURNAL_PATH"] == "/state/journal.sqlite3"
+
+
 def test_whole_seconds_are_written_without_a_fraction() -> None:
     assert _config(work_seconds=10.0).worker_env("w", {})["WORK_SECONDS"] == "10"
 
@@ -145,6 +274,42 @@ def test_envs_do_not_change_the_base() -> None:
 def test_invalid_settings_are_refused(overrides: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         _config(**overrides)
+
+
+# -- restart policy -------------------------------------------------------------------------------------
+
+
+def test_rapid_failures_back_off_then_give_up() -> None:
+    policy = RestartPolicy(base_delay=0.5, max_delay=3.0, window=10.0, max_rapid=5)
+    rapid, delays = 0, []
+    for _ in range(5):
+        rapid, delay = policy.after_exit(rapid, ran_for=1.0, injected=False)
+        delays.append(delay)
+    assert delays == [0.5, 1.0, 2.0, 3.0, None]
+    assert rapid == 5
+
+
+def test_a_long_run_resets_the_rapid_failures() -> None:
+    policy = RestartPolicy(window=10.0, max_rapid=2)
+    assert policy.after_exit(1, ran_for=10.0, injected=False) == (0, policy.base_delay)
+    assert policy.after_exit(1, ran_for=9.0, injected=False) == (2, None)
+
+
+def test_a_kill_the_lab_injected_is_never_a_crash_loop() -> None:
+    policy = RestartPolicy(max_rapid=1)
+    assert policy.after_exit(7, ran_for=0.1, injected=True) == (0, policy.base_delay)
+
+
+@pytest.mark.parametrize("values", [{"base_delay": -1.0}, {"max_rapid": 0}, {"base_delay": 2.0, "max_delay": 1.0}])
+def test_invalid_restart_policy_is_refused(values: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        RestartPolicy(**values)  # type: ignore[arg-type]
+
+
+def test_exits_are_described_by_code_or_signal() -> None:
+    assert describe_exit(1) == "exited with code 1"
+    assert describe_exit(-signal.SIGKILL) == "killed by SIGKILL"
+    assert describe_exit(0) == "exited with code 0"
 
 
 # -- ports ----------------------------------------------------------------------------------------------
@@ -178,6 +343,8 @@ def test_cluster_knows_its_addresses_before_starting() -> None:
     assert cluster.grpc_endpoint == f"127.0.0.1:{cluster.config.grpc_port}"
     assert cluster.mqtt_port == cluster.config.mqtt_port
     assert cluster.processes == {}
+    assert cluster.credentials is cluster.config.credentials and cluster.config.auth
+    assert cluster.state_dir is None and cluster.restarts == []
     cluster.stop()  # harmless before start, and again
     cluster.stop()
 
@@ -201,6 +368,11 @@ def test_lab_up_defaults() -> None:
     args = build_parser().parse_args(["up"])
     assert (args.workers, args.work_seconds, args.model_mode) == (2, 10.0, "auto")
     assert (args.web_port, args.grpc_port, args.mqtt_port) == (8888, 50051, 1883)
+
+
+def test_lab_up_restarts_by_default_and_no_restart_turns_it_off() -> None:
+    assert build_parser().parse_args(["up"]).restart is True
+    assert build_parser().parse_args(["up", "--no-restart"]).restart is False
 
 
 def test_lab_up_options() -> None:
