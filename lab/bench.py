@@ -12,21 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lab.chaos import faults_run
 from lab.client import ChatClient
 from lab.cluster import LocalCluster
+from lab.stats import percentile
 
 BENCH_DIR = Path(__file__).resolve().parents[1] / "data" / "bench"
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0-100) by linear interpolation."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def machine() -> dict[str, Any]:
@@ -153,7 +144,12 @@ def burst(workers: int = 4, questions: int = 40, work_seconds: float = 1.0) -> d
     }
 
 
-BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {"overhead": overhead, "throughput": throughput, "burst": burst}
+BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
+    "overhead": overhead,
+    "throughput": throughput,
+    "burst": burst,
+    "faults": faults_run,
+}
 
 
 def save(result: dict[str, Any], directory: Path = BENCH_DIR) -> Path:
@@ -188,6 +184,8 @@ def register(commands: Any) -> None:
 def _run(args: Any) -> int:
     if args.name == "overhead":
         result = overhead(questions=args.questions or 300)
+    elif args.name == "faults":
+        result = faults_run(workers=args.workers, questions=args.questions or 500, work_seconds=args.work_seconds)
     elif args.name == "burst":
         result = burst(workers=args.workers, questions=args.questions or 40, work_seconds=args.work_seconds)
     else:

@@ -23,6 +23,7 @@ class Exchange:
     ack: dict[str, Any] = field(default_factory=dict)
     positions: list[int] = field(default_factory=list)
     worker_id: str = ""
+    assignments: list[tuple[float, str]] = field(default_factory=list)  # (time.monotonic(), worker id)
     answers: list[dict[str, Any]] = field(default_factory=list)
     answered_at: float | None = None
 
@@ -47,7 +48,7 @@ class ChatClient:
         self.exchanges: dict[str, Exchange] = {}
         # Events for tasks this client has not asked about (yet): they came before the ack, or they
         # belong to questions this session asked over an earlier connection.
-        self.unclaimed: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+        self.unclaimed: dict[str, list[tuple[str, dict[str, Any], float]]] = defaultdict(list)
         self._changed = asyncio.Event()
         self._session = asyncio.Event()
         self.sio.on(Events.SESSION_ID, self._on_session)
@@ -89,8 +90,8 @@ class ChatClient:
             self.exchanges[exchange.task_id] = exchange
             if exchange.ack.get("position"):
                 exchange.note_position(int(exchange.ack["position"]))
-            for event, data in self.unclaimed.pop(exchange.task_id, []):
-                self._apply(exchange, event, data)
+            for event, data, at in self.unclaimed.pop(exchange.task_id, []):
+                self._apply(exchange, event, data, at)
         return exchange
 
     def answered(self) -> list[Exchange]:
@@ -122,21 +123,23 @@ class ChatClient:
                 return True
             task_id = str(data.get("taskId", ""))
             exchange = self.exchanges.get(task_id)
+            at = time.monotonic()
             if exchange is None:
-                self.unclaimed[task_id].append((event, data))  # arrived before the ack
+                self.unclaimed[task_id].append((event, data, at))  # arrived before the ack
             else:
-                self._apply(exchange, event, data)
+                self._apply(exchange, event, data, at)
             self._changed.set()
             return True
 
         return handle
 
     @staticmethod
-    def _apply(exchange: Exchange, event: str, data: dict[str, Any]) -> None:
+    def _apply(exchange: Exchange, event: str, data: dict[str, Any], at: float) -> None:
         if event == Events.TASK_QUEUED:
             exchange.note_position(int(data.get("position", 0)))
         elif event == Events.TASK_ASSIGNED:
             exchange.worker_id = str(data.get("workerId", ""))
+            exchange.assignments.append((at, exchange.worker_id))
         elif event == Events.AI_RESPONSE:
             exchange.answers.append(data)
-            exchange.answered_at = exchange.answered_at or time.monotonic()
+            exchange.answered_at = exchange.answered_at or at

@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -30,6 +29,7 @@ from lab.cluster_config import (
 from lab.credentials import Credentials
 from lab.ports import PortInUseError, accepts_tcp, port_in_use
 from lab.procs import LogSink, ManagedProcess, Spawner, print_line
+from lab.statedir import make_temp_state_dir
 from lab.supervision import Restart, RestartPolicy, Supervisor
 from services.protocol.topics import DEFAULT_PREFIX
 
@@ -200,7 +200,8 @@ class LocalCluster:
         atexit.register(self.stop)
         try:
             self._start_all(mosquitto, deadline)
-            pass
+            if self._restart:
+                self._start_supervisor()
         except BaseException:
             self.stop()
             raise
@@ -352,7 +353,7 @@ class LocalCluster:
             self._given_state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._state_dir = self._given_state_dir
         else:
-            self._state_dir = Path(tempfile.mkdtemp(prefix="lab-cluster-"))
+            self._state_dir = make_temp_state_dir()
         return self._state_dir
 
     def _spawn(self, name: str, argv: list[str], env: Mapping[str, str]) -> ManagedProcess:

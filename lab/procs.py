@@ -140,6 +140,8 @@ class ManagedProcess:
         """Ask the process group to stop (SIGTERM) without waiting; marks it as stopped on purpose."""
         self._stopping = True
         self.send_signal(signal.SIGTERM)
+        # A paused process (SIGSTOP, an experiment) would hold the SIGTERM until the SIGKILL; let it run.
+        self.send_signal(signal.SIGCONT)
 
     def wait(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for the exit, leaving it unreaped; True when it has exited."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,7 +174,11 @@ def test_each_user_is_admitted_with_its_password(connect: Connect, user: User) -
 
 def test_anonymous_client_is_refused(connect: Connect, mosquitto: Broker) -> None:
     assert _refused(connect(None).connack())
-    assert any("not authorised" in line.lower() for line in mosquitto.lines), mosquitto.lines
+    # The broker says why in its log (which may reach us a moment after the CONNACK).
+    deadline = time.monotonic() + TIMEOUT_S
+    while not any("not authorised" in line.lower() for line in mosquitto.lines):
+        assert time.monotonic() < deadline, mosquitto.lines
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("user", ["master", "worker", "observer"])

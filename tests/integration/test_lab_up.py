@@ -198,6 +198,8 @@ def test_local_cluster_adds_and_kills_workers() -> None:
         restart=False,  # a killed worker stays dead (test_supervision covers its replacement)
     )
     with cluster:
+        state = cluster.state_dir
+        assert state is not None and (state / "broker" / "mosquitto.passwd").is_file()
         first = cluster.worker_ids[0]
         assert [w["worker_id"] for w in cluster.status()["workers"]] == [first]
         assert set(cluster.processes) == {"mosquitto", "master", "worker-1"}
@@ -221,6 +223,7 @@ def test_local_cluster_adds_and_kills_workers() -> None:
         pids = [p.pid for p in cluster.processes.values()]
     assert all(not p.alive for p in cluster.processes.values())
     assert all(not Path(f"/proc/{pid}/environ").exists() for pid in pids)
+    assert not state.exists()  # the journal and the password file go with the cluster
     names = {name for name, _ in lines}
     assert {"mosquitto", "master", "worker-1", "worker-2"} <= names
 

@@ -116,6 +116,8 @@ async def test_broker_restart_brings_the_master_and_every_worker_back(cluster_fa
     assert cluster.processes["mosquitto"].pid != before
     assert cluster.restarts == []  # on purpose: not a crash to recover from
     await asyncio.to_thread(wait_until, lambda: healthy(cluster.web_url), "/healthz says 200 again")
+    both_idle = {w: "idle" for w in cluster.worker_ids}
+    await asyncio.to_thread(wait_until, lambda: states(cluster.web_url) == both_idle, "both workers idle")
     # Both workers idle at once get one question each: each must have reconnected and resubscribed.
     async with ChatClient(cluster.web_url) as user:
         await asyncio.gather(user.ask("after the restart 1"), user.ask("after the restart 2"))
@@ -158,6 +160,18 @@ def test_deliberate_stops_and_restarts_are_not_fought(cluster_factory: ClusterFa
     time.sleep(1.0)
     assert set(cluster.processes) == {"mosquitto", "master", "worker-1", "worker-2"}
     assert not any(p.alive for p in cluster.processes.values())
+
+
+def test_paused_worker_stays_and_does_not_hold_up_stop(cluster_factory: ClusterFactory) -> None:
+    cluster = cluster_factory(workers=1)
+    [worker] = cluster.worker_ids
+    cluster.signal_worker(worker, signal.SIGSTOP)
+    time.sleep(1.0)
+    assert cluster.worker_ids == [worker] and cluster.restarts == []  # hung, not dead
+    started = time.monotonic()
+    cluster.stop()
+    assert time.monotonic() - started < 4.0  # not the 5 s grace before SIGKILL
+    assert cluster.processes["worker-1"].returncode == 0
 
 
 def test_without_restart_a_killed_master_stays_down_until_restart_master(cluster_factory: ClusterFactory) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import getpass
 import hashlib
+import os
 import re
 import shutil
 import signal
 import socket
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from lab.cluster import LocalCluster
 from lab.cluster_config import ClusterConfig, resolve_port
 from lab.credentials import USERS, Credentials, password_file, password_hash
 from lab.ports import PortInUseError, free_port, port_in_use
+from lab.statedir import OWNER_FILE, make_temp_state_dir, sweep_orphans
 from lab.supervision import RestartPolicy, describe_exit
 from lab.up import port_advice
 
@@ -274,6 +277,28 @@ def test_envs_do_not_change_the_base() -> None:
 def test_invalid_settings_are_refused(overrides: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         _config(**overrides)
+
+
+# -- state directory ------------------------------------------------------------------------------------
+
+
+def test_state_dir_is_private_and_names_its_lab(tmp_path: Path) -> None:
+    path = make_temp_state_dir(tmp_path)
+    assert path.parent == tmp_path
+    assert stat.S_IMODE(path.stat().st_mode) == 0o700
+    assert (path / OWNER_FILE).read_text() == str(os.getpid())
+
+
+def test_directories_of_dead_labs_are_swept_and_others_kept(tmp_path: Path) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan, ours, unmarked = (tmp_path / f"lab-cluster-{n}" for n in ("orphan", "ours", "unmarked"))
+    for path in (orphan, ours, unmarked, tmp_path / "unrelated"):
+        path.mkdir()
+    (orphan / OWNER_FILE).write_text(str(dead.pid))
+    (ours / OWNER_FILE).write_text(str(os.getpid()))
+    assert sweep_orphans(tmp_path) == [orphan]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lab-cluster-ours", "lab-cluster-unmarked", "unrelated"]
 
 
 # -- restart policy -------------------------------------------------------------------------------------
