@@ -6,7 +6,7 @@ import asyncio
 import random
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,7 +97,7 @@ async def _chaos(
     master_done = broker_done = False
     kinds = [signal.SIGKILL, signal.SIGSTOP]
     n = 0
-    pending_kills: list[Awaitable[None]] = []
+    pending_kills: list[asyncio.Task[None]] = []
     while not done.is_set():
         await asyncio.sleep(every_s)
         if done.is_set():
@@ -121,7 +121,7 @@ async def _chaos(
         faults.append(Fault(time.monotonic(), sig.name, victim))
         if sig is signal.SIGSTOP:
             cluster.signal_worker(victim, signal.SIGSTOP)
-            pending_kills.append(_kill_later(cluster, victim))
+            pending_kills.append(asyncio.create_task(_kill_later(cluster, victim)))
         else:
             await asyncio.to_thread(cluster.kill_worker, victim, signal.SIGKILL)
     await asyncio.gather(*pending_kills)
