@@ -15,6 +15,7 @@ from typing import Any
 from lab.chaos import faults_run
 from lab.client import ChatClient
 from lab.cluster import LocalCluster
+from lab.soak import soak
 from lab.stats import percentile
 
 BENCH_DIR = Path(__file__).resolve().parents[1] / "data" / "bench"
@@ -149,6 +150,7 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "throughput": throughput,
     "burst": burst,
     "faults": faults_run,
+    "soak": soak,
 }
 
 
@@ -174,7 +176,7 @@ def register(commands: Any) -> None:
     parser.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
     parser.add_argument("--workers", type=int, default=4, help="workers (throughput, burst)")
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients (throughput)")
-    parser.add_argument("--seconds", type=float, default=20.0, help="measured duration (throughput)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured duration (throughput, soak)")
     parser.add_argument("--questions", type=int, default=None, help="questions (overhead: 300, burst: 40)")
     parser.add_argument("--work-seconds", type=float, default=1.0, help="simulated work per task (burst)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object, last")
@@ -184,6 +186,8 @@ def register(commands: Any) -> None:
 def _run(args: Any) -> int:
     if args.name == "overhead":
         result = overhead(questions=args.questions or 300)
+    elif args.name == "soak":
+        result = soak(workers=args.workers, work_seconds=args.work_seconds, seconds=args.seconds)
     elif args.name == "faults":
         result = faults_run(workers=args.workers, questions=args.questions or 500, work_seconds=args.work_seconds)
     elif args.name == "burst":

@@ -253,17 +253,22 @@ def test_client_id_with_a_wildcard_reads_no_task_topic(connect: Connect) -> None
 # -- the observer and the master ----------------------------------------------------------------------------
 
 
-def test_observer_reads_everything_under_the_prefix(connect: Connect) -> None:
+def test_observer_reads_everything_but_the_task_messages(connect: Connect) -> None:
     observer = connect("observer").ready()
     observer.subscribe(f"{PREFIX}/#")
     master = connect("master").ready()
     worker = connect("worker", client_id="python-worker-aaaaaa").ready()
-    master.publish(TOPICS.tasks("python-worker-aaaaaa"), b"task")
+    master.publish(TOPICS.tasks("python-worker-aaaaaa"), b"task with a user's key")
     master.publish(TOPICS.results, b"result")
+    master.publish(TOPICS.master_status, b"presence")
+    worker.publish(TOPICS.register, b"register")
+    worker.publish(TOPICS.logs, b"log")
     worker.publish(TOPICS.status, b"sentinel")
     assert observer.received_until(b"sentinel") == [
-        (TOPICS.tasks("python-worker-aaaaaa"), b"task"),
         (TOPICS.results, b"result"),
+        (TOPICS.master_status, b"presence"),
+        (TOPICS.register, b"register"),
+        (TOPICS.logs, b"log"),
         (TOPICS.status, b"sentinel"),
     ]
 

@@ -19,14 +19,15 @@ KEY = "fake-ok-LEAKCHECK-7f3a9c"
 
 
 class Tap:
-    """Records every MQTT message under the topic prefix, as the read-only observer user."""
+    """Records every MQTT message under the topic prefix, as the master user (the observer may not read
+    task messages)."""
 
     def __init__(self, cluster: LocalCluster) -> None:
         self.messages: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
         ready = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-tap")
-        self.client.username_pw_set(*cluster.credentials.login("observer"))
+        self.client.username_pw_set(*cluster.credentials.login("master"))
         prefix = cluster.config.topic_prefix
 
         def subscribe(client: mqtt.Client, *_: object) -> None:
