@@ -8,7 +8,7 @@ import math
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from services.master.delivery import Deliveries, SendWithAck
 from services.master.dispatch import Dispatcher, Outcome, ResultClaim, Task, TaskState
@@ -17,12 +17,19 @@ from services.master.limits import RateLimiter
 from services.master.metrics import Metrics
 from services.master.registry import WorkerState
 from services.master.settings import MasterSettings
+from services.master.views import (
+    answer_payload,
+    failure_payload,
+    result_summary,
+    state_counts,
+    status_report,
+    status_summary,
+)
 from services.protocol import (
     DecodeError,
     Events,
     LogMessage,
     RegisterMessage,
-    ResultSummary,
     StatusMessage,
     TaskMessage,
     Topics,
@@ -78,7 +85,7 @@ class Master:
             lease_ms=round(settings.lease_seconds * 1000),
         )
         self.dispatcher.hold(True, clock())  # nothing is assigned before MQTT is up
-        self.metrics = Metrics(self._state_counts)
+        self.metrics = Metrics(lambda: state_counts(self.dispatcher))
         self.journal = journal
         self.deliveries = Deliveries(journal, send, clock, round(settings.answer_retention_seconds * 1000))
         self.rates = RateLimiter(settings.rate_per_minute)
@@ -207,17 +214,7 @@ class Master:
         task = verdict.task
         failed = bool(result.error)
         self.dispatcher.finish(task, failed)
-        payload = {
-            "taskId": task.task_id,
-            "query": task.query,
-            "response": result.error or result.ai_response,
-            "workerId": result.worker_id,
-            "processingTime": result.processing_time_ms,
-            "timestamp": result.completion_timestamp or now,
-            "queryTimestamp": task.submitted_ms,
-            "model": result.model,
-            "error": result.error,
-        }
+        payload = answer_payload(task, result, now)
         self.journal.finished(task, payload, failed, now)  # before the worker hears it was accepted
         await self.deliveries.deliver(task.task_id, task.session_id, payload)
         self._record(task, result, now)
@@ -228,31 +225,15 @@ class Master:
         """Metrics, the results topic and the log line of a finished task."""
         worker = self.dispatcher.registry.get(task.worker_id or "")
         delivered = self._clock()
-        outcome: Literal["answered", "failed"] = "failed" if result.error else "answered"
-        self.metrics.tasks.labels(outcome).inc()
+        summary = result_summary(task, result, worker.language if worker else "", now)
+        self.metrics.tasks.labels(summary.outcome).inc()
         self.metrics.latency.observe((delivered - task.submitted_ms) / 1000)
         self.metrics.wait.observe((task.assigned_ms - task.submitted_ms) / 1000)
         self.metrics.processing.observe(result.processing_time_ms / 1000)
         self.metrics.overhead.observe(max(0, delivered - task.submitted_ms - result.processing_time_ms) / 1000)
-        summary = ResultSummary(
-            task_id=task.task_id,
-            worker_id=result.worker_id,
-            language=worker.language if worker else "",
-            attempt=task.attempt,
-            outcome=outcome,
-            error=result.error[:500],
-            model=result.model,
-            query_timestamp=task.submitted_ms,
-            assigned_timestamp=task.assigned_ms,
-            started_timestamp=max(0, result.started_timestamp),
-            completion_timestamp=max(0, result.completion_timestamp),
-            received_timestamp=now,
-            processing_time_ms=result.processing_time_ms,
-            model_time_ms=result.model_time_ms,
-        )
         self._publisher.publish(self.topics.results, encode(summary), qos=0)
         self.log(
-            f"task {task.task_id[:8]} {outcome} by {result.worker_id} "
+            f"task {task.task_id[:8]} {summary.outcome} by {result.worker_id} "
             f"in {result.processing_time_ms} ms (attempt {task.attempt})"
         )
 
@@ -286,17 +267,7 @@ class Master:
             await self._emit(Events.TASK_ASSIGNED, {"taskId": t.task_id, "workerId": a.worker_id}, t.session_id)
         for f in outcome.failures:
             now = self._clock()
-            payload = {
-                "taskId": f.task.task_id,
-                "query": f.task.query,
-                "response": f.message,
-                "workerId": "",
-                "processingTime": 0,
-                "timestamp": now,
-                "queryTimestamp": f.task.submitted_ms,
-                "model": "",
-                "error": f.message,
-            }
+            payload = failure_payload(f.task, f.message, now)
             self.metrics.tasks.labels("failed").inc()
             self._sent_positions.pop(f.task.task_id, None)
             self.journal.finished(f.task, payload, True, now)
@@ -359,13 +330,7 @@ class Master:
 
     def status_summary(self) -> dict[str, int]:
         """Workers online, idle and busy, and the queue length: what the chat page shows."""
-        queued, _, counts = self._state_counts()
-        return {
-            "workers": counts["idle"] + counts["busy"],
-            "idle": counts["idle"],
-            "busy": counts["busy"],
-            "queued": queued,
-        }
+        return status_summary(self.dispatcher)
 
     def log(self, message: str) -> None:
         """Log locally and on the shared log topic (callers never pass keys or session ids)."""
@@ -375,32 +340,7 @@ class Master:
 
     def status(self) -> dict[str, Any]:
         """The REST status: workers with state and counts, and the queue."""
-        workers = [
-            {
-                "worker_id": w.worker_id,
-                "language": w.language,
-                "state": w.state.value,
-                "tasks_done": w.tasks_done,
-                "tasks_failed": w.tasks_failed,
-                "current_task": w.task_id,
-                "last_seen": w.last_seen_ms,
-            }
-            for w in self.dispatcher.registry
-        ]
-        _, _, counts = self._state_counts()
-        return {
-            "workers": workers,
-            **counts,
-            "queue_length": self.dispatcher.queue_length,
-            "in_flight": self.dispatcher.in_flight,
-            "undelivered": len(self.deliveries),
-            "mqtt_connected": not self.dispatcher.held,
-        }
-
-    def _state_counts(self) -> tuple[int, int, dict[str, int]]:
-        reg = self.dispatcher.registry
-        counts = {s.value: reg.count(s) for s in WorkerState}
-        return self.dispatcher.queue_length, self.dispatcher.in_flight, counts
+        return status_report(self.dispatcher, len(self.deliveries))
 
 
 def new_session_id() -> str:

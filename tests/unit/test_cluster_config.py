@@ -135,7 +135,13 @@ def test_acl_gives_each_user_only_its_topics() -> None:
             "topic write lab1/logs",
             "topic read lab1/master/status",
         ],
-        "observer": ["topic read lab1/#"],
+        "observer": [
+            "topic read lab1/workers/register",
+            "topic read lab1/workers/status",
+            "topic read lab1/logs",
+            "topic read lab1/results",
+            "topic read lab1/master/status",
+        ],
     }
 
 
