@@ -113,6 +113,7 @@ class Dispatcher:
         allow_baseline: bool = False,
         lease_ms: int = 60_000,
         lease_margin_ms: int = 15_000,
+        restore_grace_ms: int = 15_000,
         new_token: Callable[[], str] = lambda: secrets.token_urlsafe(24),
     ) -> None:
         self.registry = Registry()
@@ -120,6 +121,7 @@ class Dispatcher:
         self.allow_baseline = allow_baseline
         self.lease_ms = lease_ms
         self.lease_margin_ms = lease_margin_ms
+        self.restore_grace_ms = restore_grace_ms
         self._new_token = new_token
         self._queue: deque[Task] = deque()
         self._tasks: dict[str, Task] = {}  # queued and assigned
@@ -176,6 +178,10 @@ class Dispatcher:
         """A worker registered (or re-registered after a reconnect); `max_task_ms` sizes its leases."""
         worker = self.registry.upsert(worker_id, language, now_ms)
         worker.max_task_ms = max_task_ms or worker.max_task_ms
+        held = self._assigned.get(worker.task_id) if worker.task_id else None
+        if held is not None:
+            # Alive and still on it (a restored task's short lease assumed otherwise): the normal lease.
+            held.lease_until_ms = max(held.lease_until_ms, held.assigned_ms + self._lease_for(worker))
         if worker.task_id is None and worker.state is not WorkerState.IDLE:
             self.registry.mark_idle(worker, now_ms)
         return self._dispatch(now_ms)
@@ -270,14 +276,15 @@ class Dispatcher:
 
     def restore(self, tasks: list[Task], now_ms: int) -> None:
         """Take back the open tasks of a previous run: queued ones in order, assigned ones still
-        assigned (their worker may yet deliver) under a fresh lease."""
+        assigned (their worker may yet deliver) under a short lease that becomes the normal one when
+        the worker registers again (it does so as soon as it sees the restarted master)."""
         for task in sorted(tasks, key=lambda t: t.submitted_ms):
             self._tasks[task.task_id] = task
             self._by_session[task.session_id] += 1
             if task.state is TaskState.ASSIGNED and task.worker_id:
                 worker = self.registry.upsert(task.worker_id, language_of(task.worker_id), now_ms)
                 self.registry.mark_busy(worker, task.task_id, now_ms)
-                task.lease_until_ms = now_ms + self.lease_ms
+                task.lease_until_ms = now_ms + self.restore_grace_ms
                 self._assigned[task.task_id] = task
             else:
                 task.state = TaskState.QUEUED

@@ -1,0 +1,127 @@
+"""Pure decisions when attempts are lost: leases, held assignments, lost messages and results, restarts."""
+
+from __future__ import annotations
+
+from services.master.dispatch import Dispatcher, Task, TaskState
+from services.master.registry import WorkerState
+from tests.unit.test_dispatch import assigned, claim_for, make_dispatcher, online, task, worker_of
+
+
+def test_a_lease_that_runs_out_requeues_the_task_and_benches_the_worker() -> None:
+    d = Dispatcher(lease_ms=1_000)
+    online(d, "slow")
+    t = task(1)
+    d.submit(t, 0)
+    assert t.lease_until_ms == 1_000
+    assert d.expire(999).requeued == []
+    outcome = d.expire(1_000)
+    assert [r.task.task_id for r in outcome.requeued] == ["t1"] and d.queue_length == 1
+    assert worker_of(d, "slow").state is WorkerState.BUSY  # not given more until it says idle
+    assert assigned(d.worker_online("fresh", "python", 1_001)) == [("t1", "fresh")]
+    assert t.attempt == 2
+
+
+def test_a_worker_that_announces_its_longest_task_gets_that_lease_plus_the_margin() -> None:
+    d = Dispatcher(lease_ms=60_000, lease_margin_ms=15_000)
+    d.worker_online("w", "python", 0, max_task_ms=40_000)
+    t = task(1)
+    d.submit(t, 100)
+    assert t.lease_until_ms == 100 + 40_000 + 15_000
+
+
+def test_nothing_is_assigned_while_held_and_the_queue_moves_on_release() -> None:
+    d = make_dispatcher()
+    online(d, "w")
+    d.hold(True, 0)
+    position, outcome = d.submit(task(1), 1)
+    assert position == 1 and outcome.assignments == []
+    assert assigned(d.hold(False, 2)) == [("t1", "w")]
+
+
+def test_a_task_message_that_could_not_be_sent_requeues_the_task_and_keeps_the_worker() -> None:
+    d = make_dispatcher()
+    online(d, "w")
+    t = task(1)
+    d.submit(t, 0)
+    outcome = d.assignment_lost("t1", 1, 5)
+    # Requeued and given straight back to the same (still idle) worker as attempt 2.
+    assert [r.task.task_id for r in outcome.requeued] == ["t1"]
+    assert assigned(outcome) == [("t1", "w")] and t.attempt == 2
+    assert d.assignment_lost("t1", 1, 6).requeued == []  # a stale report changes nothing
+
+
+def test_idle_naming_the_awaited_task_means_the_result_was_lost() -> None:
+    d = make_dispatcher()
+    online(d, "w")
+    t1, t2 = task(1), task(2)
+    d.submit(t1, 0)
+    d.submit(t2, 1)
+    # An idle naming an older task is stale: the assignment stands.
+    assert d.worker_status("w", "idle", 2, task_id="t0").requeued == []
+    outcome = d.worker_status("w", "idle", 3, task_id="t1")
+    assert [r.task.task_id for r in outcome.requeued] == ["t1"]
+    assert assigned(outcome) == [("t1", "w")]  # the front of the queue again, before t2
+    assert t1.attempt == 2
+
+
+def test_restored_assignments_wait_for_their_worker_briefly_then_move_on() -> None:
+    d = Dispatcher(lease_ms=60_000, restore_grace_ms=5_000)
+    t = Task(
+        task_id="t1",
+        session_id="s",
+        query="q",
+        submitted_ms=0,
+        attempt=1,
+        token="tok",
+        worker_id="gone",
+        assigned_ms=0,
+        state=TaskState.ASSIGNED,
+    )
+    waiting = Task(task_id="t2", session_id="s", query="q2", submitted_ms=1)
+    d.restore([waiting, t], 10_000)
+    assert d.queue_length == 1 and d.in_flight == 1 and worker_of(d, "gone").task_id == "t1"
+    assert d.result(claim_for(t), 10_001).accepted  # its worker may still deliver with the old token
+    d2 = Dispatcher(lease_ms=60_000, restore_grace_ms=5_000)
+    t3 = Task(
+        task_id="t3",
+        session_id="s",
+        query="q",
+        submitted_ms=0,
+        attempt=1,
+        token="tok",
+        worker_id="gone",
+        assigned_ms=0,
+        state=TaskState.ASSIGNED,
+    )
+    d2.restore([t3], 10_000)
+    assert [r.task.task_id for r in d2.expire(15_000).requeued] == ["t3"]  # it never came back
+
+
+def test_a_restored_worker_that_registers_again_keeps_its_task_under_the_normal_lease() -> None:
+    d = Dispatcher(lease_ms=60_000, lease_margin_ms=15_000, restore_grace_ms=5_000)
+    t = Task(
+        task_id="t1",
+        session_id="s",
+        query="q",
+        submitted_ms=0,
+        attempt=1,
+        token="tok",
+        worker_id="back",
+        assigned_ms=9_000,
+        state=TaskState.ASSIGNED,
+    )
+    d.restore([t], 10_000)
+    d.worker_online("back", "python", 10_500, max_task_ms=20_000)
+    assert t.lease_until_ms == 9_000 + 20_000 + 15_000
+    assert d.expire(16_000).requeued == []
+
+
+def test_sessions_count_their_unfinished_tasks() -> None:
+    d = make_dispatcher()
+    online(d, "w")
+    a, b = task(1), Task(task_id="t2", session_id="s1", query="q", submitted_ms=0)
+    d.submit(a, 0)
+    d.submit(b, 0)
+    assert d.unfinished("s1") == 2
+    assert d.result(claim_for(a), 1).accepted
+    assert d.unfinished("s1") == 1
