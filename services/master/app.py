@@ -23,6 +23,19 @@ SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml"}
 
 
+class OriginPolicy:
+    """Lets a Socket.IO client connect from the page's own origin or one of the configured ones."""
+
+    def __init__(self, allowed: tuple[str, ...]) -> None:
+        self._allowed = frozenset(o.rstrip("/") for o in allowed)
+
+    def __call__(self, origin: str | None, environ: dict[str, Any]) -> bool:
+        if origin is None:
+            return True  # not a browser: nothing to check
+        own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
+        return origin == own or origin.rstrip("/") in self._allowed
+
+
 class WebEdge:
     """Builds the ASGI app; Socket.IO sessions are rooms named by the session id."""
 
@@ -36,8 +49,8 @@ class WebEdge:
         self.master = master
         self._new_session_id = new_session_id
         self._is_healthy = is_healthy
-        # None: only the page's own origin may connect; a list: those origins too.
-        origins = list(cors_origins) if cors_origins else None
+        # None: only the page's own origin may connect; otherwise the page's own and the listed ones.
+        origins = OriginPolicy(cors_origins) if cors_origins else None
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
             logger=False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+import socketio
 
 from lab.client import ChatClient
 from tests.conftest import ClusterFactory
@@ -38,3 +39,20 @@ def test_an_oversized_result_is_refused_by_grpc_and_the_master_keeps_serving(clu
     assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     ack = send_result(cluster.grpc_endpoint, worker_id="x", task_id="y", token="z", attempt=1)
     assert not ack.success and "unknown task" in ack.message
+
+
+async def test_pages_from_other_origins_may_connect_only_when_allowed(cluster_factory: ClusterFactory) -> None:
+    cluster = cluster_factory(workers=1, work_seconds=0.0, extra_env={"CORS_ORIGINS": "http://lab.example"})
+
+    async def connects(origin: str) -> bool:
+        sio = socketio.AsyncClient(reconnection=False)
+        try:
+            await sio.connect(cluster.web_url, headers={"Origin": origin}, transports=["websocket"], wait_timeout=5)
+        except socketio.exceptions.ConnectionError:
+            return False
+        await sio.disconnect()
+        return True
+
+    assert await connects("http://lab.example")
+    assert not await connects("http://evil.example")
+    assert await connects(cluster.web_url)  # the page's own origin
