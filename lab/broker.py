@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -16,6 +17,20 @@ CONFIG_NAME = "mosquitto.conf"
 PASSWORD_FILE_NAME = "mosquitto.passwd"
 ACL_FILE_NAME = "mosquitto.acl"
 DATA_DIR_NAME = "mosquitto-data"
+
+
+@dataclass(frozen=True)
+class BrokerTls:
+    """PEM files for a TLS listener: the CA that signed the broker's certificate (the services verify the
+    broker against it), the certificate and its private key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    def absolute(self) -> BrokerTls:
+        """The same files by absolute paths (the lab's processes run in the repository, not the caller's cwd)."""
+        return BrokerTls(self.ca.absolute(), self.cert.absolute(), self.key.absolute())
 
 
 class MosquittoNotFoundError(RuntimeError):
@@ -67,12 +82,14 @@ def effective_config(
     password_file: Path | None = None,
     acl_file: Path | None = None,
     persistence_dir: Path | None = None,
+    tls: BrokerTls | None = None,
 ) -> str:
     """The committed settings plus a listener on `host:port`, then authentication and persistence.
 
     Without `password_file` the listener accepts anonymous clients; with it, only its users, and `acl_file`
     (if given) limits what each may do. With `persistence_dir`, retained messages, sessions and their queued
-    QoS 1 messages are saved there and survive a restart of the broker.
+    QoS 1 messages are saved there and survive a restart of the broker. With `tls`, the listener speaks
+    only TLS (1.2 or later) with that certificate; plain MQTT clients cannot connect.
     """
     run_as = user if user is not None else pwd.getpwuid(os.geteuid()).pw_name
     lines = [
@@ -80,6 +97,11 @@ def effective_config(
         "",
         "# Added by the lab (lab/broker.py) for this run; later lines override the committed ones.",
         f"listener {port} {host}",
+    ]
+    if tls is not None:
+        # Options of the listener above; tls_version is the minimum in Mosquitto 2.
+        lines += [f"cafile {tls.ca}", f"certfile {tls.cert}", f"keyfile {tls.key}", "tls_version tlsv1.2"]
+    lines += [
         # Started as root, Mosquitto would switch to its own user, and that credential change clears the
         # parent-death signal that ends it when the lab dies; staying the same user keeps it (a no-op
         # when not root).
@@ -113,9 +135,11 @@ def write_config(
     topic_prefix: str = DEFAULT_PREFIX,
     credentials: Credentials | None = None,
     persistence: bool = False,
+    tls: BrokerTls | None = None,
 ) -> Path:
     """Write the effective config into `directory` (and, with `credentials`, the password file and the ACL
-    for `topic_prefix`; with `persistence`, a data directory); return the config's path."""
+    for `topic_prefix`; with `persistence`, a data directory); with `tls`, the listener uses those files.
+    Return the config's path."""
     password_path = acl_path = data_dir = None
     if credentials is not None:
         password_path, acl_path = directory / PASSWORD_FILE_NAME, directory / ACL_FILE_NAME
@@ -125,6 +149,8 @@ def write_config(
         data_dir = directory / DATA_DIR_NAME
         data_dir.mkdir(mode=0o700, exist_ok=True)
     path = directory / CONFIG_NAME
-    text = effective_config(port, host, password_file=password_path, acl_file=acl_path, persistence_dir=data_dir)
+    text = effective_config(
+        port, host, password_file=password_path, acl_file=acl_path, persistence_dir=data_dir, tls=tls
+    )
     _write_private(path, text)
     return path

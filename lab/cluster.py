@@ -52,6 +52,7 @@ class LocalCluster:
     a worker as a new worker with a new id. With `auth`, the broker admits only the cluster's users
     (`credentials`: master, worker, observer) and limits each by the ACL in services/mosquitto. The broker
     keeps its sessions and queued messages in the cluster's state directory across restart_broker().
+    With `broker_tls`, the broker listens with TLS only and every service gets MQTT_TLS_CA.
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class LocalCluster:
         startup_timeout: float = 30.0,
         *,
         auth: bool = True,
+        broker_tls: broker.BrokerTls | None = None,
         restart: bool = True,
         restart_policy: RestartPolicy | None = None,
         on_event: Callable[[str], None] | None = None,
@@ -92,6 +94,7 @@ class LocalCluster:
             model_mode=model_mode,
             extra_env=extra_env,
             auth=auth,
+            broker_tls=broker_tls,
         )
         self._initial_workers = workers
         self._sink = log_sink
@@ -335,6 +338,7 @@ class LocalCluster:
             topic_prefix=cfg.topic_prefix,
             credentials=credentials,
             persistence=True,
+            tls=cfg.broker_tls,
         )
         mq = self._spawn("mosquitto", [str(mosquitto), "-c", str(conf)], cfg.broker_env(os.environ))
         self._wait("Mosquitto to accept connections", lambda: accepts_tcp(cfg.host, cfg.mqtt_port), [mq], deadline)

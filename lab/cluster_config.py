@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.broker import BrokerTls
 from lab.credentials import Credentials, User
 from lab.ports import free_port
 from services.master.settings import MasterSettings
@@ -50,6 +51,8 @@ class ClusterConfig:
     """Whether the broker requires the users and ACL of `credentials` (else it admits anyone)."""
     credentials: Credentials = field(default_factory=Credentials)
     """Random passwords of this cluster's MQTT users (the services get theirs only with `auth`)."""
+    broker_tls: BrokerTls | None = None
+    """The broker's TLS files: its listener speaks only TLS, and the services verify it against the CA."""
 
     def __post_init__(self) -> None:
         for name in ("web_port", "grpc_port", "mqtt_port"):
@@ -75,8 +78,10 @@ class ClusterConfig:
         model_mode: str = DEFAULT_MODEL_MODE,
         extra_env: Mapping[str, str] | None = None,
         auth: bool = True,
+        broker_tls: BrokerTls | None = None,
     ) -> ClusterConfig:
-        """A config where every port given as 0 is replaced by a free port on `host`."""
+        """A config where every port given as 0 is replaced by a free port on `host` (and TLS file paths
+        are made absolute)."""
         return cls(
             web_port=resolve_port(web_port, host),
             grpc_port=resolve_port(grpc_port, host),
@@ -87,6 +92,7 @@ class ClusterConfig:
             model_mode=model_mode,
             extra_env=dict(extra_env or {}),
             auth=auth,
+            broker_tls=None if broker_tls is None else broker_tls.absolute(),
         )
 
     @property
@@ -107,10 +113,13 @@ class ClusterConfig:
         """What every service process gets: `base`, the broker and its login as `user`, the result endpoint."""
         env = dict(base)
         # Whatever the shell says, a service logs in only as the lab tells it to (or not at all).
-        for name in ("MQTT_USERNAME", "MQTT_PASSWORD", "MQTT_PASSWORD_FILE"):
+        # Likewise it speaks TLS exactly when the lab's broker does.
+        for name in ("MQTT_USERNAME", "MQTT_PASSWORD", "MQTT_PASSWORD_FILE", "MQTT_TLS_CA"):
             env.pop(name, None)
         if self.auth:
             env["MQTT_USERNAME"], env["MQTT_PASSWORD"] = self.credentials.login(user)
+        if self.broker_tls is not None:
+            env["MQTT_TLS_CA"] = str(self.broker_tls.ca)
         env.update(
             {
                 "MQTT_HOST": self.host,

@@ -32,6 +32,7 @@ async def _soak(cluster: LocalCluster, rate: float, seconds: float, warmup: floa
     start = time.monotonic()
     end = start + warmup + seconds
     sent = 0
+    asks: list[asyncio.Task[Any]] = []
     bar = tqdm(total=round(warmup + seconds), desc="soak", unit="s")
     next_sample = start
     while (now := time.monotonic()) < end:
@@ -43,9 +44,10 @@ async def _soak(cluster: LocalCluster, rate: float, seconds: float, warmup: floa
         # Open loop: Poisson arrivals at `rate`, whatever the system does (no coordinated omission).
         await asyncio.sleep(rng.expovariate(rate))
         user = users[sent % clients]
-        asyncio.get_running_loop().create_task(user.ask(f"soak question {sent}", timeout=30))
+        asks.append(asyncio.get_running_loop().create_task(user.ask(f"soak question {sent}", timeout=30)))
         sent += 1
     bar.close()
+    await asyncio.gather(*asks, return_exceptions=True)  # every question acknowledged (or refused) first
     await asyncio.gather(*(u.wait_answers(len(u.exchanges), timeout=120) for u in users), return_exceptions=True)
     samples.append((time.monotonic() - start, rss_mb(master_pid)))
     exchanges = [e for u in users for e in u.exchanges.values()]

@@ -1,6 +1,7 @@
 """The chat page in a real Chromium against a real master with two real workers (offline model).
 
-Needs the `system` fixture (tests/conftest.py): an object whose `web_url` is the master's HTTP address.
+Needs the `system` fixture (tests/conftest.py): an object whose `web_url` is the master's HTTP address;
+the tests that leave the page while a question is in flight start their own slower system (`cluster_factory`).
 Chromium is the system one at /usr/bin/chromium (never `playwright install`).
 """
 
@@ -8,12 +9,16 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 from playwright.sync_api import Browser, Locator, Page, Request, WebSocket, expect, sync_playwright
+
+from tests.conftest import ClusterFactory
 
 pytestmark = pytest.mark.browser
 
@@ -30,6 +35,7 @@ CHROMIUM_ARGS = [
 CONNECT_TIMEOUT_MS = 15_000
 ANSWER_TIMEOUT_MS = 60_000  # two workers, WORK_SECONDS about 1: generous for a slow CI machine
 INTEGER = re.compile(r"^\d+$")
+SLOW_WORK_SECONDS = 3.0  # `slow_page`: long enough to reload or leave while the worker is busy
 
 
 class System(Protocol):
@@ -60,9 +66,12 @@ def outgoing() -> list[str]:
     return []
 
 
-@pytest.fixture
-def page(browser: Browser, system: System, outgoing: list[str]) -> Iterator[Page]:
-    """A fresh page (own storage) on the chat, connected, with a session id; fails on any script error."""
+@contextmanager
+def chat_page(browser: Browser, web_url: str, outgoing: list[str]) -> Iterator[Page]:
+    """A fresh page (own storage) on the chat at `web_url`, connected, with a session id.
+
+    Fails on any script error.
+    """
     context = browser.new_context(viewport={"width": 1000, "height": 800})
     page = context.new_page()
     errors: list[str] = []
@@ -78,15 +87,37 @@ def page(browser: Browser, system: System, outgoing: list[str]) -> Iterator[Page
     page.on("request", on_request)
     page.on("websocket", on_websocket)
     try:
-        page.goto(system.web_url.rstrip("/") + "/")
-        status = page.get_by_test_id("status")
-        expect(status).to_have_attribute("data-state", "connected", timeout=CONNECT_TIMEOUT_MS)
-        expect(status).to_contain_text("Connected")
-        expect(page.get_by_test_id("session-id")).not_to_be_empty(timeout=CONNECT_TIMEOUT_MS)
+        page.goto(web_url.rstrip("/") + "/")
+        wait_connected(page)
         yield page
         assert errors == [], f"script errors on the page: {errors}"
     finally:
         context.close()
+
+
+def wait_connected(page: Page) -> str:
+    """Wait until the page is connected and shows a session id; return that id."""
+    status = page.get_by_test_id("status")
+    expect(status).to_have_attribute("data-state", "connected", timeout=CONNECT_TIMEOUT_MS)
+    expect(status).to_contain_text("Connected")
+    session = page.get_by_test_id("session-id")
+    expect(session).not_to_be_empty(timeout=CONNECT_TIMEOUT_MS)
+    return session.inner_text().strip()
+
+
+@pytest.fixture
+def page(browser: Browser, system: System, outgoing: list[str]) -> Iterator[Page]:
+    """The chat on the module's shared system (two workers, about 1 s of work)."""
+    with chat_page(browser, system.web_url, outgoing) as page:
+        yield page
+
+
+@pytest.fixture
+def slow_page(browser: Browser, cluster_factory: ClusterFactory, outgoing: list[str]) -> Iterator[Page]:
+    """The chat on its own system with one worker and 3 s of work: time to leave before the answer."""
+    cluster = cluster_factory(workers=1, work_seconds=SLOW_WORK_SECONDS)
+    with chat_page(browser, cluster.web_url, outgoing) as page:
+        yield page
 
 
 def ask(page: Page, question: str, *, with_enter: bool) -> None:
@@ -190,3 +221,79 @@ def test_a_third_question_waits_in_the_queue_then_is_worked_on(page: Page) -> No
     assert third.get_by_test_id("answer-worker").inner_text() == worker, "the announced worker answered"
     _, processing, total = answered[2]
     assert total > processing, "the queued question's total includes its wait in the queue"
+
+
+def start_slow_question(page: Page, question: str) -> tuple[str, str]:
+    """Ask one question and wait until a worker is on it; return (task id, worker id)."""
+    ask(page, question, with_enter=True)
+    exchange = page.get_by_test_id("exchange").nth(0)
+    expect(exchange).to_have_attribute("data-state", "working", timeout=CONNECT_TIMEOUT_MS)
+    task_id = exchange.get_attribute("data-task-id")
+    assert task_id, "a question being worked on carries its task id"
+    worker = exchange.get_by_test_id("queue-position").inner_text().split()[0]
+    return task_id, worker
+
+
+def check_resumed(page: Page, question: str, task_id: str, worker: str) -> None:
+    """The page shows the answer to a question asked before it was loaded, once, by the worker that took it."""
+    exchanges = page.get_by_test_id("exchange")
+    expect(exchanges).to_have_count(1, timeout=ANSWER_TIMEOUT_MS)
+    resumed = exchanges.nth(0)
+    check_answered(resumed)
+    expect(resumed).to_have_attribute("data-resumed", "true")
+    expect(resumed).to_have_attribute("data-task-id", task_id)
+    expect(resumed.get_by_test_id("question")).to_have_text(question)
+    expect(resumed.get_by_test_id("answer-worker")).to_have_text(worker)
+    assert question in resumed.get_by_test_id("answer").inner_text(), "the offline model echoes the question"
+    expect(exchanges).to_have_count(1)  # shown once, not once per resend
+
+
+def wait_for_master(page: Page, web_url: str, condition: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
+    """Poll the master's /api/status until `condition` holds; return that status."""
+    deadline = time.monotonic() + ANSWER_TIMEOUT_MS / 1000
+    while True:
+        response = page.context.request.get(web_url.rstrip("/") + "/api/status")
+        assert response.ok, f"/api/status answered {response.status}"
+        status: dict[str, Any] = response.json()
+        if condition(status):
+            return status
+        assert time.monotonic() < deadline, f"{what}: not within {ANSWER_TIMEOUT_MS} ms; last status {status}"
+        time.sleep(0.1)
+
+
+def test_a_reload_while_a_question_is_in_flight_loses_nothing(slow_page: Page) -> None:
+    page = slow_page
+    session = page.get_by_test_id("session-id").inner_text().strip()
+    question = "Is this answer kept across a reload?"
+    task_id, worker = start_slow_question(page, question)
+
+    page.reload()
+    assert wait_connected(page) == session, "the reloaded page resumes its session"
+    back = wait_for_master(page, page.url, lambda s: True, "the master's status")
+    assert back["in_flight"] == 1, f"the reloaded page is back before the answer was made: {back}"
+    expect(page.get_by_test_id("exchange")).to_have_count(0)  # the old page's exchanges are gone
+
+    check_resumed(page, question, task_id, worker)
+    expect(page.get_by_test_id("session-id")).to_have_text(session)
+
+
+def test_an_answer_that_arrives_while_the_page_is_closed_is_shown_when_it_returns(slow_page: Page) -> None:
+    page = slow_page
+    url = page.url
+    session = page.get_by_test_id("session-id").inner_text().strip()
+    question = "Is an answer made while I am away kept for me?"
+    task_id, worker = start_slow_question(page, question)
+
+    page.goto("about:blank")  # same tab: its sessionStorage for the chat's origin survives
+    away = wait_for_master(
+        page,
+        url,
+        lambda s: s["in_flight"] == 0 and sum(w["tasks_done"] for w in s["workers"]) == 1,
+        "the worker finishes while the page is away",
+    )
+    assert away["undelivered"] == 1, f"the master keeps the answer for the absent page: {away}"
+
+    page.goto(url)
+    assert wait_connected(page) == session, "the returning page resumes its session"
+    check_resumed(page, question, task_id, worker)
+    wait_for_master(page, url, lambda s: s["undelivered"] == 0, "the returned page acknowledges the answer")

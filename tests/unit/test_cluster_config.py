@@ -116,6 +116,23 @@ def test_effective_config_turns_persistence_on_after_the_committed_off() -> None
     assert ("persistence_location", "/s/data/") in directives  # must end with a slash
 
 
+TLS = broker.BrokerTls(Path("/s/ca.pem"), Path("/s/server.pem"), Path("/s/server.key"))
+TLS_OPTIONS = {"cafile", "certfile", "keyfile", "tls_version"}
+
+
+def test_effective_config_gives_the_listener_tls_files_only_when_asked(tmp_path: Path) -> None:
+    directives = _directives(broker.effective_config(1883, tls=TLS))
+    names = [name for name, _ in directives]
+    assert ("cafile", "/s/ca.pem") in directives
+    assert ("certfile", "/s/server.pem") in directives
+    assert ("keyfile", "/s/server.key") in directives
+    assert ("tls_version", "tlsv1.2") in directives  # the minimum in Mosquitto 2
+    assert all(names.index("listener") < names.index(option) for option in TLS_OPTIONS)  # the listener's own
+    assert not TLS_OPTIONS & {name for name, _ in _directives(broker.effective_config(1883))}
+    written = broker.write_config(tmp_path, 1883, tls=TLS).read_text()
+    assert ("keyfile", "/s/server.key") in _directives(written)
+
+
 def test_acl_gives_each_user_only_its_topics() -> None:
     acl = broker.render_acl("lab1")
     assert "{prefix}" not in acl
@@ -250,6 +267,22 @@ def test_shell_credentials_are_replaced_or_dropped() -> None:
     assert with_auth["MQTT_USERNAME"] == "worker" and "MQTT_PASSWORD_FILE" not in with_auth
     anonymous = _config(auth=False).worker_env("w", shell)
     assert not {"MQTT_USERNAME", "MQTT_PASSWORD", "MQTT_PASSWORD_FILE"} & set(anonymous)
+
+
+def test_services_verify_the_broker_with_the_ca_exactly_when_it_speaks_tls() -> None:
+    shell = {**BASE, "MQTT_TLS_CA": "/my/ca.pem"}
+    config = _config(broker_tls=TLS)
+    assert config.master_env(shell)["MQTT_TLS_CA"] == config.worker_env("w", shell)["MQTT_TLS_CA"] == "/s/ca.pem"
+    assert "MQTT_TLS_CA" not in config.broker_env(BASE)
+    assert "MQTT_TLS_CA" not in _config().worker_env("w", shell)  # a plain broker: the shell's CA would fail
+
+
+def test_relative_tls_paths_become_absolute() -> None:
+    relative = broker.BrokerTls(Path("ca.pem"), Path("server.pem"), Path("server.key"))
+    config = ClusterConfig.resolve(web_port=0, grpc_port=0, mqtt_port=0, broker_tls=relative)
+    assert config.broker_tls == broker.BrokerTls(
+        *(Path.cwd() / name for name in ("ca.pem", "server.pem", "server.key"))
+    )
 
 
 def test_master_gets_the_journal_path() -> None:
