@@ -62,6 +62,7 @@ async def _soak(cluster: LocalCluster, rate: float, seconds: float, warmup: floa
         "sent": sent,
         "accepted": len(exchanges),
         "answered": len(latencies),
+        "unanswered": len(exchanges) - len(latencies),
         "latency_p50_s": round(percentile(latencies, 50), 2),
         "latency_p99_s": round(percentile(latencies, 99), 2),
         "master_rss_start_mb": round(at_start, 1),

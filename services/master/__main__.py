@@ -16,6 +16,7 @@ from services.master.journal import Journal
 from services.master.mqtt_edge import MqttEdge
 from services.master.service import Master, new_session_id
 from services.master.settings import MasterSettings
+from services.master.watch import WatchService
 
 log = logging.getLogger("services.master")
 
@@ -33,7 +34,7 @@ async def serve(settings: MasterSettings) -> None:
     master = Master(settings, mqtt, lambda *args: web.send(*args), journal)
     master.restore()
     web = WebEdge(master, new_session_id, mqtt.connected.is_set, settings.cors_origins)
-    grpc_server = await start_grpc(settings, master.on_result)
+    grpc_server = await start_grpc(settings, master.on_result, WatchService(master.events, master.worker_snapshot))
     config = uvicorn.Config(
         web.app, host=settings.web_host, port=settings.web_port, log_level="warning", lifespan="off"
     )

@@ -20,7 +20,15 @@ SendWithAck = Callable[[str, dict[str, Any], str, Callable[[], None] | None], Aw
 class Deliveries:
     """Undelivered answers by session, mirrored in the journal."""
 
-    def __init__(self, journal: Journal, send: SendWithAck, clock: Callable[[], int], retention_ms: int) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        send: SendWithAck,
+        clock: Callable[[], int],
+        retention_ms: int,
+        on_delivered: Callable[[str], None] = lambda task_id: None,
+    ) -> None:
+        self._on_delivered = on_delivered
         self._journal = journal
         self._send = send
         self._clock = clock
@@ -60,6 +68,7 @@ class Deliveries:
         if not answers:
             del self._pending[session_id]
         self._journal.delivered(task_id, self._clock())
+        self._on_delivered(task_id)
 
     def purge(self) -> int:
         """Drop answers older than the retention time; returns how many."""

@@ -39,7 +39,9 @@ def server_credentials(cert_path: str, key_path: str) -> grpc.ServerCredentials:
 
 
 async def start_grpc(
-    settings: MasterSettings, on_result: Callable[[pb.TaskResult], Awaitable[tuple[bool, str]]]
+    settings: MasterSettings,
+    on_result: Callable[[pb.TaskResult], Awaitable[tuple[bool, str]]],
+    watch: pb_grpc.MasterEventsServicer,
 ) -> grpc.aio.Server:
     """Start the result server (with TLS when a certificate is set) and return it."""
     server = grpc.aio.server(
@@ -49,6 +51,7 @@ async def start_grpc(
         ]
     )
     pb_grpc.add_WorkerCallbackServicer_to_server(ResultService(on_result), server)  # type: ignore[no-untyped-call]
+    pb_grpc.add_MasterEventsServicer_to_server(watch, server)  # type: ignore[no-untyped-call]
     address = f"{settings.grpc_host}:{settings.grpc_port}"
     if settings.grpc_tls_cert and settings.grpc_tls_key:
         bound = server.add_secure_port(address, server_credentials(settings.grpc_tls_cert, settings.grpc_tls_key))

@@ -25,6 +25,7 @@ from services.master.views import (
     status_report,
     status_summary,
 )
+from services.master.watch import EventHub
 from services.protocol import (
     DecodeError,
     Events,
@@ -87,7 +88,10 @@ class Master:
         self.dispatcher.hold(True, clock())  # nothing is assigned before MQTT is up
         self.metrics = Metrics(lambda: state_counts(self.dispatcher))
         self.journal = journal
-        self.deliveries = Deliveries(journal, send, clock, round(settings.answer_retention_seconds * 1000))
+        self.events = EventHub()
+        self.deliveries = Deliveries(
+            journal, send, clock, round(settings.answer_retention_seconds * 1000), on_delivered=self._delivered
+        )
         self.rates = RateLimiter(settings.rate_per_minute)
         self._publisher = publisher
         self._send = send
@@ -115,6 +119,7 @@ class Master:
         self.journal.accepted(task)  # before the user hears it was accepted
         position, outcome = self.dispatcher.submit(task, task.submitted_ms)
         self.metrics.tasks.labels("accepted").inc()
+        self._event("task.accepted", task, position=position)
         if position:
             self._sent_positions[task.task_id] = position
             await self._emit(Events.TASK_QUEUED, {"taskId": task.task_id, "position": position}, session_id)
@@ -185,6 +190,7 @@ class Master:
                 outcome = self.dispatcher.worker_online(reg.worker_id, reg.language, now, reg.max_task_ms)
                 if known is None or known.state is WorkerState.OFFLINE:
                     self.log(f"worker {reg.worker_id} ({reg.language}) registered")
+                    self._event("worker.online", worker_id=reg.worker_id, language=reg.language)
             elif topic == self.topics.status:
                 status = decode(StatusMessage, payload)
                 worker = self.dispatcher.registry.get(status.worker_id)
@@ -192,6 +198,7 @@ class Master:
                 outcome = self.dispatcher.worker_status(status.worker_id, status.status, now, status.task_id)
                 if status.status == "offline" and was_online:
                     self.log(f"worker {status.worker_id} went offline")
+                self._event(f"worker.{status.status}", worker_id=status.worker_id, task_id=status.task_id or "")
             else:
                 return
         except DecodeError as e:
@@ -215,6 +222,15 @@ class Master:
         failed = bool(result.error)
         self.dispatcher.finish(task, failed)
         payload = answer_payload(task, result, now)
+        self._event(
+            "task.failed" if failed else "task.answered",
+            task,
+            worker_id=result.worker_id,
+            processing_time_ms=result.processing_time_ms,
+            started_timestamp=max(0, result.started_timestamp),
+            completion_timestamp=max(0, result.completion_timestamp),
+            reason=result.error[:200],
+        )
         self.journal.finished(task, payload, failed, now)  # before the worker hears it was accepted
         await self.deliveries.deliver(task.task_id, task.session_id, payload)
         self._record(task, result, now)
@@ -243,12 +259,14 @@ class Master:
         for r in outcome.requeued:
             self.journal.requeued(r.task)
             self.metrics.tasks.labels("requeued").inc()
+            self._event("task.requeued", r.task, worker_id=r.worker_id, reason=r.reason)
             self.log(f"task {r.task.task_id[:8]} requeued: attempt {r.task.attempt} on {r.worker_id} lost ({r.reason})")
             self._sent_positions.pop(r.task.task_id, None)
             self._positions_dirty.set()
         for a in outcome.assignments:
             t = a.task
             self.journal.assigned(t)
+            self._event("task.assigned", t, worker_id=a.worker_id)
             message = TaskMessage(
                 worker_id=a.worker_id,
                 session_id=t.task_id,
@@ -269,12 +287,50 @@ class Master:
             now = self._clock()
             payload = failure_payload(f.task, f.message, now)
             self.metrics.tasks.labels("failed").inc()
+            self._event("task.failed", f.task, reason=f.message)
             self._sent_positions.pop(f.task.task_id, None)
             self.journal.finished(f.task, payload, True, now)
             await self.deliveries.deliver(f.task.task_id, f.task.session_id, payload)
             self.log(f"task {f.task.task_id[:8]} failed: {f.message}")
         if (outcome.assignments or outcome.requeued) and self._sent_positions:
             self._positions_dirty.set()
+
+    def _event(self, kind: str, task: Task | None = None, **fields: Any) -> None:
+        """Tell the watchers (if any) what happened, with the system's state after it."""
+        if not self.events.active:
+            return
+        queued, _, counts = state_counts(self.dispatcher)
+        if task is not None:
+            fields.setdefault("task_id", task.task_id)
+            fields.setdefault("attempt", task.attempt)
+            fields.setdefault("query_timestamp", task.submitted_ms)
+        self.events.publish(
+            pb.Event(
+                kind=kind,
+                timestamp=self._clock(),
+                queue_length=queued,
+                busy_workers=counts["busy"],
+                idle_workers=counts["idle"],
+                **fields,
+            )
+        )
+
+    def _delivered(self, task_id: str) -> None:
+        self._event("task.delivered", task_id=task_id)
+
+    def worker_snapshot(self) -> list[pb.Event]:
+        """One event per known worker with its current state (the start of a watch)."""
+        now = self._clock()
+        return [
+            pb.Event(
+                kind=f"worker.{w.state.value}",
+                timestamp=now,
+                worker_id=w.worker_id,
+                language=w.language,
+                task_id=w.task_id or "",
+            )
+            for w in self.dispatcher.registry
+        ]
 
     def _assignment_lost_callback(self, task_id: str, attempt: int) -> Callable[[], None]:
         def lost() -> None:

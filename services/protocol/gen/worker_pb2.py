@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"services/protocol/gen/worker.proto\x12\x06worker\"\xc5\x02\n\nTaskResult\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x16\n\x0eoriginal_query\x18\x03 \x01(\t\x12\x13\n\x0b\x61i_response\x18\x04 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x05 \x01(\t\x12\x1a\n\x12processing_time_ms\x18\x06 \x01(\x03\x12\x17\n\x0fquery_timestamp\x18\x07 \x01(\x03\x12\x1c\n\x14\x63ompletion_timestamp\x18\x08 \x01(\x03\x12\x0f\n\x07task_id\x18\t \x01(\t\x12\x0f\n\x07\x61ttempt\x18\n \x01(\x05\x12\r\n\x05token\x18\x0b \x01(\t\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\r\n\x05model\x18\r \x01(\t\x12\x19\n\x11started_timestamp\x18\x0e \x01(\x03\x12\x15\n\rmodel_time_ms\x18\x0f \x01(\x03\"-\n\tResultAck\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t2E\n\x0eWorkerCallback\x12\x33\n\nSendResult\x12\x12.worker.TaskResult\x1a\x11.worker.ResultAckb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"services/protocol/gen/worker.proto\x12\x06worker\"\xc5\x02\n\nTaskResult\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x16\n\x0eoriginal_query\x18\x03 \x01(\t\x12\x13\n\x0b\x61i_response\x18\x04 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x05 \x01(\t\x12\x1a\n\x12processing_time_ms\x18\x06 \x01(\x03\x12\x17\n\x0fquery_timestamp\x18\x07 \x01(\x03\x12\x1c\n\x14\x63ompletion_timestamp\x18\x08 \x01(\x03\x12\x0f\n\x07task_id\x18\t \x01(\t\x12\x0f\n\x07\x61ttempt\x18\n \x01(\x05\x12\r\n\x05token\x18\x0b \x01(\t\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\r\n\x05model\x18\r \x01(\t\x12\x19\n\x11started_timestamp\x18\x0e \x01(\x03\x12\x15\n\rmodel_time_ms\x18\x0f \x01(\x03\"-\n\tResultAck\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\" \n\x0cWatchRequest\x12\x10\n\x08snapshot\x18\x01 \x01(\x08\"\xc1\x02\n\x05\x45vent\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\ttimestamp\x18\x02 \x01(\x03\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x11\n\tworker_id\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x10\n\x08position\x18\x06 \x01(\x05\x12\x1a\n\x12processing_time_ms\x18\x07 \x01(\x03\x12\x17\n\x0fquery_timestamp\x18\x08 \x01(\x03\x12\x19\n\x11started_timestamp\x18\t \x01(\x03\x12\x1c\n\x14\x63ompletion_timestamp\x18\n \x01(\x03\x12\x10\n\x08language\x18\x0b \x01(\t\x12\x0e\n\x06reason\x18\x0c \x01(\t\x12\x14\n\x0cqueue_length\x18\r \x01(\x05\x12\x14\n\x0c\x62usy_workers\x18\x0e \x01(\x05\x12\x14\n\x0cidle_workers\x18\x0f \x01(\x05\x32\x45\n\x0eWorkerCallback\x12\x33\n\nSendResult\x12\x12.worker.TaskResult\x1a\x11.worker.ResultAck2>\n\x0cMasterEvents\x12.\n\x05Watch\x12\x14.worker.WatchRequest\x1a\r.worker.Event0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASKRESULT']._serialized_end=372
   _globals['_RESULTACK']._serialized_start=374
   _globals['_RESULTACK']._serialized_end=419
-  _globals['_WORKERCALLBACK']._serialized_start=421
-  _globals['_WORKERCALLBACK']._serialized_end=490
+  _globals['_WATCHREQUEST']._serialized_start=421
+  _globals['_WATCHREQUEST']._serialized_end=453
+  _globals['_EVENT']._serialized_start=456
+  _globals['_EVENT']._serialized_end=777
+  _globals['_WORKERCALLBACK']._serialized_start=779
+  _globals['_WORKERCALLBACK']._serialized_end=848
+  _globals['_MASTEREVENTS']._serialized_start=850
+  _globals['_MASTEREVENTS']._serialized_end=912
 # @@protoc_insertion_point(module_scope)

@@ -45,3 +45,43 @@ class ResultAck(_message.Message):
     success: bool
     message: str
     def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ("snapshot",)
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    snapshot: bool
+    def __init__(self, snapshot: _Optional[bool] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("kind", "timestamp", "task_id", "worker_id", "attempt", "position", "processing_time_ms", "query_timestamp", "started_timestamp", "completion_timestamp", "language", "reason", "queue_length", "busy_workers", "idle_workers")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    PROCESSING_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    QUERY_TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    STARTED_TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    BUSY_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    timestamp: int
+    task_id: str
+    worker_id: str
+    attempt: int
+    position: int
+    processing_time_ms: int
+    query_timestamp: int
+    started_timestamp: int
+    completion_timestamp: int
+    language: str
+    reason: str
+    queue_length: int
+    busy_workers: int
+    idle_workers: int
+    def __init__(self, kind: _Optional[str] = ..., timestamp: _Optional[int] = ..., task_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., attempt: _Optional[int] = ..., position: _Optional[int] = ..., processing_time_ms: _Optional[int] = ..., query_timestamp: _Optional[int] = ..., started_timestamp: _Optional[int] = ..., completion_timestamp: _Optional[int] = ..., language: _Optional[str] = ..., reason: _Optional[str] = ..., queue_length: _Optional[int] = ..., busy_workers: _Optional[int] = ..., idle_workers: _Optional[int] = ...) -> None: ...

@@ -96,3 +96,81 @@ class WorkerCallback:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class MasterEventsStub:
+    """Extension: a live stream of what happens to tasks and workers, for the lab's collectors.
+    Events carry ids and timings only: no question, no answer, no key, no session.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Watch = channel.unary_stream(
+                '/worker.MasterEvents/Watch',
+                request_serializer=services_dot_protocol_dot_gen_dot_worker__pb2.WatchRequest.SerializeToString,
+                response_deserializer=services_dot_protocol_dot_gen_dot_worker__pb2.Event.FromString,
+                _registered_method=True)
+
+
+class MasterEventsServicer:
+    """Extension: a live stream of what happens to tasks and workers, for the lab's collectors.
+    Events carry ids and timings only: no question, no answer, no key, no session.
+    """
+
+    def Watch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_MasterEventsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=services_dot_protocol_dot_gen_dot_worker__pb2.WatchRequest.FromString,
+                    response_serializer=services_dot_protocol_dot_gen_dot_worker__pb2.Event.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'worker.MasterEvents', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('worker.MasterEvents', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class MasterEvents:
+    """Extension: a live stream of what happens to tasks and workers, for the lab's collectors.
+    Events carry ids and timings only: no question, no answer, no key, no session.
+    """
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/worker.MasterEvents/Watch',
+            services_dot_protocol_dot_gen_dot_worker__pb2.WatchRequest.SerializeToString,
+            services_dot_protocol_dot_gen_dot_worker__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
