@@ -136,8 +136,9 @@ class WorkerRunner:
                 log.exception("unexpected error on task %s", (task.task_id or "?")[:8])
             finally:
                 self._busy = False
-                if self._tasks.empty():
-                    self._publish_status("idle", task.task_id)
+                # Always, even with the next task already here: "idle with task X" says X is finished
+                # (the master ignores it when it has given us a newer task; collectors time the work).
+                self._publish_status("idle", task.task_id)
 
     async def process(self, task: TaskMessage) -> pb.ResultAck | None:
         """Answer one task and report it; returns the master's acknowledgement, if any."""
