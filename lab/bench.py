@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import platform
 import statistics
 import time
 from collections import Counter
@@ -14,32 +13,11 @@ from typing import Any
 
 from lab.chaos import faults_run
 from lab.client import ChatClient
-from lab.cluster import LocalCluster
+from lab.measure import machine, measurement_cluster
 from lab.soak import soak
 from lab.stats import percentile
 
 BENCH_DIR = Path(__file__).resolve().parents[1] / "data" / "bench"
-
-
-def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    import os
-
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
-
-
-def _cluster(workers: int, work_seconds: float = 0.0) -> LocalCluster:
-    return LocalCluster(
-        workers=workers,
-        work_seconds=work_seconds,
-        web_port=0,
-        grpc_port=0,
-        mqtt_port=0,
-        model_mode="offline",
-        log_sink=lambda name, line: None,
-        # Benchmark clients ask far more than a person would: lift the per-session limits.
-        extra_env={"LOG_LEVEL": "WARNING", "OFFLINE_LATENCY_MS": "0", "RATE_PER_MINUTE": "1000000"},
-    )
 
 
 async def _overhead(url: str, questions: int, warmup: int) -> list[float]:
@@ -58,7 +36,7 @@ async def _overhead(url: str, questions: int, warmup: int) -> list[float]:
 
 def overhead(questions: int = 300, warmup: int = 20) -> dict[str, Any]:
     """End-to-end latency minus processing_time_ms, one question at a time, no work, no model latency."""
-    with _cluster(workers=1) as cluster:
+    with measurement_cluster(workers=1) as cluster:
         values = asyncio.run(_overhead(cluster.web_url, questions, warmup))
     return {
         "name": "overhead",
@@ -98,7 +76,7 @@ async def _closed_loop(url: str, clients: int, seconds: float, warmup: float) ->
 
 def throughput(workers: int = 4, clients: int = 50, seconds: float = 20.0, warmup: float = 3.0) -> dict[str, Any]:
     """Highest sustained answers per second: closed-loop clients, zero work, offline model."""
-    with _cluster(workers=workers) as cluster:
+    with measurement_cluster(workers=workers) as cluster:
         counted, duration, latencies = asyncio.run(_closed_loop(cluster.web_url, clients, seconds, warmup))
     return {
         "name": "throughput",
@@ -126,7 +104,7 @@ async def _burst(url: str, questions: int) -> tuple[float, list[ChatClient]]:
 
 def burst(workers: int = 4, questions: int = 40, work_seconds: float = 1.0) -> dict[str, Any]:
     """`questions` users ask at the same moment: total time, answers per question, tasks per worker."""
-    with _cluster(workers=workers, work_seconds=work_seconds) as cluster:
+    with measurement_cluster(workers=workers, work_seconds=work_seconds) as cluster:
         elapsed, users = asyncio.run(_burst(cluster.web_url, questions))
     answers = [a for u in users for e in u.exchanges.values() for a in e.answers]
     per_worker = Counter(str(a["workerId"]) for a in answers)

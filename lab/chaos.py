@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from lab.client import ChatClient, Exchange
 from lab.cluster import LocalCluster
+from lab.measure import measurement_cluster
 from lab.stats import percentile
 
 # A stopped worker is killed for good this long after it was stopped (its Last Will has fired by then).
@@ -195,14 +196,5 @@ def faults_run(
 ) -> dict[str, Any]:
     """500 questions from 20 users while a worker is killed (SIGKILL or SIGSTOP) every 5 s, the master is
     killed once with SIGKILL and Mosquitto restarted once; the supervisor restarts what dies."""
-    with LocalCluster(
-        workers=workers,
-        work_seconds=work_seconds,
-        web_port=0,
-        grpc_port=0,
-        mqtt_port=0,
-        model_mode="offline",
-        log_sink=lambda name, line: None,
-        extra_env={"LOG_LEVEL": "WARNING", "RATE_PER_MINUTE": "1000000"},
-    ) as cluster:
+    with measurement_cluster(workers, work_seconds) as cluster:
         return asyncio.run(_run(cluster, questions, clients, in_flight, every_s, master_at, broker_at))

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from lab.client import ChatClient
 from lab.cluster import LocalCluster
+from lab.measure import measurement_cluster
 from lab.stats import percentile
 
 
@@ -82,14 +83,5 @@ def soak(
 ) -> dict[str, Any]:
     """`load` x capacity (workers / work time) of Poisson arrivals for `seconds`; master RSS before and after."""
     rate = load * workers / work_seconds
-    with LocalCluster(
-        workers=workers,
-        work_seconds=work_seconds,
-        web_port=0,
-        grpc_port=0,
-        mqtt_port=0,
-        model_mode="offline",
-        log_sink=lambda name, line: None,
-        extra_env={"LOG_LEVEL": "WARNING", "RATE_PER_MINUTE": "1000000"},
-    ) as cluster:
+    with measurement_cluster(workers, work_seconds) as cluster:
         return asyncio.run(_soak(cluster, rate, seconds, warmup, clients))
