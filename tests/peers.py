@@ -58,9 +58,9 @@ class RawWorker:
         """Announce this worker as the baseline says."""
         self.publish(self.topics.register, encode(RegisterMessage(worker_id=self.worker_id, language=self.language)))
 
-    def status(self, status: str, task_id: str | None = None) -> None:
-        """Report idle/busy/offline (with the task started or last finished)."""
-        message = StatusMessage(worker_id=self.worker_id, status=status, task_id=task_id)  # type: ignore[arg-type]
+    def status(self, status: str, task_id: str | None = None, attempt: int | None = None) -> None:
+        """Report idle/busy/offline (with the task attempt started or last finished)."""
+        message = StatusMessage(worker_id=self.worker_id, status=status, task_id=task_id, attempt=attempt)  # type: ignore[arg-type]
         self.publish(self.topics.status, encode(message))
 
     def next_task(self, timeout: float = 10) -> TaskMessage:

@@ -186,9 +186,11 @@ class Dispatcher:
             self.registry.mark_idle(worker, now_ms)
         return self._dispatch(now_ms)
 
-    def worker_status(self, worker_id: str, status: str, now_ms: int, task_id: str | None = None) -> Outcome:
-        """A worker reported idle, busy or (by Last Will) offline; `task_id` names the task it started
-        (busy) or last finished (idle)."""
+    def worker_status(
+        self, worker_id: str, status: str, now_ms: int, task_id: str | None = None, attempt: int | None = None
+    ) -> Outcome:
+        """A worker reported idle, busy or (by Last Will) offline; `task_id` and `attempt` name the task
+        attempt it started (busy) or last finished (idle)."""
         worker = self.registry.get(worker_id)
         if status == WorkerState.OFFLINE.value:
             return self._worker_lost(worker, now_ms) if worker else Outcome()
@@ -197,8 +199,18 @@ class Dispatcher:
             worker = self.registry.upsert(worker_id, worker.language if worker else language_of(worker_id), now_ms)
         worker.last_seen_ms = now_ms
         if worker.task_id is not None:
-            if status == WorkerState.IDLE.value and task_id == worker.task_id:
-                # It finished the task we wait for, yet no result reached us: the result is lost.
+            held = self._assigned.get(worker.task_id)
+            if (
+                status == WorkerState.IDLE.value
+                and held is not None
+                and (task_id, attempt)
+                == (
+                    held.task_id,
+                    held.attempt,
+                )
+            ):
+                # It finished the very attempt we wait for, yet no result reached us: the result is lost.
+                # (An idle after an older attempt of the same task is not: that one's result was refused.)
                 outcome = self._lose(worker, "its result never arrived", now_ms)
                 self.registry.mark_idle(worker, now_ms)
                 return outcome.extend(self._dispatch(now_ms))
@@ -265,14 +277,18 @@ class Dispatcher:
         return outcome.extend(self._dispatch(now_ms))
 
     def assignment_lost(self, task_id: str, attempt: int, now_ms: int) -> Outcome:
-        """The task message of `attempt` could not be sent: requeue the task, keep the worker idle."""
+        """The task message of `attempt` could not be published: requeue the task and keep the worker.
+
+        The attempt does not count (no worker had it; if it did after all, its token is now stale), and
+        nothing is assigned here: while the broker is going away every publish fails, and an immediate
+        retry would spin. The next event or lease check (within half a second) dispatches again."""
         task = self._assigned.get(task_id)
         worker = self.registry.get(task.worker_id or "") if task else None
         if task is None or task.attempt != attempt or worker is None or worker.task_id != task_id:
             return Outcome()
-        outcome = self._lose(worker, "its task message could not be sent", now_ms)
+        outcome = self._lose(worker, "its task message could not be sent", now_ms, count=False)
         self.registry.mark_idle(worker, now_ms)
-        return outcome.extend(self._dispatch(now_ms))
+        return outcome
 
     def restore(self, tasks: list[Task], now_ms: int) -> None:
         """Take back the open tasks of a previous run: queued ones in order, assigned ones still
@@ -304,14 +320,17 @@ class Dispatcher:
         self.registry.mark_offline(worker, now_ms)
         return outcome.extend(self._dispatch(now_ms))
 
-    def _lose(self, worker: Worker, reason: str, now_ms: int) -> Outcome:
-        """The worker's current attempt is lost: requeue its task at the front, or fail it for good."""
+    def _lose(self, worker: Worker, reason: str, now_ms: int, count: bool = True) -> Outcome:
+        """The worker's current attempt is lost: requeue its task at the front, or fail it for good.
+        With `count` False the attempt is taken back, as if it never happened."""
         task = self._assigned.get(worker.task_id) if worker.task_id else None
         worker.task_id = None
         outcome = Outcome()
         if task is None:
             return outcome
         self._assigned.pop(task.task_id, None)
+        if not count:
+            task.attempt -= 1
         if task.attempt >= self.max_attempts:
             self._forget(task)
             task.state = TaskState.FAILED

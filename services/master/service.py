@@ -195,7 +195,9 @@ class Master:
                 status = decode(StatusMessage, payload)
                 worker = self.dispatcher.registry.get(status.worker_id)
                 was_online = worker is not None and worker.state is not WorkerState.OFFLINE
-                outcome = self.dispatcher.worker_status(status.worker_id, status.status, now, status.task_id)
+                outcome = self.dispatcher.worker_status(
+                    status.worker_id, status.status, now, status.task_id, status.attempt
+                )
                 if status.status == "offline" and was_online:
                     self.log(f"worker {status.worker_id} went offline")
                 self._event(f"worker.{status.status}", worker_id=status.worker_id, task_id=status.task_id or "")

@@ -54,6 +54,7 @@ class StatusMessage(Message):
     status: Literal["idle", "busy", "offline"]
     timestamp: Timestamp | None = None
     task_id: str | None = None  # extension: the task started (busy) or last finished (idle)
+    attempt: StrictInt | None = None  # extension: which attempt of that task
 
 
 class TaskMessage(Message):

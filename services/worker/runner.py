@@ -45,7 +45,7 @@ class WorkerRunner:
         self.mqtt = MqttLink(self._new_client, self._connected, self._on_message)
         # The longest a task may take here: the master sizes its lease on it.
         self._max_task_ms = round((settings.work_seconds + settings.gemini_timeout_seconds) * 1000)
-        self._current: str | None = None  # the task being worked on, or the last one finished
+        self._current: TaskMessage | None = None  # the task being worked on, or the last one finished
 
     # -- MQTT -------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -114,8 +114,14 @@ class WorkerRunner:
             return
         self._tasks.put_nowait(task)
 
-    def _publish_status(self, status: Literal["idle", "busy"], task_id: str | None) -> None:
-        message = StatusMessage(worker_id=self.worker_id, status=status, timestamp=now_ms(), task_id=task_id)
+    def _publish_status(self, status: Literal["idle", "busy"], task: TaskMessage | None) -> None:
+        message = StatusMessage(
+            worker_id=self.worker_id,
+            status=status,
+            timestamp=now_ms(),
+            task_id=task.task_id if task else None,
+            attempt=task.attempt if task else None,
+        )
         self.mqtt.publish(self.topics.status, encode(message), qos=1)
 
     def _log(self, text: str) -> None:
@@ -128,8 +134,8 @@ class WorkerRunner:
         while True:
             task = await self._tasks.get()
             self._busy = True
-            self._current = task.task_id
-            self._publish_status("busy", task.task_id)
+            self._current = task
+            self._publish_status("busy", task)
             try:
                 await self.process(task)
             except Exception:
@@ -138,7 +144,7 @@ class WorkerRunner:
                 self._busy = False
                 # Always, even with the next task already here: "idle with task X" says X is finished
                 # (the master ignores it when it has given us a newer task; collectors time the work).
-                self._publish_status("idle", task.task_id)
+                self._publish_status("idle", task)
 
     async def process(self, task: TaskMessage) -> pb.ResultAck | None:
         """Answer one task and report it; returns the master's acknowledgement, if any."""

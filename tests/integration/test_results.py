@@ -202,6 +202,6 @@ async def test_worker_idle_without_a_result_gets_its_task_requeued_at_once(
     async with ChatClient(cluster.web_url) as user:
         await user.ask("lost in the mail")
         first = await asyncio.to_thread(peer.next_task)
-        peer.status("idle", task_id=first.task_id)  # finished, but the result never reached the master
+        peer.status("idle", task_id=first.task_id, attempt=first.attempt)  # done, but the result never arrived
         second = await asyncio.to_thread(peer.next_task, 5)
         assert second.task_id == first.task_id and second.attempt == 2 and second.token != first.token

@@ -43,11 +43,25 @@ def test_a_task_message_that_could_not_be_sent_requeues_the_task_and_keeps_the_w
     online(d, "w")
     t = task(1)
     d.submit(t, 0)
+    first_token = t.token
     outcome = d.assignment_lost("t1", 1, 5)
-    # Requeued and given straight back to the same (still idle) worker as attempt 2.
-    assert [r.task.task_id for r in outcome.requeued] == ["t1"]
-    assert assigned(outcome) == [("t1", "w")] and t.attempt == 2
-    assert d.assignment_lost("t1", 1, 6).requeued == []  # a stale report changes nothing
+    # Requeued, not counted, and not retried on the spot (the broker may be going away).
+    assert [r.task.task_id for r in outcome.requeued] == ["t1"] and outcome.assignments == []
+    assert t.attempt == 0 and worker_of(d, "w").state is WorkerState.IDLE
+    assert assigned(d.expire(6)) == [("t1", "w")]  # the next lease check dispatches again
+    assert t.attempt == 1 and t.token != first_token  # same number, new token: the lost one is stale
+    assert d.assignment_lost("t1", 2, 7).requeued == []  # a report about another attempt changes nothing
+
+
+def test_unsendable_task_messages_never_use_up_a_tasks_attempts() -> None:
+    d = make_dispatcher(max_attempts=2)
+    online(d, "w")
+    t = task(1)
+    d.submit(t, 0)
+    for now in range(1, 10):
+        assert d.assignment_lost("t1", t.attempt, now).failures == []
+        d.expire(now)
+    assert t.state is TaskState.ASSIGNED and t.attempt == 1
 
 
 def test_idle_naming_the_awaited_task_means_the_result_was_lost() -> None:
@@ -56,9 +70,11 @@ def test_idle_naming_the_awaited_task_means_the_result_was_lost() -> None:
     t1, t2 = task(1), task(2)
     d.submit(t1, 0)
     d.submit(t2, 1)
-    # An idle naming an older task is stale: the assignment stands.
-    assert d.worker_status("w", "idle", 2, task_id="t0").requeued == []
-    outcome = d.worker_status("w", "idle", 3, task_id="t1")
+    # An idle naming an older task, or an older attempt of this one, is stale: the assignment stands.
+    assert d.worker_status("w", "idle", 2, task_id="t0", attempt=1).requeued == []
+    assert d.worker_status("w", "idle", 2, task_id="t1", attempt=0).requeued == []
+    assert d.worker_status("w", "idle", 2, task_id="t1").requeued == []  # which attempt? do not guess
+    outcome = d.worker_status("w", "idle", 3, task_id="t1", attempt=1)
     assert [r.task.task_id for r in outcome.requeued] == ["t1"]
     assert assigned(outcome) == [("t1", "w")]  # the front of the queue again, before t2
     assert t1.attempt == 2
