@@ -321,14 +321,21 @@ async def drive_open_loop(
     try:
         async with _steady_heap():
             started = time.monotonic()
-            for i, offset in enumerate(schedule):
-                due = started + offset
-                # Behind schedule, still yield once per send so the sends already started are not starved.
-                await asyncio.sleep(max(due - time.monotonic(), 0.0))
-                question = Question(user=i % users, query=corpus[i % len(corpus)], scheduled_at=due)
-                questions.append(question)
-                client = clients[question.user]
-                sends.append(loop.create_task(_send(client, question, api_key, ack_timeout_s, answers)))
+            i = 0
+            while i < len(schedule):
+                # Start every send that is due in one go: one per loop turn could not catch up after a stall
+                # once a turn takes longer than the gap between sends.
+                now = time.monotonic()
+                while i < len(schedule) and started + schedule[i] <= now:
+                    question = Question(
+                        user=i % users, query=corpus[i % len(corpus)], scheduled_at=started + schedule[i]
+                    )
+                    questions.append(question)
+                    client = clients[question.user]
+                    sends.append(loop.create_task(_send(client, question, api_key, ack_timeout_s, answers)))
+                    i += 1
+                if i < len(schedule):
+                    await asyncio.sleep(max(started + schedule[i] - time.monotonic(), 0.0))
             await asyncio.gather(*sends)
             await _all_answered(clients, answer_timeout_s)
             ended = time.monotonic()
