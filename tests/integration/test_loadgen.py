@@ -26,9 +26,10 @@ async def test_open_loop_sends_on_schedule_and_every_question_is_answered_once(
     assert result.refused == result.failed == result.unanswered == result.duplicates == 0
     assert all(len(exchange.answers) == 1 for _, exchange in result.exchanges())
     assert sorted({q.user for q in result.questions}) == [0, 1, 2, 3, 4]
-    assert result.max_send_lag_s() < 0.05
+    # Typically a few ms; the margin is for a busy machine.
+    assert result.max_send_lag_s() < 0.1
     sent = [q.sent_at - result.started for q in result.questions]
-    assert sent == pytest.approx(schedule, abs=0.05)
+    assert sent == pytest.approx(schedule, abs=0.1)
     assert all(0.1 <= latency < 5 for latency in result.latencies_s())
 
 
