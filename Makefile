@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 # Run apt-get as root, through sudo, or not at all (then say what is missing).
 SUDO := $(shell if [ "$$(id -u)" = 0 ]; then echo; elif command -v sudo >/dev/null; then echo sudo; else echo none; fi)
 
-.PHONY: help setup setup-test system-packages test-packages up test lint unit proto clean
+.PHONY: help setup setup-test system-packages test-packages up notebooks test lint unit proto clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ setup-test: setup test-packages ## everything `make test` needs too (Chromium)
 
 up: setup ## start Mosquitto, the master and 2 workers; chat on http://127.0.0.1:8888
 	$(VENV)/bin/lab up $(ARGS)
+
+notebooks: setup ## open the lab's notebooks in JupyterLab on http://127.0.0.1:8890 (8888 is the chat's)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --port=8890 --no-browser
 
 test: setup-test lint ## run the whole test suite (unit, integration, browser)
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -72,7 +75,7 @@ test-packages:
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,notebooks]'
 	touch $@
 
 $(WEB)/node_modules/.package-lock.json: $(WEB)/package.json $(WEB)/package-lock.json

@@ -1,4 +1,4 @@
-"""The `lab` command: one argparse subcommand per job (up now; load, report, bench, swarm later)."""
+"""The `lab` command: one argparse subcommand per job (up, load, report, bench)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from lab import bench, up
+from lab import bench, load, report, up
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,6 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Each subcommand module adds its parser and sets `run` (args -> exit code) as the default.
     up.register(commands)
+    load.register(commands)
+    report.register(commands)
     bench.register(commands)
     return parser
 

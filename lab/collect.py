@@ -16,6 +16,7 @@ from google.protobuf.json_format import MessageToDict
 from paho.mqtt.enums import CallbackAPIVersion
 
 from lab.cluster import LocalCluster
+from lab.target import Target
 from services.protocol import Topics
 from services.protocol.rpc import pb, pb_grpc
 
@@ -123,25 +124,38 @@ class WatchTap:
 class Collector:
     """Both taps together, with the DataFrames the lab works with."""
 
-    def __init__(self, watch: WatchTap, tap: MqttTap) -> None:
+    def __init__(self, watch: WatchTap, tap: MqttTap | None) -> None:
         self.watch = watch
         self.tap = tap
 
     @classmethod
     def for_cluster(cls, cluster: LocalCluster) -> Collector:
         """Collect from a local system, logged in as its observer."""
-        login = cluster.credentials.login("observer") if cluster.config.auth else None
-        topics = Topics(cluster.config.topic_prefix)
-        return cls(WatchTap(cluster.grpc_endpoint), MqttTap(cluster.config.host, cluster.mqtt_port, topics, login))
+        return cls.for_target(Target.for_cluster(cluster))
+
+    @classmethod
+    def for_target(cls, target: Target) -> Collector:
+        """Collect from any system: Watch always, the MQTT tap when the target gives the broker."""
+        watch = WatchTap(target.grpc_endpoint, target.grpc_credentials())
+        tap = None
+        if target.mqtt is not None:
+            tap = MqttTap(target.mqtt.host, target.mqtt.port, Topics(target.topic_prefix), target.mqtt.login)
+        return cls(watch, tap)
 
     def __enter__(self) -> Collector:
         self.watch.start()
-        self.tap.start()
+        if self.tap is not None:
+            try:
+                self.tap.start()
+            except BaseException:
+                self.watch.stop()
+                raise
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.watch.stop()
-        self.tap.stop()
+        if self.tap is not None:
+            self.tap.stop()
 
     def tasks(self) -> pd.DataFrame:
         """One row per task seen on Watch: its timestamps (ms), worker, timings, attempts and outcome."""
@@ -168,8 +182,9 @@ class Collector:
                 row["worker_id"] = e.get("worker_id") or row.get("worker_id", "")
             elif kind == "task.delivered":
                 row["delivered"] = stamp
-        for m in self.tap.messages:
-            if m["topic"] == self.tap.topics.results and m.get("task_id") in rows:
+        tap = self.tap
+        for m in tap.messages if tap else []:
+            if tap and m["topic"] == tap.topics.results and m.get("task_id") in rows:
                 rows[m["task_id"]].update(language=m.get("language", ""), model_time_ms=m.get("model_time_ms"))
         frame: pd.DataFrame = pd.DataFrame(list(rows.values()), columns=TASK_COLUMNS)
         return frame
@@ -187,10 +202,11 @@ class Collector:
             for e in self.watch.events
             if e.get("kind", "").startswith("worker.")
         ]
-        for m in self.tap.messages:
-            if m["topic"] == self.tap.topics.status:
+        tap = self.tap
+        for m in tap.messages if tap else []:
+            if tap and m["topic"] == tap.topics.status:
                 state = m.get("status", "")
-            elif m["topic"] == self.tap.topics.register:
+            elif tap and m["topic"] == tap.topics.register:
                 state = "online"
             else:
                 continue

@@ -134,9 +134,9 @@ class Run:
         """The KPI table (``lab.kpi.evaluate``) for this run."""
         return kpi.evaluate(self.tasks, self.worker_events, self.workers, self.params)
 
-    def save(self, root: Path = RUNS_ROOT, *, overwrite: bool = False) -> Path:
-        """Write the run to ``root/<run_id>/`` and return that folder; refuses an existing run unless
-        ``overwrite``."""
+    def save(self, root: Path = RUNS_ROOT, *, overwrite: bool = False, charts: bool = True) -> Path:
+        """Write the run to ``root/<run_id>/`` and return that folder, with its charts in ``charts/`` unless
+        ``charts`` is False; refuses an existing run unless ``overwrite``."""
         folder = root / self.run_id
         if (folder / PARAMS_FILE).exists() and not overwrite:
             raise FileExistsError(f"run {self.run_id} already saved in {folder}")
@@ -147,6 +147,12 @@ class Run:
         (folder / KPI_FILE).write_text(kpi_markdown(self.kpis(), title=f"KPIs of run {self.run_id}"))
         # params last: its presence is what marks a complete run (see list_runs).
         (folder / PARAMS_FILE).write_text(json.dumps(self.params, indent=2, default=str) + "\n")
+        if charts:
+            # Charts come after the data: they are drawn from it, so a chart that fails loses nothing.
+            # Imported here so that working with runs without charts never loads matplotlib.
+            from lab.charts import save_charts
+
+            save_charts(self, folder / CHARTS_DIR)
         return folder
 
     @classmethod

@@ -49,7 +49,7 @@ def make_run(run_id: str = "20261125-2015-test", workers: int = 2) -> Run:
 
 def test_a_saved_run_loads_back_equal(tmp_path: Path) -> None:
     run = make_run()
-    folder = run.save(tmp_path)
+    folder = run.save(tmp_path, charts=False)
     loaded = Run.load(folder)
     assert loaded.run_id == run.run_id
     assert loaded.params == run.params
@@ -60,7 +60,7 @@ def test_a_saved_run_loads_back_equal(tmp_path: Path) -> None:
 
 
 def test_a_run_keeps_the_values_it_was_given(tmp_path: Path) -> None:
-    run = Run.load(make_run().save(tmp_path))
+    run = Run.load(make_run().save(tmp_path, charts=False))
     assert list(run.tasks.columns) == TASK_COLUMNS
     assert list(run.worker_events.columns) == WORKER_COLUMNS
     first = run.tasks.iloc[0]
@@ -73,13 +73,13 @@ def test_a_run_keeps_the_values_it_was_given(tmp_path: Path) -> None:
 
 def test_empty_frames_round_trip(tmp_path: Path) -> None:
     run = Run("20261125-2015-empty", {}, {}, tasks_frame([]), events_frame([]))
-    loaded = Run.load(run.save(tmp_path))
+    loaded = Run.load(run.save(tmp_path, charts=False))
     pd.testing.assert_frame_equal(loaded.tasks, run.tasks)
     pd.testing.assert_frame_equal(loaded.worker_events, run.worker_events)
 
 
 def test_save_writes_the_run_files_into_a_folder_named_after_the_run(tmp_path: Path) -> None:
-    folder = make_run().save(tmp_path)
+    folder = make_run().save(tmp_path, charts=False)
     assert folder == tmp_path / "20261125-2015-test"
     for name in (TASKS_FILE, WORKER_EVENTS_FILE, PARAMS_FILE, ENVIRONMENT_FILE, KPI_FILE):
         assert (folder / name).is_file()
@@ -89,14 +89,14 @@ def test_save_writes_the_run_files_into_a_folder_named_after_the_run(tmp_path: P
 
 def test_saving_over_an_existing_run_is_refused_unless_asked(tmp_path: Path) -> None:
     run = make_run()
-    run.save(tmp_path)
+    run.save(tmp_path, charts=False)
     with pytest.raises(FileExistsError):
-        run.save(tmp_path)
-    assert run.save(tmp_path, overwrite=True) == tmp_path / run.run_id
+        run.save(tmp_path, charts=False)
+    assert run.save(tmp_path, overwrite=True, charts=False) == tmp_path / run.run_id
 
 
 def test_kpi_markdown_names_every_kpi_and_its_result(tmp_path: Path) -> None:
-    text = (make_run().save(tmp_path) / KPI_FILE).read_text()
+    text = (make_run().save(tmp_path, charts=False) / KPI_FILE).read_text()
     assert text.startswith("# KPIs of run 20261125-2015-test")
     for name in KPI_NAMES:
         assert f"| {name} |" in text
@@ -122,8 +122,8 @@ def test_new_run_id_is_utc_minute_and_a_safe_label() -> None:
 
 
 def test_list_runs_gives_saved_runs_in_id_order_and_nothing_for_a_missing_root(tmp_path: Path) -> None:
-    make_run("20261125-2016-b").save(tmp_path)
-    make_run("20261125-2015-a").save(tmp_path)
+    make_run("20261125-2016-b").save(tmp_path, charts=False)
+    make_run("20261125-2015-a").save(tmp_path, charts=False)
     (tmp_path / "not-a-run").mkdir()
     assert [p.name for p in list_runs(tmp_path)] == ["20261125-2015-a", "20261125-2016-b"]
     assert list_runs(tmp_path / "missing") == []

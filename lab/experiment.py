@@ -1,0 +1,307 @@
+"""Experiments: drive load at a system while collecting what it does, inject faults on time, and keep the
+whole as a `Run` (see lab.runs). Notebooks and `lab load` are thin layers over `run_open` and `run_closed`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lab import loadgen
+from lab.cluster import LocalCluster
+from lab.collect import Collector
+from lab.loadgen import LoadResult
+from lab.measure import machine
+from lab.runs import Run, capture_environment, new_run_id
+from lab.target import Target
+
+# The offline model's latency when it stands in for Gemini: a Flash model answers a short question in
+# about 1-2 s. Lognormal with this mean and spread (see services/worker/models.py).
+GEMINI_LIKE_LATENCY_MS = 1500.0
+GEMINI_LIKE_SD_MS = 700.0
+SETTLE_S = 5.0  # after the last answer, how long to wait for the master to see every delivery acknowledged
+
+
+def lab_cluster(
+    workers: int,
+    work_seconds: float = 10.0,
+    model_latency_ms: float = GEMINI_LIKE_LATENCY_MS,
+    model_latency_sd_ms: float = GEMINI_LIKE_SD_MS,
+    **options: Any,
+) -> LocalCluster:
+    """A local system for experiments: free ports, the offline model at the given latency, quiet logs, and
+    no per-session limits (a load generator's users ask far more often than people do)."""
+    env = {
+        "LOG_LEVEL": "WARNING",
+        "OFFLINE_LATENCY_MS": str(model_latency_ms),
+        "OFFLINE_LATENCY_SD_MS": str(model_latency_sd_ms),
+        "RATE_PER_MINUTE": "1000000",
+        "MAX_IN_FLIGHT_PER_SESSION": "1000",
+    }
+    env.update(options.pop("extra_env", None) or {})
+    options.setdefault("log_sink", lambda name, line: None)
+    return LocalCluster(
+        workers=workers,
+        work_seconds=work_seconds,
+        web_port=0,
+        grpc_port=0,
+        mqtt_port=0,
+        model_mode="offline",
+        extra_env=env,
+        **options,
+    )
+
+
+def mean_service_s(work_seconds: float, model_latency_ms: float = GEMINI_LIKE_LATENCY_MS) -> float:
+    """Expected seconds a worker spends on one task: the model's answer, then the simulated work."""
+    return work_seconds + model_latency_ms / 1000
+
+
+def rate_for_utilization(utilization: float, workers: int, service_s: float) -> float:
+    """The arrival rate (per second) that keeps `utilization` of `workers` busy: rho·c / E[S]."""
+    if not utilization > 0:
+        raise ValueError(f"utilization must be > 0, got {utilization}")
+    if workers < 1 or service_s <= 0:
+        raise ValueError(f"need workers >= 1 and service_s > 0, got {workers} and {service_s}")
+    return utilization * workers / service_s
+
+
+# -- faults -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Something done to the system `at_s` seconds after the first question was accepted."""
+
+    at_s: float
+    action: str
+    target: str
+    do: Callable[[], object]
+
+
+def kill_worker(cluster: LocalCluster, at_s: float, index: int = 0) -> Fault:
+    """SIGKILL the `index`-th running worker at `at_s` (the cluster starts a new one in its place)."""
+
+    def do() -> str:
+        worker_id = cluster.worker_ids[index]
+        cluster.kill_worker(worker_id)
+        return worker_id
+
+    return Fault(at_s, "kill worker", f"worker #{index}", do)
+
+
+def restart_master(cluster: LocalCluster, at_s: float) -> Fault:
+    """SIGKILL the master at `at_s` and start it again on the same ports and journal."""
+
+    def do() -> None:
+        cluster.kill_master()
+        cluster.restart_master()
+
+    return Fault(at_s, "restart master", "master", do)
+
+
+def restart_broker(cluster: LocalCluster, at_s: float) -> Fault:
+    """SIGKILL Mosquitto at `at_s` and start it again with its persisted sessions."""
+
+    def do() -> None:
+        cluster.kill_broker()
+        cluster.restart_broker()
+
+    return Fault(at_s, "restart broker", "mosquitto", do)
+
+
+class _FaultPlayer:
+    """Plays faults on time in a thread, counting from the first accepted task, and records what it did."""
+
+    def __init__(self, faults: Sequence[Fault], collector: Collector) -> None:
+        self._faults = sorted(faults, key=lambda f: f.at_s)
+        self._collector = collector
+        self._stop = threading.Event()
+        self.done: list[dict[str, Any]] = []
+        self._thread = threading.Thread(target=self._play, name="faults", daemon=True)
+
+    def start(self) -> None:
+        if self._faults:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(120)
+
+    def _first_accepted(self) -> float | None:
+        while not self._stop.is_set():
+            if any(e.get("kind") == "task.accepted" for e in list(self._collector.watch.events)):
+                return time.monotonic()
+            self._stop.wait(0.05)
+        return None
+
+    def _play(self) -> None:
+        zero = self._first_accepted()
+        if zero is None:
+            return
+        for fault in self._faults:
+            if self._stop.wait(max(0.0, zero + fault.at_s - time.monotonic())):
+                return
+            record: dict[str, Any] = {
+                "timestamp": time.time_ns() // 1_000_000,
+                "at_s": fault.at_s,
+                "action": fault.action,
+                "target": fault.target,
+            }
+            try:
+                named = fault.do()
+                if isinstance(named, str):
+                    record["target"] = named
+            except Exception as exc:  # a failed fault is a finding of the run, not a reason to lose it
+                record["error"] = f"{type(exc).__name__}: {exc}"
+            self.done.append(record)
+
+
+# -- runs ---------------------------------------------------------------------------------------------------
+
+
+def _as_target(system: LocalCluster | Target) -> Target:
+    return Target.for_cluster(system) if isinstance(system, LocalCluster) else system
+
+
+def _system_params(system: LocalCluster | Target) -> dict[str, Any]:
+    """What is known about the system: workers now, and for a local one its work time and model latency."""
+    target = _as_target(system)
+    status = target.status()
+    online = [w for w in status.get("workers", []) if w.get("state") in ("idle", "busy")]
+    params: dict[str, Any] = {"url": target.web_url, "workers": len(online)}
+    if isinstance(system, LocalCluster):
+        env = system.config.extra_env
+        params.update(
+            workers=len(system.worker_ids),
+            work_seconds=system.config.work_seconds,
+            model_mode=system.config.model_mode,
+            model_latency_ms=float(env.get("OFFLINE_LATENCY_MS", 0.0)),
+            model_latency_sd_ms=float(env.get("OFFLINE_LATENCY_SD_MS", 0.0)),
+        )
+    return params
+
+
+def _settle(collector: Collector, load: LoadResult, timeout_s: float) -> None:
+    """Wait until the master saw a delivery for every answer the users received (acks travel after answers)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        kinds = [e.get("kind") for e in list(collector.watch.events)]
+        if kinds.count("task.delivered") >= load.answered:
+            return
+        time.sleep(0.1)
+
+
+def _measure(
+    system: LocalCluster | Target,
+    label: str,
+    drive: Callable[[str], LoadResult],
+    faults: Sequence[Fault],
+    params: Mapping[str, Any],
+) -> Run:
+    target = _as_target(system)
+    known = {**_system_params(system), **params}
+    with Collector.for_target(target) as collector:
+        player = _FaultPlayer(faults, collector)
+        player.start()
+        try:
+            load = drive(target.web_url)
+        finally:
+            player.stop()
+        _settle(collector, load, SETTLE_S)
+        tasks, events = collector.tasks(), collector.worker_events()
+    known["load"] = load.summary()
+    if faults:
+        known["faults"] = player.done
+    environment = {**capture_environment(), **machine()}
+    return Run(new_run_id(label), known, environment, tasks, events)
+
+
+def run_open(
+    system: LocalCluster | Target,
+    schedule: Sequence[float],
+    *,
+    label: str,
+    users: int = 50,
+    duration_s: float | None = None,
+    arrival: str = "schedule",
+    corpus: Sequence[str] | None = None,
+    faults: Sequence[Fault] = (),
+    params: Mapping[str, Any] | None = None,
+    api_key: str | None = None,
+    progress: bool = True,
+    answer_timeout_s: float = 120.0,
+) -> Run:
+    """Send questions at the `schedule`'s times (open loop, see lab.loadgen.open_loop) while collecting;
+    play `faults` on time; return the Run (not yet saved: call ``run.save()``).
+
+    Params recorded: the system's (workers, work and model time for a local one), ``arrival``, ``users``,
+    ``duration_s`` (default: the last send time), ``rate_per_s`` (questions / duration), the generator's
+    summary under ``load``, the faults as done, and whatever `params` adds (it wins).
+    """
+    if not schedule:
+        raise ValueError("the schedule has no sends")
+    duration = duration_s if duration_s is not None else max(float(schedule[-1]), 1e-3)
+    questions = list(corpus) if corpus is not None else loadgen.load_corpus()
+    known: dict[str, Any] = {
+        "kind": "open",
+        "arrival": arrival,
+        "users": users,
+        "duration_s": duration,
+        "questions": len(schedule),
+        "rate_per_s": len(schedule) / duration,
+        **(params or {}),
+    }
+
+    def drive(url: str) -> LoadResult:
+        return loadgen.open_loop(
+            url, schedule, users, questions, api_key, progress, answer_timeout_s=answer_timeout_s
+        )
+
+    return _measure(system, label, drive, faults, known)
+
+
+def run_closed(
+    system: LocalCluster | Target,
+    *,
+    label: str,
+    users: int,
+    duration_s: float,
+    think_time_s: float,
+    corpus: Sequence[str] | None = None,
+    faults: Sequence[Fault] = (),
+    params: Mapping[str, Any] | None = None,
+    api_key: str | None = None,
+    progress: bool = True,
+    seed: int = 0,
+    answer_timeout_s: float = 120.0,
+) -> Run:
+    """Closed-loop users (ask, wait, think, ask again; see lab.loadgen.closed_loop) while collecting."""
+    questions = list(corpus) if corpus is not None else loadgen.load_corpus()
+    known: dict[str, Any] = {
+        "kind": "closed",
+        "arrival": "closed loop",
+        "users": users,
+        "duration_s": duration_s,
+        "think_time_s": think_time_s,
+        **(params or {}),
+    }
+
+    def drive(url: str) -> LoadResult:
+        return loadgen.closed_loop(
+            url,
+            users,
+            duration_s,
+            think_time_s,
+            questions,
+            api_key,
+            progress,
+            seed=seed,
+            answer_timeout_s=answer_timeout_s,
+        )
+
+    return _measure(system, label, drive, faults, known)
