@@ -335,10 +335,9 @@ def scaling(runs: Sequence[Run]) -> Figure:
     ax.set_title("Throughput against workers")
     ax.set_xlabel("workers")
     ax.set_ylabel("answered tasks per minute")
-    measured = [
-        (run.workers, kpi.throughput_per_min(run.tasks, run.params.get("duration_s")), run.params.get("rate_per_s"))
-        for run in runs
-    ]
+    # Over the run's window, not the sending time: under overload the backlog drains after the last send,
+    # and answers per sending time would report the offered rate instead of the capacity.
+    measured = [(run.workers, kpi.throughput_per_min(run.tasks), run.params.get("rate_per_s")) for run in runs]
     measured = [(w, t, r) for w, t, r in measured if not math.isnan(t)]
     if not measured:
         _no_data(ax)

@@ -198,7 +198,8 @@ def compare(runs: Sequence[Run]) -> pd.DataFrame:
                 "run_id": run.run_id,
                 "workers": run.workers,
                 "answered": int((run.tasks["outcome"] == "answered").sum()),
-                "throughput_per_min": kpi.throughput_per_min(run.tasks, run.params.get("duration_s")),
+                # Over the window from first question to last answer (see charts.scaling for why).
+                "throughput_per_min": kpi.throughput_per_min(run.tasks),
                 "p50_s": latency["p50"],
                 "p95_s": latency["p95"],
                 "utilization": kpi.utilization(run.worker_events),

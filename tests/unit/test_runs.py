@@ -136,7 +136,8 @@ def test_compare_gives_one_row_per_run() -> None:
     assert table["run_id"].tolist() == ["r1", "r2"]
     assert table["workers"].tolist() == [2, 1]
     assert table["answered"].tolist() == [3, 1]
-    assert table.loc[1, "throughput_per_min"] == pytest.approx(1.0)
+    # One answer over the 11 s from its question to its answer, not over the 60 s of sending.
+    assert table.loc[1, "throughput_per_min"] == pytest.approx(60 / 11)
     assert table.loc[0, "p50_s"] == pytest.approx(12.0)
     assert table["utilization"].tolist() == pytest.approx([0.5, 0.5])
 

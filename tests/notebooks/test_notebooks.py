@@ -1,0 +1,158 @@
+"""The five notebooks, executed top to bottom by papermill with small parameters against real systems.
+
+Each notebook records what it saw in a JSON file (its `record_to` parameter); the tests check those figures
+and that the charts were drawn (PNG outputs in the executed notebook).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import papermill
+import pytest
+
+from lab.kpi import KPI_NAMES
+from lab.runs import Run, list_runs
+from tests.conftest import require_mosquitto
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+pytestmark = pytest.mark.timeout(600)
+
+
+def execute(name: str, tmp_path: Path, **parameters: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run notebook `name` with `parameters` (plus record_to and runs_root in tmp_path); return the record and
+    the executed notebook."""
+    require_mosquitto()
+    record = tmp_path / "record.json"
+    output = tmp_path / f"{name}.out.ipynb"
+    parameters = {"record_to": str(record), **parameters}
+    papermill.execute_notebook(
+        str(NOTEBOOKS / f"{name}.ipynb"),
+        str(output),
+        parameters=parameters,
+        kernel_name="python3",
+        cwd=str(NOTEBOOKS),
+        progress_bar=False,
+    )
+    return json.loads(record.read_text()), json.loads(output.read_text())
+
+
+def images(book: dict[str, Any]) -> int:
+    """How many PNG images the executed notebook (as its JSON) displayed."""
+    return sum(
+        "image/png" in output.get("data", {})
+        for cell in book["cells"]
+        if cell["cell_type"] == "code"
+        for output in cell.get("outputs", [])
+    )
+
+
+def test_every_notebook_has_a_parameters_cell() -> None:
+    books = sorted(NOTEBOOKS.glob("*.ipynb"))
+    assert [b.stem for b in books] == ["01_quickstart", "02_load_test", "03_kpi_report", "04_scaling", "05_faults"]
+    for path in books:
+        book = json.loads(path.read_text())
+        tagged = [c for c in book["cells"] if "parameters" in c["metadata"].get("tags", [])]
+        assert len(tagged) == 1, path.name
+        assert "record_to = None" in "".join(tagged[0]["source"]), path.name
+
+
+def test_quickstart_answers_questions_in_the_chat_panel(tmp_path: Path) -> None:
+    questions = ["What is MQTT?", "What is gRPC?", "What is Socket.IO?"]
+    record, _ = execute("01_quickstart", tmp_path, workers=2, work_seconds=0.3, questions=questions)
+    assert record["answers"] == 3
+    assert record["answered"] == 3
+    assert record["status_workers"] == 2
+    assert 1 <= len(record["workers_used"]) <= 2
+    assert all(ms >= 300 for ms in record["processing_time_ms"])
+
+
+def test_load_test_saves_a_run_with_every_question_answered(tmp_path: Path) -> None:
+    record, book = execute(
+        "02_load_test",
+        tmp_path,
+        workers=2,
+        work_seconds=0.5,
+        utilization=0.6,
+        duration_s=10.0,
+        users=5,
+        runs_root=str(tmp_path / "runs"),
+    )
+    assert record["sent"] > 0
+    assert record["answered"] == record["sent"]
+    assert record["unanswered"] == 0
+    assert record["kpis"] == list(KPI_NAMES)
+    run = Run.load(Path(record["run_dir"]))
+    assert len(run.tasks) == record["sent"]
+    assert sorted(p.name for p in (Path(record["run_dir"]) / "charts").glob("*.png"))
+    assert images(book) >= 4
+
+
+def test_kpi_report_predicts_and_measures_the_wait(tmp_path: Path) -> None:
+    record, book = execute(
+        "03_kpi_report",
+        tmp_path,
+        workers=2,
+        work_seconds=0.5,
+        utilization=0.5,
+        duration_s=16.0,
+        seed=0,  # 9 questions, 56% of capacity: a stable load, so both predictions exist
+        users=5,
+        runs_root=str(tmp_path / "runs"),
+    )
+    assert record["answered"] > 0
+    prediction = record["prediction"]
+    assert prediction["mmc_mean_wait_s"] >= prediction["mgc_mean_wait_s"] >= 0
+    assert prediction["measured_mean_wait_s"] >= 0
+    assert 0 < prediction["utilization"] < 1
+    assert record["kpis"] == list(KPI_NAMES)
+    assert images(book) >= 4
+    # Reporting on the saved run again, by id, gives the same run.
+    again, _ = execute("03_kpi_report", tmp_path, run_id=record["run_id"], runs_root=str(tmp_path / "runs"))
+    assert again["run_id"] == record["run_id"]
+    assert again["prediction"] == prediction
+
+
+def test_scaling_throughput_grows_with_workers(tmp_path: Path) -> None:
+    record, book = execute(
+        "04_scaling",
+        tmp_path,
+        worker_counts=[1, 2],
+        loads=[0.4, 0.8],
+        load_workers=2,
+        work_seconds=0.3,
+        model_latency_ms=50.0,
+        duration_s=8.0,
+        users=5,
+        runs_root=str(tmp_path / "runs"),
+    )
+    assert record["workers"] == [1, 2]
+    # Offered 120% of capacity, two workers answer more per minute than one.
+    one, two = record["throughput_per_min"]
+    assert two > one * 1.3
+    assert len(record["load_runs"]) == 2
+    assert len(list_runs(tmp_path / "runs")) == 4
+    assert images(book) >= 4
+
+
+def test_faults_lose_no_accepted_question(tmp_path: Path) -> None:
+    record, book = execute(
+        "05_faults",
+        tmp_path,
+        workers=3,
+        work_seconds=0.5,
+        utilization=0.5,
+        duration_s=20.0,
+        users=8,
+        fault_times={"kill worker": 3.0, "restart master": 7.0, "restart broker": 11.0, "kill another worker": 15.0},
+        runs_root=str(tmp_path / "runs"),
+    )
+    assert [f["action"] for f in record["faults"]] == ["kill worker", "restart master", "restart broker", "kill worker"]
+    assert not [f for f in record["faults"] if "error" in f]
+    assert record["acknowledged"] > 0
+    assert record["answered"] == record["acknowledged"]
+    assert record["unanswered"] == 0
+    assert record["duplicates"] == 0
+    assert images(book) >= 3
