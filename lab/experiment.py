@@ -258,9 +258,7 @@ def run_open(
     }
 
     def drive(url: str) -> LoadResult:
-        return loadgen.open_loop(
-            url, schedule, users, questions, api_key, progress, answer_timeout_s=answer_timeout_s
-        )
+        return loadgen.open_loop(url, schedule, users, questions, api_key, progress, answer_timeout_s=answer_timeout_s)
 
     return _measure(system, label, drive, faults, known)
 
