@@ -13,17 +13,10 @@ from lab.cluster import LocalCluster
 def measurement_cluster(workers: int, work_seconds: float = 0.0, **options: Any) -> LocalCluster:
     """A local system on free ports with the offline model (zero latency), quiet logs and no per-session
     limits: measuring clients ask far more than a person would."""
-    return LocalCluster(
-        workers=workers,
-        work_seconds=work_seconds,
-        web_port=0,
-        grpc_port=0,
-        mqtt_port=0,
-        model_mode="offline",
-        log_sink=lambda name, line: None,
-        extra_env={"LOG_LEVEL": "WARNING", "OFFLINE_LATENCY_MS": "0", "RATE_PER_MINUTE": "1000000"},
-        **options,
-    )
+    # Imported here: lab.experiment imports this module for machine().
+    from lab.experiment import lab_cluster
+
+    return lab_cluster(workers, work_seconds, model_latency_ms=0.0, model_latency_sd_ms=0.0, **options)
 
 
 def machine() -> dict[str, Any]:
