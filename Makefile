@@ -25,7 +25,7 @@ help: ## list the targets
 
 setup: system-packages $(STAMP) $(WEB)/node_modules/.package-lock.json ## install everything `make up` needs (idempotent)
 
-setup-test: setup test-packages ## everything `make test` needs too (Chromium)
+setup-test: setup test-packages ## everything `make test` needs too (Chromium, the Docker client, ip, mosquitto_sub)
 
 up: setup ## start Mosquitto, the master and 2 workers; chat on http://127.0.0.1:8888
 	$(VENV)/bin/lab up $(ARGS)
@@ -70,7 +70,7 @@ system-packages:
 	$(call apt_install,"command -v mosquitto || test -x /usr/sbin/mosquitto:mosquitto" "$(PYTHON) -c 'import ensurepip':python3-venv" "command -v npm:npm")
 
 test-packages:
-	$(call apt_install,"test -x /usr/bin/chromium:chromium")
+	$(call apt_install,"test -x /usr/bin/chromium:chromium" "command -v mosquitto_sub:mosquitto-clients" "command -v ip:iproute2" "command -v unshare:util-linux" "command -v docker:docker.io")
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -1,0 +1,81 @@
+"""`docker stack config` (the real Docker client, which needs no daemon for it) accepts the stack files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lab.stack_check import ROOT, reference_problems, schema_errors
+from tests.conftest import require
+
+STACK, ENCRYPTED = ROOT / "stack.yml", ROOT / "stack.encrypted.yml"
+VARIABLES = ("REGISTRY", "TAG", "WORKERS", "WEB_PUBLISHED_PORT", "GRPC_PUBLISHED_PORT", "TOPIC_PREFIX")
+
+
+def stack_config(*files: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+    """`docker stack config -c FILE...` with only `variables` set among the stack's own variables."""
+    require("docker (the client)", shutil.which("docker") is not None, "install docker.io (or docker-ce-cli)")
+    env = {k: v for k, v in os.environ.items() if k not in VARIABLES} | variables
+    command = ["docker", "stack", "config", *(arg for f in files for arg in ("-c", str(f)))]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=30, check=False)
+
+
+def config_of(*files: Path, **variables: str) -> dict[str, Any]:
+    done = stack_config(*files, **variables)
+    assert done.returncode == 0, done.stderr
+    data: dict[str, Any] = yaml.safe_load(done.stdout)
+    return data
+
+
+def test_docker_accepts_the_stack_with_its_defaults() -> None:
+    config = config_of(STACK)
+    services = config["services"]
+    assert set(services) == {"mosquitto", "master", "worker-python"}
+    assert services["master"]["image"] == "localhost:5000/swarm-ai-lab/master:latest"
+    assert services["worker-python"]["deploy"]["replicas"] == 2
+    assert [(p["target"], p["published"]) for p in services["master"]["ports"]] == [(8888, 8888), (50051, 50051)]
+    assert services["mosquitto"]["environment"]["TOPIC_PREFIX"] == "upb"
+    # `$$` reaches the container as a single `$`, for its shell.
+    assert '"$TOPIC_PREFIX/master/status"' in " ".join(services["mosquitto"]["healthcheck"]["test"])
+    assert config["networks"]["ai-network"] == {"driver": "overlay", "attachable": True}
+    assert schema_errors(config) == []
+    assert reference_problems(config) == []
+
+
+def test_variables_choose_images_replicas_and_ports() -> None:
+    config = config_of(STACK, REGISTRY="reg.example:5000", TAG="v7", WORKERS="5", WEB_PUBLISHED_PORT="80")
+    services = config["services"]
+    assert services["worker-python"]["image"] == "reg.example:5000/swarm-ai-lab/worker:v7"
+    assert services["worker-python"]["deploy"]["replicas"] == 5
+    assert services["master"]["ports"][0]["published"] == 80
+
+
+def test_the_encryption_file_keeps_the_network_whole() -> None:
+    config = config_of(STACK, ENCRYPTED)
+    network = config["networks"]["ai-network"]
+    assert network == {"driver": "overlay", "attachable": True, "driver_opts": {"encrypted": ""}}
+    assert schema_errors(config) == []
+    assert reference_problems(config) == []
+
+
+def test_docker_rejects_a_broken_stack(tmp_path: Path) -> None:
+    broken = tmp_path / "stack.yml"
+    text = STACK.read_text(encoding="utf-8").replace("replicas: ${WORKERS:-2}", "replicas: two", 1)
+    assert text != STACK.read_text(encoding="utf-8")
+    broken.write_text(text, encoding="utf-8")
+    done = stack_config(broken)
+    assert done.returncode != 0
+    assert "replicas" in done.stderr
+
+
+@pytest.mark.parametrize("service", ["master", "worker-python"])
+def test_our_images_are_built_from_files_in_this_repository(service: str) -> None:
+    image = config_of(STACK)["services"][service]["image"]
+    name = image.rsplit("/", 1)[1].split(":")[0]
+    assert (ROOT / "services" / name / "Dockerfile").is_file(), image
