@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from lab import bench, load, report, up
+from lab import bench, load, report, swarm, up
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.register(commands)
     report.register(commands)
     bench.register(commands)
+    swarm.register(commands)
     return parser
 
 
