@@ -386,6 +386,9 @@ class LocalCluster:
             self._worker_env[name] = dict(env)
         worker_id = new_worker_id()
         full_env = {**self.config.worker_env(worker_id, os.environ), **env}
+        if self._state_dir is not None and "HEALTH_FILE" not in env:
+            # Workers here share one filesystem: each keeps its own heartbeat for `--check`.
+            full_env["HEALTH_FILE"] = str(self._state_dir / f"{worker_id}.health")
         self._spawn(name, [sys.executable, "-m", "services.worker"], full_env)
         with self._lock:
             self._worker_names[worker_id] = name

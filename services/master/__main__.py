@@ -1,28 +1,33 @@
-"""Run the master: `python -m services.master` (settings from the environment)."""
+"""Run the master: `python -m services.master` (settings from the environment);
+`python -m services.master --check` asks the master running here whether it is healthy (exit 0 or 1)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
 import signal
 import sys
 
-import uvicorn
-
-from services.master.app import WebEdge
-from services.master.grpc_edge import start_grpc
-from services.master.journal import Journal
-from services.master.mqtt_edge import MqttEdge
-from services.master.service import Master, new_session_id
+from services.health import check_master, run_check
 from services.master.settings import MasterSettings
-from services.master.watch import WatchService
 
 log = logging.getLogger("services.master")
 
 
 async def serve(settings: MasterSettings) -> None:
     """Wire the edges to the master and run until SIGINT/SIGTERM."""
+    # Imported here, not at the top, so that `--check` (a health check every few seconds) starts fast.
+    import uvicorn
+
+    from services.master.app import WebEdge
+    from services.master.grpc_edge import start_grpc
+    from services.master.journal import Journal
+    from services.master.mqtt_edge import MqttEdge
+    from services.master.service import Master, new_session_id
+    from services.master.watch import WatchService
+
     journal = Journal(settings.journal_path)
     # The edges and the master refer to each other; the lambdas bind late, when called.
     mqtt = MqttEdge(
@@ -80,13 +85,22 @@ async def serve(settings: MasterSettings) -> None:
     journal.close()
 
 
-def main() -> int:
-    """Entry point: read settings, configure logging, serve."""
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: read settings, configure logging, serve (or, with --check, check and exit)."""
+    parser = argparse.ArgumentParser(prog="python -m services.master", description=__doc__)
+    parser.add_argument(
+        "--check", action="store_true", help="check the master running here: exit 0 if healthy, 1 if not"
+    )
+    args = parser.parse_args(argv)
     try:
         settings = MasterSettings.from_env()
     except ValueError as e:
         print(f"master: bad setting: {e}", file=sys.stderr)
-        return 2
+        return 1 if args.check else 2
+    if args.check:
+        return run_check(
+            lambda: check_master(settings.web_host, settings.web_port, settings.grpc_host, settings.grpc_port)
+        )
     logging.basicConfig(
         level=settings.log_level, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -1,22 +1,27 @@
-"""Run a worker: `python -m services.worker` (settings from the environment)."""
+"""Run a worker: `python -m services.worker` (settings from the environment);
+`python -m services.worker --check` reads the heartbeat of the worker running here (exit 0 or 1)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
 import signal
 import sys
 
-from services.worker.models import ApiKeyFileError, GeminiModel, ModelRouter, OfflineModel, load_api_key
-from services.worker.runner import WorkerRunner
+from services.health import Heartbeat, check_worker, run_check
 from services.worker.settings import WorkerSettings
 
 log = logging.getLogger("services.worker")
 
 
 async def serve(settings: WorkerSettings, key: str | None) -> None:
-    """Run the worker until SIGINT/SIGTERM."""
+    """Run the worker until SIGINT/SIGTERM, keeping its heartbeat file while it runs."""
+    # Imported here, not at the top, so that `--check` (a health check every few seconds) starts fast.
+    from services.worker.models import GeminiModel, ModelRouter, OfflineModel
+    from services.worker.runner import WorkerRunner
+
     router = ModelRouter(
         settings.model_mode,
         GeminiModel(settings.gemini_model, settings.gemini_base_url, settings.gemini_timeout_seconds),
@@ -29,6 +34,8 @@ async def serve(settings: WorkerSettings, key: str | None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     run = asyncio.create_task(runner.run())
+    heartbeat = Heartbeat(settings.health_file, settings.worker_id, runner.mqtt.connected.is_set)
+    beating = asyncio.create_task(heartbeat.run(), name="heartbeat")
     log.info(
         "worker %s up (model mode %s, %s s of simulated work)",
         settings.worker_id,
@@ -36,6 +43,8 @@ async def serve(settings: WorkerSettings, key: str | None) -> None:
         settings.work_seconds,
     )
     await asyncio.wait([run, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+    beating.cancel()
+    heartbeat.close()
     await runner.announce_offline()
     run.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -43,12 +52,25 @@ async def serve(settings: WorkerSettings, key: str | None) -> None:
     await router.aclose()
 
 
-def main() -> int:
-    """Entry point: read settings and the key, configure logging, serve."""
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: read settings and the key, configure logging, serve (or, with --check, check and exit)."""
+    parser = argparse.ArgumentParser(prog="python -m services.worker", description=__doc__)
+    parser.add_argument(
+        "--check", action="store_true", help="check the worker running here: exit 0 if healthy, 1 if not"
+    )
+    args = parser.parse_args(argv)
     try:
         settings = WorkerSettings.from_env()
+    except ValueError as e:
+        print(f"worker: bad setting: {e}", file=sys.stderr)
+        return 1 if args.check else 2
+    if args.check:
+        return run_check(lambda: check_worker(settings.health_file))
+    from services.worker.models import ApiKeyFileError, load_api_key  # not needed by --check
+
+    try:
         key = load_api_key(settings.gemini_api_key, settings.gemini_api_key_file)
-    except (ValueError, ApiKeyFileError) as e:
+    except ApiKeyFileError as e:
         print(f"worker: bad setting: {e}", file=sys.stderr)
         return 2
     logging.basicConfig(

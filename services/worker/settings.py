@@ -13,6 +13,7 @@ from services.protocol.topics import DEFAULT_PREFIX
 LANGUAGE = "python"
 MODEL_MODES = ("auto", "gemini", "offline")
 DEFAULT_GEMINI_MODEL = "gemini-flash-latest"
+DEFAULT_HEALTH_FILE = "/tmp/swarm-ai-lab-worker.health"
 
 
 def new_worker_id() -> str:
@@ -44,6 +45,8 @@ class WorkerSettings:
     grpc_retries: int = 6
     log_level: str = "INFO"
     grpc_tls_ca: str | None = None
+    # The heartbeat file of `--check`; workers sharing a host need one each.
+    health_file: str = DEFAULT_HEALTH_FILE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -71,4 +74,5 @@ class WorkerSettings:
             grpc_retries=e.integer("GRPC_RETRIES", d.grpc_retries),
             log_level=e.text("LOG_LEVEL", d.log_level).upper(),
             grpc_tls_ca=e.existing_file("GRPC_TLS_CA"),
+            health_file=e.text("HEALTH_FILE", d.health_file),
         )
