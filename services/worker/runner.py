@@ -100,10 +100,13 @@ class WorkerRunner:
             if topic == self.topics.master_status:
                 presence = decode(MasterPresence, payload)
                 if presence.status == "online" and presence.timestamp != self._master_started:
-                    restarted = self._master_started is not None
                     self._master_started = presence.timestamp
-                    if restarted and self.mqtt.client is not None:
-                        await self._register(self.mqtt.client)  # a restarted master learns about us at once
+                    # Every master we see for the first time learns about us at once: a restarted one, and
+                    # also the first, when we started before it and our registration reached nobody (in a
+                    # Swarm, services start in no order). Registering again is harmless: the master keeps
+                    # the worker's task, if it has one.
+                    if self.mqtt.client is not None:
+                        await self._register(self.mqtt.client)
                 return
             task = decode(TaskMessage, payload)
         except DecodeError as e:
