@@ -43,7 +43,12 @@ def register(commands: Any) -> None:
     system.add_argument(
         "--model-latency-ms", type=float, default=GEMINI_LIKE_LATENCY_MS, help="offline model's mean latency"
     )
-    system.add_argument("--model-latency-sd-ms", type=float, default=GEMINI_LIKE_SD_MS, help="its spread (lognormal)")
+    system.add_argument(
+        "--model-latency-sd-ms",
+        type=float,
+        default=None,
+        help=f"its spread (lognormal; default {GEMINI_LIKE_SD_MS:g}, or 0 with --model-latency-ms 0)",
+    )
     system.add_argument("--url", help="attach to the master serving this URL instead of starting a system")
     system.add_argument("--grpc", metavar="HOST:PORT", help="with --url: the master's gRPC endpoint")
     system.add_argument("--mqtt", metavar="URL", help="with --url: mqtt://observer:PASSWORD@host:1883")
@@ -91,8 +96,19 @@ def check(args: argparse.Namespace) -> None:
             raise ValueError("--arrival replay needs --replay CSV (a column t of send times)")
         if not args.replay.is_file():
             raise ValueError(f"--replay {args.replay}: no such file")
+    if args.model_latency_ms < 0 or (args.model_latency_sd_ms or 0) < 0:
+        raise ValueError("--model-latency-ms and --model-latency-sd-ms must be >= 0")
+    if args.model_latency_ms == 0 and (args.model_latency_sd_ms or 0) > 0:
+        raise ValueError("--model-latency-sd-ms needs a mean: give --model-latency-ms > 0 too")
     if (args.grpc or args.mqtt or args.service_seconds) and not args.url:
         raise ValueError("--grpc, --mqtt and --service-seconds go with --url")
+
+
+def model_sd_ms(args: argparse.Namespace) -> float:
+    """The offline model's latency spread: as given, else Gemini-like, or none for a model without latency."""
+    if args.model_latency_sd_ms is not None:
+        return float(args.model_latency_sd_ms)
+    return GEMINI_LIKE_SD_MS if args.model_latency_ms > 0 else 0.0
 
 
 def _rate(args: argparse.Namespace, workers: int) -> float:
@@ -168,9 +184,7 @@ def run(args: argparse.Namespace) -> int:
             result = _drive(target, args)
         else:
             print(f"starting {args.workers} workers (work {args.work_seconds:g} s, offline model)", flush=True)
-            with lab_cluster(
-                args.workers, args.work_seconds, args.model_latency_ms, args.model_latency_sd_ms
-            ) as cluster:
+            with lab_cluster(args.workers, args.work_seconds, args.model_latency_ms, model_sd_ms(args)) as cluster:
                 result = _drive(cluster, args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"lab load: {exc}", file=sys.stderr)

@@ -3,14 +3,15 @@ played on time, and the `lab load` / `lab report` commands."""
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from lab import arrivals
-from lab.experiment import kill_worker, run_open
+from lab import arrivals, load
+from lab.experiment import GEMINI_LIKE_SD_MS, kill_worker, run_open
 from lab.runs import Run, list_runs
 from lab.target import AttachError, MqttAccess, Target, attach
 from tests.conftest import ClusterFactory, require_mosquitto
@@ -118,4 +119,15 @@ def test_lab_load_explains_bad_arguments(tmp_path: Path) -> None:
     done = lab("load", "--workers", "0", "--runs-dir", str(tmp_path))
     assert done.returncode == 2
     assert "--workers must be at least 1" in done.stderr
+    done = lab("load", "--model-latency-ms", "0", "--model-latency-sd-ms", "5", "--runs-dir", str(tmp_path))
+    assert done.returncode == 2
+    assert "--model-latency-sd-ms needs a mean" in done.stderr
     assert not list_runs(tmp_path)
+
+
+def test_a_model_without_latency_gets_no_spread_unless_given() -> None:
+    parser = argparse.ArgumentParser()
+    load.register(parser.add_subparsers())
+    assert load.model_sd_ms(parser.parse_args(["load", "--model-latency-ms", "0"])) == 0.0
+    assert load.model_sd_ms(parser.parse_args(["load"])) == GEMINI_LIKE_SD_MS
+    assert load.model_sd_ms(parser.parse_args(["load", "--model-latency-sd-ms", "30"])) == 30.0
