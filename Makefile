@@ -30,8 +30,9 @@ setup-test: setup test-packages ## everything `make test` needs too (Chromium, t
 up: setup ## start Mosquitto, the master and 2 workers; chat on http://127.0.0.1:8888
 	$(VENV)/bin/lab up $(ARGS)
 
+# JupyterLab refuses to run as root unless told (a root shell in a container or VM is common here).
 notebooks: setup ## open the lab's notebooks in JupyterLab on http://127.0.0.1:8890 (8888 is the chat's)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --port=8890 --no-browser
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --port=8890 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: setup-test lint ## run the whole test suite (unit, integration, browser)
 	$(PY) -m pytest $(PYTEST_ARGS)
