@@ -78,6 +78,11 @@ class MqttLink:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
+    async def flush(self, timeout: float) -> None:
+        """Wait, at most `timeout` seconds, for the messages published so far to be sent."""
+        if self._pending:
+            await asyncio.wait(set(self._pending), timeout=timeout)
+
     async def _publish(
         self,
         client: aiomqtt.Client,

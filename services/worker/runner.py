@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Literal
@@ -46,15 +47,16 @@ class WorkerRunner:
         # The longest a task may take here: the master sizes its lease on it.
         self._max_task_ms = round((settings.work_seconds + settings.gemini_timeout_seconds) * 1000)
         self._current: TaskMessage | None = None  # the task being worked on, or the last one finished
+        self._worker: asyncio.Task[None] | None = None  # the loop that takes tasks, while run() runs
 
     # -- MQTT -------------------------------------------------------------------------------
     async def run(self) -> None:
         """Forever: keep the MQTT connection up and work through tasks."""
-        worker = asyncio.create_task(self._work(), name="work")
+        self._worker = asyncio.create_task(self._work(), name="work")
         try:
             await self.mqtt.run()
         finally:
-            worker.cancel()
+            self._worker.cancel()
             await self._sender.close()
 
     async def announce_offline(self, timeout: float = 2.0) -> None:
@@ -62,9 +64,18 @@ class WorkerRunner:
         client = self.mqtt.client
         if client is None:
             return
+        # Stop working first, then send the last status, then the goodbye. A task still in progress would
+        # otherwise report "idle" after the goodbye, which brings this worker back to life in the master;
+        # the master would hand it a task no one takes (until its lease ran out). Stopped mid-task, the
+        # worker reports "idle" without a result, and the master gives the task to another worker at once.
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
         message = encode(StatusMessage(worker_id=self.worker_id, status="offline", timestamp=now_ms()))
         try:
-            await asyncio.wait_for(client.publish(self.topics.status, message, qos=1), timeout)
+            await self.mqtt.flush(timeout / 2)
+            await asyncio.wait_for(client.publish(self.topics.status, message, qos=1), timeout / 2)
         except (aiomqtt.MqttError, asyncio.TimeoutError) as e:
             log.warning("could not announce going offline: %s", e)
 
