@@ -1,7 +1,8 @@
-"""The fault run: load through the system while workers, the master and the broker are killed."""
+"""Benchmark `faults`: load through the system while workers, the master and the broker are killed."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import random
 import signal
@@ -10,15 +11,30 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from lab.client import ChatClient, Exchange
 from lab.cluster import LocalCluster
-from lab.measure import measurement_cluster
+from lab.measure import figure, measurement_cluster
 from lab.stats import percentile
 
-# A stopped worker is killed for good this long after it was stopped (its Last Will has fired by then).
-STOPPED_FOR_S = 12.0
+NAME = "faults"
+HELP = "questions answered while workers (SIGKILL, SIGSTOP), the master and Mosquitto are killed"
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """--workers, --work-seconds, --questions, --clients, --every, --master-at, --broker-at, --stopped-for."""
+    parser.add_argument("--workers", type=int, default=4, help="workers")
+    parser.add_argument("--work-seconds", type=float, default=1.0, help="simulated work per task")
+    parser.add_argument("--questions", type=int, default=500, help="questions in all")
+    parser.add_argument("--clients", type=int, default=20, help="users, each with at most 2 questions open")
+    parser.add_argument("--every", type=float, default=5.0, help="seconds between faults")
+    parser.add_argument("--master-at", type=float, default=20.0, help="SIGKILL the master this many seconds in")
+    parser.add_argument("--broker-at", type=float, default=40.0, help="restart Mosquitto this many seconds in")
+    parser.add_argument(
+        "--stopped-for", type=float, default=12.0, help="a SIGSTOPped worker is SIGKILLed this much later"
+    )
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,7 @@ async def _chaos(
     every_s: float,
     master_at: float,
     broker_at: float,
+    stopped_for: float,
     done: asyncio.Event,
 ) -> None:
     start = time.monotonic()
@@ -122,37 +139,32 @@ async def _chaos(
         faults.append(Fault(time.monotonic(), sig.name, victim))
         if sig is signal.SIGSTOP:
             cluster.signal_worker(victim, signal.SIGSTOP)
-            pending_kills.append(asyncio.create_task(_kill_later(cluster, victim)))
+            pending_kills.append(asyncio.create_task(_kill_later(cluster, victim, stopped_for)))
         else:
             await asyncio.to_thread(cluster.kill_worker, victim, signal.SIGKILL)
     await asyncio.gather(*pending_kills)
 
 
-async def _kill_later(cluster: LocalCluster, worker_id: str) -> None:
-    await asyncio.sleep(STOPPED_FOR_S)
+async def _kill_later(cluster: LocalCluster, worker_id: str, after_s: float) -> None:
+    # Killed for good once its Last Will has fired, so its task was reassigned because it hung.
+    await asyncio.sleep(after_s)
     await asyncio.to_thread(cluster.kill_worker, worker_id, signal.SIGKILL)
 
 
-async def _run(
-    cluster: LocalCluster,
-    questions: int,
-    clients: int,
-    in_flight: int,
-    every_s: float,
-    master_at: float,
-    broker_at: float,
-) -> dict[str, Any]:
+async def _run(cluster: LocalCluster, args: argparse.Namespace, in_flight: int = 2) -> dict[str, Any]:
     faults: list[Fault] = []
     done = asyncio.Event()
-    bar = tqdm(total=questions, desc="fault run", unit="answer")
+    bar = tqdm(total=args.questions, desc="fault run", unit="answer")
 
     def progress() -> None:
         bar.update(1)
 
-    chaos = asyncio.create_task(_chaos(cluster, faults, every_s, master_at, broker_at, done))
+    chaos = asyncio.create_task(
+        _chaos(cluster, faults, args.every, args.master_at, args.broker_at, args.stopped_for, done)
+    )
     start = time.monotonic()
     try:
-        users = await _users(cluster.web_url, clients, questions, in_flight, progress)
+        users = await _users(cluster.web_url, args.clients, args.questions, in_flight, progress)
     finally:
         done.set()
         await chaos
@@ -164,9 +176,9 @@ async def _run(
     delays = reassignment_delays(faults, exchanges)
     answered = [e for e in exchanges if e.answers]
     result: dict[str, Any] = {
-        "name": "faults",
-        "questions": questions,
-        "clients": clients,
+        "name": NAME,
+        "questions": args.questions,
+        "clients": args.clients,
         "elapsed_s": round(elapsed, 1),
         "answered": len(answered),
         "answered_once": sum(1 for e in answered if len(e.answers) == 1),
@@ -174,7 +186,9 @@ async def _run(
         "distinct_answers_differ": sum(1 for e in answered if len({a["response"] for a in e.answers}) > 1),
         "errors": sum(1 for e in answered if e.answer and e.answer["error"]),
         "faults": [f.kind for f in faults],
+        "fault_at_s": [round(f.at - start, 2) for f in faults],
         "restarts": len(cluster.restarts),
+        "answered_at_s": sorted(round(e.answered_at - start, 2) for e in answered if e.answered_at is not None),
     }
     for kind, values in sorted(delays.items()):
         key = kind.lower()
@@ -184,17 +198,53 @@ async def _run(
     return result
 
 
-def faults_run(
-    workers: int = 4,
-    work_seconds: float = 1.0,
-    questions: int = 500,
-    clients: int = 20,
-    in_flight: int = 2,
-    every_s: float = 5.0,
-    master_at: float = 20.0,
-    broker_at: float = 40.0,
-) -> dict[str, Any]:
-    """500 questions from 20 users while a worker is killed (SIGKILL or SIGSTOP) every 5 s, the master is
-    killed once with SIGKILL and Mosquitto restarted once; the supervisor restarts what dies."""
-    with measurement_cluster(workers, work_seconds) as cluster:
-        return asyncio.run(_run(cluster, questions, clients, in_flight, every_s, master_at, broker_at))
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """`questions` questions from `clients` users (each with at most 2 open) while a worker is killed every
+    `every` seconds (SIGKILL and SIGSTOP in turn), the master is killed once with SIGKILL and Mosquitto
+    restarted once; the supervisor restarts what dies. Answers per question, and per kind of worker fault
+    the seconds from the fault until each task the victim held was assigned to another worker."""
+    with measurement_cluster(args.workers, args.work_seconds) as cluster:
+        return asyncio.run(_run(cluster, args))
+
+
+def summary(result: dict[str, Any]) -> str:
+    """Answers, duplicates and reassignment times."""
+    lines = [
+        f"fault run: {result['answered']} of {result['questions']} questions answered in {result['elapsed_s']} s, "
+        f"{result['answered_once']} exactly once, {result['resent_after_reconnect']} answers sent again after a "
+        f"reconnect, {result['distinct_answers_differ']} with differing answers, {result['errors']} errors",
+        f"faults: {', '.join(result['faults']) or 'none'}; {result['restarts']} restarts by the supervisor",
+    ]
+    for kind in sorted({k.split("_")[1] for k in result if k.startswith("reassign_")}):
+        lines.append(
+            f"reassigned after {kind.upper()}: {result[f'reassign_{kind}_n']} tasks, "
+            f"p50 {result[f'reassign_{kind}_p50_s']} s, max {result[f'reassign_{kind}_max_s']} s"
+        )
+    return "\n".join(lines)
+
+
+def chart(result: dict[str, Any]) -> Figure:
+    """Questions answered over time with the faults marked, and the reassignment delays per fault kind."""
+    fig, (ax, bars) = figure(1, 2)
+    times = result.get("answered_at_s", [])
+    ax.step([0.0, *times], range(len(times) + 1), where="post", label="answered")
+    colours = {"SIGKILL": "tab:red", "SIGSTOP": "tab:purple", "master-SIGKILL": "black", "broker-restart": "tab:green"}
+    for kind, at in zip(result.get("faults", []), result.get("fault_at_s", []), strict=False):
+        ax.axvline(at, color=colours.get(kind, "grey"), linestyle=":", linewidth=1)
+    for kind, colour in colours.items():
+        if kind in result.get("faults", []):
+            ax.plot([], [], color=colour, linestyle=":", label=kind)
+    ax.set_xlabel("seconds since the start")
+    ax.set_ylabel("questions answered")
+    ax.set_title("Answers through the faults")
+    ax.legend(fontsize="small")
+    kinds = sorted({k.split("_")[1] for k in result if k.startswith("reassign_")})
+    x = range(len(kinds))
+    bars.bar([i - 0.2 for i in x], [result[f"reassign_{k}_p50_s"] for k in kinds], width=0.4, label="p50")
+    bars.bar([i + 0.2 for i in x], [result[f"reassign_{k}_max_s"] for k in kinds], width=0.4, label="max")
+    bars.set_xticks(list(x), [k.upper() for k in kinds])
+    bars.set_ylabel("seconds from the fault to reassignment")
+    bars.set_title("Reassignment after a worker fault")
+    if kinds:
+        bars.legend(fontsize="small")
+    return fig

@@ -1,19 +1,35 @@
-"""The soak: steady open-loop load near capacity for minutes, watching the master's memory."""
+"""Benchmark `soak`: steady open-loop load near capacity for minutes, watching the master's memory."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import random
 import time
 from pathlib import Path
 from typing import Any
 
+from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from lab.client import ChatClient
 from lab.cluster import LocalCluster
-from lab.measure import measurement_cluster
+from lab.measure import figure, measurement_cluster
 from lab.stats import percentile
+
+NAME = "soak"
+HELP = "minutes of Poisson arrivals near capacity: answers, latency, the master's memory every 10 s"
+SAMPLE_EVERY_S = 10
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """--workers, --work-seconds, --load, --seconds, --warmup, --clients."""
+    parser.add_argument("--workers", type=int, default=4, help="workers")
+    parser.add_argument("--work-seconds", type=float, default=1.0, help="simulated work per task")
+    parser.add_argument("--load", type=float, default=0.8, help="arrival rate as a fraction of capacity")
+    parser.add_argument("--seconds", type=float, default=600.0, help="measured duration")
+    parser.add_argument("--warmup", type=float, default=30.0, help="seconds of load before the first RSS figure")
+    parser.add_argument("--clients", type=int, default=40, help="users the questions are spread over")
 
 
 def rss_mb(pid: int) -> float:
@@ -39,7 +55,7 @@ async def _soak(cluster: LocalCluster, rate: float, seconds: float, warmup: floa
     while (now := time.monotonic()) < end:
         if now >= next_sample:
             samples.append((now - start, rss_mb(master_pid)))
-            next_sample += 10
+            next_sample += SAMPLE_EVERY_S
             bar.n = round(now - start)
             bar.refresh()
         # Open loop: Poisson arrivals at `rate`, whatever the system does (no coordinated omission).
@@ -57,7 +73,7 @@ async def _soak(cluster: LocalCluster, rate: float, seconds: float, warmup: floa
     at_start = next(rss for t, rss in samples if t >= warmup)
     at_end = samples[-1][1]
     return {
-        "name": "soak",
+        "name": NAME,
         "rate_per_s": rate,
         "seconds": seconds,
         "sent": sent,
@@ -70,18 +86,36 @@ async def _soak(cluster: LocalCluster, rate: float, seconds: float, warmup: floa
         "master_rss_end_mb": round(at_end, 1),
         "rss_growth_pct": round(100 * (at_end - at_start) / at_start, 1),
         "rss_samples_mb": [round(r, 1) for _, r in samples],
+        "rss_sampled_at_s": [round(t, 1) for t, _ in samples],
     }
 
 
-def soak(
-    workers: int = 4,
-    work_seconds: float = 1.0,
-    load: float = 0.8,
-    seconds: float = 600.0,
-    warmup: float = 30.0,
-    clients: int = 40,
-) -> dict[str, Any]:
-    """`load` x capacity (workers / work time) of Poisson arrivals for `seconds`; master RSS before and after."""
-    rate = load * workers / work_seconds
-    with measurement_cluster(workers, work_seconds) as cluster:
-        return asyncio.run(_soak(cluster, rate, seconds, warmup, clients))
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """`load` x capacity (workers / work time) of Poisson arrivals for `warmup` + `seconds`; the master's RSS
+    every 10 s, at the end of the warm-up against after the last answer."""
+    rate = args.load * args.workers / args.work_seconds
+    with measurement_cluster(args.workers, args.work_seconds) as cluster:
+        return asyncio.run(_soak(cluster, rate, args.seconds, args.warmup, args.clients))
+
+
+def summary(result: dict[str, Any]) -> str:
+    """Answers, latency and memory growth."""
+    return (
+        f"soak at {result['rate_per_s']:g} questions/s for {result['seconds']:g} s: {result['sent']} sent, "
+        f"{result['answered']} answered, {result['unanswered']} unanswered; latency p50 {result['latency_p50_s']} s, "
+        f"p99 {result['latency_p99_s']} s\nmaster RSS {result['master_rss_start_mb']} MiB after the warm-up, "
+        f"{result['master_rss_end_mb']} MiB at the end ({result['rss_growth_pct']:+g}%)"
+    )
+
+
+def chart(result: dict[str, Any]) -> Figure:
+    """The master's resident memory over the run."""
+    fig, (ax,) = figure()
+    samples = result["rss_samples_mb"]
+    times = result.get("rss_sampled_at_s") or [SAMPLE_EVERY_S * i for i in range(len(samples))]
+    ax.plot(times, samples, marker="o")
+    ax.set_xlabel("seconds since the start")
+    ax.set_ylabel("master RSS (MiB)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"Soak at {result['rate_per_s']:g} questions/s")
+    return fig
