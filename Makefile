@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 # Run apt-get as root, through sudo, or not at all (then say what is missing).
 SUDO := $(shell if [ "$$(id -u)" = 0 ]; then echo; elif command -v sudo >/dev/null; then echo sudo; else echo none; fi)
 
-.PHONY: help setup setup-test system-packages test-packages up notebooks test lint unit proto clean
+.PHONY: help setup setup-test system-packages test-packages up notebooks test bench lint unit proto clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -39,6 +39,14 @@ test: setup-test lint ## run the whole test suite (unit, integration, browser)
 
 unit: setup ## run the unit tests only (no processes, seconds)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+bench: setup-test ## run the benchmark suite one after another (~15 min); figures and charts to data/bench/
+	$(VENV)/bin/lab bench overhead
+	for n in 1 2 4 8; do $(VENV)/bin/lab bench throughput --workers $$n || exit 1; done
+	$(VENV)/bin/lab bench saturation
+	$(VENV)/bin/lab bench registration
+	$(VENV)/bin/lab bench scale
+	$(VENV)/bin/lab bench peer --workers 4 --clients 50
 
 lint: setup ## ruff and mypy
 	$(VENV)/bin/ruff check .
