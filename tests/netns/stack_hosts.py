@@ -35,6 +35,16 @@ import yaml
 from lab.credentials import Credentials, password_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _kept_under_tmp() -> list[Path]:
+    """What the services need from the host's /tmp, which each namespace covers with its own: the
+    repository (their code) and the interpreter's environment, when a checkout lives there (a CI clone)."""
+    wanted = {REPO_ROOT, Path(sys.prefix), Path(sys.base_prefix), Path(os.path.realpath(sys.executable)).parent}
+    under = sorted(p.resolve() for p in wanted if Path("/tmp") in p.resolve().parents)
+    return [p for p in under if not any(q in p.parents for q in under)]
+
+
 STACK_FILE = REPO_ROOT / "stack.yml"
 # The PATH Docker gives a container whose image sets none.
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -391,6 +401,8 @@ class StackHosts:
         self._work = Path()  # made on entry
         self._made: list[tuple[str, str]] = []  # (kind, name) to undo, in order
         self._tmpfs: list[PurePosixPath] = []
+        # Outside /tmp, where each namespace holds what it keeps of the host's /tmp (see _mount_script).
+        self._keep = Path("/run") / f"{self.prefix}-keep"
 
     # -- set-up and tear-down -------------------------------------------------------------------------
     def __enter__(self) -> StackHosts:
@@ -427,6 +439,8 @@ class StackHosts:
 
     def _build(self) -> None:
         self._work = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
+        self._keep.mkdir()
+        self._made.append(("dir", str(self._keep)))
         with _shared_state() as state:
             state["users"].append([os.getpid(), self.prefix])
             ours = set(state["created"])
@@ -524,8 +538,12 @@ class StackHosts:
             if inside_tmpfs(target):
                 lines.append(f"mkdir -p {shlex.quote(str(target))}")
             lines.append(f"mount --bind {self._work / 'volumes' / r.name / volume} {shlex.quote(str(target))}")
-        # Last: the staged files and volumes may live under the host's /tmp.
+        # Last: the staged files and volumes may live under the host's /tmp. What must stay visible there
+        # (the code, when the checkout is under /tmp) is held at a place outside it and put back on top.
+        kept = [(shlex.quote(str(p)), shlex.quote(str(self._keep / str(i)))) for i, p in enumerate(_kept_under_tmp())]
+        lines += [f"mkdir -p {hold} && mount --bind {path} {hold}" for path, hold in kept]
         lines.append("mount -t tmpfs -o mode=1777 sal /tmp")
+        lines += [f"mkdir -p {path} && mount --bind {hold} {path}" for path, hold in kept]
         return "\n".join([*lines, 'exec "$@"'])
 
     def start(self, name: str) -> None:
