@@ -22,7 +22,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from lab.client import ChatClient
+from lab.bench_throughput import closed_loop
+from lab.client import Exchange
 from lab.measure import figure, measurement_cluster
 from lab.stats import percentile
 
@@ -140,29 +141,30 @@ class Phase:
 
 
 async def _ours(url: str, clients: int, phase: Phase) -> None:
-    users = [ChatClient(url) for _ in range(clients)]
-    await asyncio.gather(*(u.connect() for u in users))
-    phase.begin()
+    started = asyncio.Event()
 
-    async def run(user: ChatClient) -> None:
-        i = 0
-        while time.monotonic() < phase.stop_at:
-            exchange = await user.ask(f"throughput probe {i}", timeout=30)
-            i += 1
-            await user.wait_answers(i, timeout=ANSWER_TIMEOUT_S)
-            assert exchange.answer is not None
-            phase.answered(str(exchange.answer["workerId"]), exchange.sent_at, exchange.answered_at or time.monotonic())
+    def connected() -> float:
+        phase.begin()
+        started.set()
+        return phase.stop_at
+
+    def answered(exchange: Exchange, done: float) -> None:
+        assert exchange.answer is not None
+        phase.answered(str(exchange.answer["workerId"]), exchange.sent_at, done)
 
     async def mark() -> None:
+        await started.wait()
         await asyncio.sleep(max(0.0, phase.measure_from - time.monotonic()))
         phase.cpu_mark(end=False)
         await asyncio.sleep(max(0.0, phase.stop_at - time.monotonic()))
         phase.cpu_mark(end=True)
 
+    marking = asyncio.create_task(mark())
     try:
-        await asyncio.gather(mark(), *(run(u) for u in users))
+        await closed_loop(url, clients, connected, answered, ANSWER_TIMEOUT_S)
+        await marking
     finally:
-        await asyncio.gather(*(u.close() for u in users), return_exceptions=True)
+        marking.cancel()
 
 
 def measure_ours(workers: int, clients: int, seconds: float, warmup: float) -> Phase:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from matplotlib.figure import Figure
 
-from lab.client import ChatClient
+from lab.client import ChatClient, Exchange
 from lab.measure import figure, measurement_cluster, per_second
 from lab.stats import percentile
 
@@ -32,26 +33,49 @@ class _Counted:
     latencies_ms: list[float] = field(default_factory=list)
 
 
-async def _closed_loop(url: str, clients: int, seconds: float, warmup: float) -> _Counted:
+async def closed_loop(
+    url: str,
+    clients: int,
+    connected: Callable[[], float],
+    answered: Callable[[Exchange, float], None],
+    answer_timeout_s: float = 60.0,
+) -> None:
+    """`clients` users each ask, wait for the answer and ask again. Once all are connected, `connected()`
+    says until when (time.monotonic()) to keep asking; `answered(exchange, when)` hears of every answer."""
     users = [ChatClient(url) for _ in range(clients)]
-    await asyncio.gather(*(u.connect() for u in users))
+    try:
+        await asyncio.gather(*(u.connect() for u in users))
+        stop_at = connected()
+
+        async def run(user: ChatClient) -> None:
+            i = 0
+            while time.monotonic() < stop_at:
+                exchange = await user.ask(f"throughput probe {i}", timeout=30)
+                i += 1
+                await user.wait_answers(i, timeout=answer_timeout_s)
+                answered(exchange, exchange.answered_at or time.monotonic())
+
+        await asyncio.gather(*(run(u) for u in users))
+    finally:
+        await asyncio.gather(*(u.close() for u in users), return_exceptions=True)
+
+
+async def _closed_loop(url: str, clients: int, seconds: float, warmup: float) -> _Counted:
     counted = _Counted()
-    start = time.monotonic()
-    measure_from, stop_at = start + warmup, start + warmup + seconds
+    window = (0.0, 0.0)  # the measured window, set once the clients are connected
 
-    async def run(user: ChatClient) -> None:
-        i = 0
-        while time.monotonic() < stop_at:
-            exchange = await user.ask(f"throughput probe {i}", timeout=30)
-            i += 1
-            await user.wait_answers(i, timeout=60)
-            done = exchange.answered_at or time.monotonic()
-            if measure_from <= done < stop_at:
-                counted.answered_at_s.append(done - measure_from)
-                counted.latencies_ms.append((done - exchange.sent_at) * 1000)
+    def connected() -> float:
+        nonlocal window
+        measure_from = time.monotonic() + warmup
+        window = (measure_from, measure_from + seconds)
+        return window[1]
 
-    await asyncio.gather(*(run(u) for u in users))
-    await asyncio.gather(*(u.close() for u in users))
+    def answered(exchange: Exchange, done: float) -> None:
+        if window[0] <= done < window[1]:
+            counted.answered_at_s.append(done - window[0])
+            counted.latencies_ms.append((done - exchange.sent_at) * 1000)
+
+    await closed_loop(url, clients, connected, answered)
     return counted
 
 
