@@ -43,7 +43,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from matplotlib.figure import Figure
 
@@ -51,8 +51,10 @@ from lab.client import ChatClient
 from lab.loadgen import close_users, connect_users, load_corpus
 from lab.master_probe import Sample, Sampler, WatchLog, cpu_seconds
 from lab.measure import measurement_cluster
-from lab.sim_workers import ID_PREFIX, SimFleet, TaskRecord
 from lab.stats import percentile
+
+if TYPE_CHECKING:
+    from lab.sim_workers import SimFleet, TaskRecord
 
 NAME = "scale"
 HELP = "one master, many simulated workers, a deep queue: master RSS, dispatch latency, drain time"
@@ -153,6 +155,10 @@ async def _run(
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run the benchmark and return its figures (see the module's docstring)."""
+    # Here, not at the top: the simulated workers bring the worker's model layer (google-genai), which
+    # every `lab` command would otherwise load at start.
+    from lab.sim_workers import SimFleet
+
     extra = {"MAX_IN_FLIGHT_PER_SESSION": str(args.tasks + 1), "RATE_PER_MINUTE": str(max(args.tasks * 2, 1_000_000))}
     records_dir = Path(tempfile.mkdtemp(prefix="lab-scale-"))
     timeline = Timeline()
@@ -283,6 +289,8 @@ def figures(
         "sim_cpu_ms_per_task": round(1000 * timeline.sim_cpu_s / answered, 3) if answered else None,
     }
     if args.watch:
+        from lab.sim_workers import ID_PREFIX
+
         online = {e[3] for e in watch.events if e[0] == "worker.online" and e[3].startswith(ID_PREFIX)}
         result["workers_registered"] = len(online)
         result.update(_split(pairs, watch))
