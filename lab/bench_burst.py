@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from lab.client import ChatClient
 from lab.measure import figure, measurement_cluster, tasks_per_worker_bars
+from services.loop import run as run_loop
 
 NAME = "burst"
 HELP = "many users ask at once: total time, answers per question, tasks per worker"
@@ -40,7 +41,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     """`questions` connected users ask at once; the time until the last answer against the ideal
     ceil(questions / workers) x work time, duplicates, and how many tasks each worker did."""
     with measurement_cluster(workers=args.workers, work_seconds=args.work_seconds) as cluster:
-        start, elapsed, users = asyncio.run(_burst(cluster.web_url, args.questions))
+        start, elapsed, users = run_loop(_burst(cluster.web_url, args.questions))
     answers = [a for u in users for e in u.exchanges.values() for a in e.answers]
     per_worker = Counter(str(a["workerId"]) for a in answers)
     answered_at = sorted(e.answered_at - start for u in users for e in u.exchanges.values() if e.answered_at)

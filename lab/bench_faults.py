@@ -18,6 +18,7 @@ from lab.client import ChatClient, Exchange
 from lab.cluster import LocalCluster
 from lab.measure import figure, measurement_cluster
 from lab.stats import percentile
+from services.loop import run as run_loop
 
 NAME = "faults"
 HELP = "questions answered while workers (SIGKILL, SIGSTOP), the master and Mosquitto are killed"
@@ -204,7 +205,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     restarted once; the supervisor restarts what dies. Answers per question, and per kind of worker fault
     the seconds from the fault until each task the victim held was assigned to another worker."""
     with measurement_cluster(args.workers, args.work_seconds) as cluster:
-        return asyncio.run(_run(cluster, args))
+        return run_loop(_run(cluster, args))
 
 
 def summary(result: dict[str, Any]) -> str:

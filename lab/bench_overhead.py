@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 from typing import Any
 
@@ -12,6 +11,7 @@ from matplotlib.figure import Figure
 from lab.client import ChatClient
 from lab.measure import figure, measurement_cluster
 from lab.stats import percentile
+from services.loop import run as run_loop
 
 NAME = "overhead"
 HELP = "end-to-end latency minus processing_time_ms, one question at a time, zero work, 1 worker"
@@ -41,7 +41,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     """One user asks `questions` questions in turn (after `warmup`) of 1 worker with no work and the offline
     model at zero latency; per question, the time from send to answer minus the worker's processing time."""
     with measurement_cluster(workers=1) as cluster:
-        values = asyncio.run(_overheads(cluster.web_url, args.questions, args.warmup))
+        values = run_loop(_overheads(cluster.web_url, args.questions, args.warmup))
     return {
         "name": NAME,
         "questions": args.questions,

@@ -26,6 +26,7 @@ from lab.bench_throughput import closed_loop
 from lab.client import Exchange
 from lab.measure import figure, measurement_cluster
 from lab.stats import percentile
+from services.loop import run as run_loop
 
 NAME = "peer"
 HELP = "ours against Celery+Redis: the same zero-work job, workers and closed-loop clients, one after the other"
@@ -171,7 +172,7 @@ def measure_ours(workers: int, clients: int, seconds: float, warmup: float) -> P
     """Our system with `workers` zero-work workers under `clients` closed-loop Socket.IO clients."""
     with measurement_cluster(workers=workers) as cluster:
         phase = Phase({p.pid for p in cluster.processes.values()}, warmup, seconds, worker_ids=cluster.worker_ids)
-        asyncio.run(_ours(cluster.web_url, clients, phase))
+        run_loop(_ours(cluster.web_url, clients, phase))
     return phase
 
 

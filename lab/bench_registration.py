@@ -33,6 +33,7 @@ from lab.cluster import LocalCluster
 from lab.collect import Collector
 from lab.measure import figure, measurement_cluster
 from lab.stats import percentile
+from services.loop import run as run_loop
 
 NAME = "registration"
 HELP = "from a worker process's start to its first task: MQTT connect, registration, assignment"
@@ -146,7 +147,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         measurement_cluster(workers=0, log_sink=log, restart=False) as cluster,
         Collector.for_cluster(cluster) as collector,
     ):
-        done = asyncio.run(_repeats(cluster, collector, args.repeats))
+        done = run_loop(_repeats(cluster, collector, args.repeats))
         events = list(collector.watch.events)
         tap = collector.tap
         registrations = [m for m in tap.messages if m["topic"] == tap.topics.register] if tap else []

@@ -16,6 +16,7 @@ from lab.client import ChatClient
 from lab.cluster import LocalCluster
 from lab.measure import figure, measurement_cluster
 from lab.stats import percentile
+from services.loop import run as run_loop
 
 NAME = "soak"
 HELP = "minutes of Poisson arrivals near capacity: answers, latency, the master's memory every 10 s"
@@ -95,7 +96,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     every 10 s, at the end of the warm-up against after the last answer."""
     rate = args.load * args.workers / args.work_seconds
     with measurement_cluster(args.workers, args.work_seconds) as cluster:
-        return asyncio.run(_soak(cluster, rate, args.seconds, args.warmup, args.clients))
+        return run_loop(_soak(cluster, rate, args.seconds, args.warmup, args.clients))
 
 
 def summary(result: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from lab.client import ChatClient, Exchange
 from lab.measure import figure, measurement_cluster, per_second
 from lab.stats import percentile
+from services.loop import run as run_loop
 
 NAME = "throughput"
 HELP = "answers per second sustained by closed-loop clients, zero work, offline model at zero latency"
@@ -83,7 +84,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     """`clients` users each ask, wait for the answer and ask again; answers received in the `seconds` after
     `warmup`, divided by `seconds`."""
     with measurement_cluster(workers=args.workers) as cluster:
-        counted = asyncio.run(_closed_loop(cluster.web_url, args.clients, args.seconds, args.warmup))
+        counted = run_loop(_closed_loop(cluster.web_url, args.clients, args.seconds, args.warmup))
     answers = len(counted.answered_at_s)
     return {
         "name": NAME,

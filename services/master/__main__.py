@@ -11,6 +11,7 @@ import signal
 import sys
 
 from services.health import check_master, run_check
+from services.loop import runner
 from services.master.settings import MasterSettings
 
 log = logging.getLogger("services.master")
@@ -101,11 +102,16 @@ def main(argv: list[str] | None = None) -> int:
         return run_check(
             lambda: check_master(settings.web_host, settings.web_port, settings.grpc_host, settings.grpc_port)
         )
+    try:
+        run_loop = runner(settings.event_loop)
+    except ValueError as e:
+        print(f"master: bad setting: {e}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=settings.log_level, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        asyncio.run(serve(settings))
+        run_loop(serve(settings))
     except OSError as e:
         log.error("%s", e)
         return 1

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from services.envconfig import Env
+from services.loop import CHOICES as LOOP_CHOICES
 from services.protocol.topics import DEFAULT_PREFIX
 
 
@@ -29,6 +30,7 @@ class MasterSettings:
     max_attempts: int = 3
     allow_baseline_workers: bool = False
     log_level: str = "INFO"
+    event_loop: str = "auto"
     journal_path: str = "journal.sqlite3"
     lease_seconds: float = 60.0
     answer_retention_seconds: float = 3600.0
@@ -68,6 +70,7 @@ class MasterSettings:
             max_attempts=e.integer("MAX_ATTEMPTS", d.max_attempts, minimum=1),
             allow_baseline_workers=e.boolean("ALLOW_BASELINE_WORKERS", d.allow_baseline_workers),
             log_level=e.text("LOG_LEVEL", d.log_level).upper(),
+            event_loop=e.choice("EVENT_LOOP", d.event_loop, LOOP_CHOICES),
             journal_path=e.text("JOURNAL_PATH", d.journal_path),
             lease_seconds=e.number("LEASE_SECONDS", d.lease_seconds, minimum=0.1),
             answer_retention_seconds=e.number("ANSWER_RETENTION_SECONDS", d.answer_retention_seconds),

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from services.envconfig import Env
+from services.loop import CHOICES as LOOP_CHOICES
 from services.protocol.messages import WORKER_ID_PATTERN
 from services.protocol.topics import DEFAULT_PREFIX
 
@@ -44,6 +45,7 @@ class WorkerSettings:
     offline_latency_sd_ms: float = 0.0
     grpc_retries: int = 6
     log_level: str = "INFO"
+    event_loop: str = "auto"
     grpc_tls_ca: str | None = None
     # The heartbeat file of `--check`; workers sharing a host need one each.
     health_file: str = DEFAULT_HEALTH_FILE
@@ -73,6 +75,7 @@ class WorkerSettings:
             offline_latency_sd_ms=e.number("OFFLINE_LATENCY_SD_MS", d.offline_latency_sd_ms),
             grpc_retries=e.integer("GRPC_RETRIES", d.grpc_retries),
             log_level=e.text("LOG_LEVEL", d.log_level).upper(),
+            event_loop=e.choice("EVENT_LOOP", d.event_loop, LOOP_CHOICES),
             grpc_tls_ca=e.existing_file("GRPC_TLS_CA"),
             health_file=e.text("HEALTH_FILE", d.health_file),
         )
