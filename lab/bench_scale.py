@@ -12,14 +12,14 @@ stamps compare):
   simulated worker had its first task.
 - ``dispatch_rate_per_s``: answered / drain_s; ``steady_rate_per_s``: the same between the 10th and the
   90th percentile of answers, without ramp-up and tail.
-- ``dispatch_p50_ms``/``dispatch_p99_ms`` (a handover): on one worker, from the moment it calls
-  SendResult for a task to the moment it starts on its next task (the task message has just arrived).
+- ``dispatch_p50_ms``/``dispatch_p99_ms`` (a handover): on one worker, from the moment it sends
+  the result of a task to the moment it starts on its next task (the task message has just arrived).
   All tasks are queued before any worker exists, so a worker never waits for work: the whole handover
   is the master taking the result, choosing the next task and publishing it, and the broker delivering
   it. Each worker's first task is not a handover. With ``--watch`` the master's Watch events
-  split it into ``result_to_accept`` (SendResult called -> task.answered), ``accept_to_assign``
+  split it into ``result_to_accept`` (result sent -> task.answered), ``accept_to_assign``
   (task.answered -> task.assigned of the next task) and ``assign_to_receive`` (-> the worker has it);
-  ``result_to_assign`` is the master's own share (SendResult called -> next task.assigned). Master
+  ``result_to_assign`` is the master's own share (result sent -> next task.assigned). Master
   stamps are whole milliseconds.
 - ``submit_s``/``submit_rate_per_s``: queueing every question, no worker online (the master's accept rate
   with a growing queue: journal insert, ack and task-queued per question).
@@ -52,6 +52,7 @@ from lab.loadgen import close_users, connect_users, load_corpus
 from lab.master_probe import Sample, Sampler, WatchLog, cpu_seconds
 from lab.measure import measurement_cluster
 from lab.stats import percentile
+from services.loop import run as run_loop
 
 if TYPE_CHECKING:
     from lab.sim_workers import SimFleet, TaskRecord
@@ -168,7 +169,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             fleet = SimFleet(cluster, args.workers, args.processes, records_dir)
             with Sampler(master.pid, cluster.web_url) as sampler, WatchLog(cluster.grpc_endpoint, args.watch) as watch:
                 try:
-                    asyncio.run(_run(cluster.web_url, fleet, sampler, args, timeline))
+                    run_loop(_run(cluster.web_url, fleet, sampler, args, timeline))
                 finally:
                     records = fleet.stop()
                 sampler.sample()

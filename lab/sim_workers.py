@@ -3,10 +3,10 @@
 Each simulated worker is the real `services.worker.runner.WorkerRunner`, so it speaks the protocol by the
 same code as `python -m services.worker`: its own MQTT connection with client id = worker id (the broker's
 ACL lets it read only its own task topic), a Last Will saying offline, register on every connection and on
-every new master presence, busy/idle with task id and attempt, one task at a time, the result by gRPC
-SendResult with the task's id, attempt and token, and offline before a clean shutdown. What is lighter:
-one process holds `--count` of them, they share one gRPC channel (one `ResultSender`), and the model is
-the offline one (zero latency unless OFFLINE_LATENCY_MS says otherwise) with WORK_SECONDS of work.
+every new master presence, busy/idle with task id and attempt, one task at a time, the result on its own
+gRPC result stream with the task's id, attempt and token, and offline before a clean shutdown. What is
+lighter: one process holds `--count` of them (gRPC carries their streams on one connection), and the model
+is the offline one (zero latency unless OFFLINE_LATENCY_MS says otherwise) with WORK_SECONDS of work.
 
 `python -m lab.sim_workers --count 100 --records FILE` reads the broker, its login and the work time
 from the environment like the real worker (MQTT_HOST, MQTT_PORT, MQTT_USERNAME, MQTT_PASSWORD, TOPIC_PREFIX,
@@ -34,6 +34,7 @@ from types import TracebackType
 
 from lab.cluster import REPO_ROOT, LocalCluster
 from lab.procs import ManagedProcess
+from services.loop import run as run_loop
 from services.protocol import TaskMessage
 from services.protocol.rpc import pb
 from services.worker.callback import ResultSender
@@ -55,8 +56,8 @@ class TaskRecord:
     worker_id: str
     attempt: int
     received_ns: int  # the worker started on it (the task message had just arrived: one task at a time)
-    sent_ns: int  # it called SendResult (0: it never did)
-    acked_ns: int  # SendResult returned (or failed)
+    sent_ns: int  # it sent the result (0: it never did)
+    acked_ns: int  # the ack came (or sending failed)
     accepted: bool  # the master accepted the result
 
     def to_json(self) -> str:
@@ -70,10 +71,10 @@ class TaskRecord:
 
 
 class TimedSender(ResultSender):
-    """The worker's own gRPC sender, shared by every worker of the process, noting when each result left."""
+    """The worker's own gRPC sender, noting when each result left."""
 
-    def __init__(self, retries: int, tls_ca: str | None) -> None:
-        super().__init__(retries=retries, tls_ca=tls_ca)
+    def __init__(self, settings: WorkerSettings) -> None:
+        super().__init__(retries=settings.grpc_retries, tls_ca=settings.grpc_tls_ca)
         self.sent_ns: dict[str, int] = {}
 
     async def send(self, endpoint: str, result: pb.TaskResult) -> pb.ResultAck:
@@ -121,11 +122,11 @@ def worker_ids(count: int, prefix: str = ID_PREFIX) -> list[str]:
 
 async def run_workers(settings: WorkerSettings, count: int, stop: asyncio.Event) -> list[TaskRecord]:
     """Run `count` simulated workers until `stop` is set; return the records of the tasks they took."""
-    sender = TimedSender(settings.grpc_retries, settings.grpc_tls_ca)
     model = OfflineModel(settings.offline_latency_ms, settings.offline_latency_sd_ms)
     records: list[TaskRecord] = []
     workers = [
-        SimWorker(dataclasses.replace(settings, worker_id=wid), model, sender, records) for wid in worker_ids(count)
+        SimWorker(dataclasses.replace(settings, worker_id=wid), model, TimedSender(settings), records)
+        for wid in worker_ids(count)
     ]
     runs = [asyncio.create_task(w.run(), name=w.worker_id) for w in workers]
     try:
@@ -135,7 +136,6 @@ async def run_workers(settings: WorkerSettings, count: int, stop: asyncio.Event)
         for run in runs:
             run.cancel()
         await asyncio.gather(*runs, return_exceptions=True)
-        await sender.close()
     return records
 
 
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     records: list[TaskRecord] = []
     with contextlib.suppress(KeyboardInterrupt):
-        records = asyncio.run(_serve(settings, args.count))
+        records = run_loop(_serve(settings, args.count))
     if args.records is not None:
         args.records.write_text("".join(r.to_json() + "\n" for r in records))
     return 0

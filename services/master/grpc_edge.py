@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 
@@ -17,15 +17,26 @@ MAX_MESSAGE_BYTES = 1 << 20
 
 
 class ResultService(pb_grpc.WorkerCallbackServicer):
-    """Converts `SendResult` calls into `on_result(result) -> (accepted, message)`."""
+    """Converts `SendResult` calls and `StreamResults` messages into `on_result(result) -> (accepted, message)`."""
 
     def __init__(self, on_result: Callable[[pb.TaskResult], Awaitable[tuple[bool, str]]]) -> None:
         self._on_result = on_result
 
     async def SendResult(self, request: pb.TaskResult, context: grpc.aio.ServicerContext) -> pb.ResultAck:
         """Acknowledge a result: success only when it answers the task's current attempt."""
+        return await self._ack(request)
+
+    async def StreamResults(
+        self, request_iterator: AsyncIterator[pb.TaskResult], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ResultAck]:
+        """Acknowledge each result of a worker's long-lived stream in turn, as SendResult would; a call
+        costs the master about three times what a message on an open stream does."""
+        async for result in request_iterator:
+            yield await self._ack(result)
+
+    async def _ack(self, result: pb.TaskResult) -> pb.ResultAck:
         try:
-            accepted, message = await self._on_result(request)
+            accepted, message = await self._on_result(result)
         except Exception:
             log.exception("error while handling a result")
             return pb.ResultAck(success=False, message="internal error while handling the result")

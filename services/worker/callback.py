@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 import random
 
@@ -28,8 +30,85 @@ class CallbackError(RuntimeError):
     """The result could not be delivered to the master."""
 
 
+def stream_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    """An error for a result whose stream ended or stalled, handled like a failed call."""
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+
+
+class ResultStream:
+    """One long-lived `StreamResults` call, opened on first use and again after it ends: results are
+    written in turn and the master answers each with one ack, in the same order."""
+
+    def __init__(self, stub: pb_grpc.WorkerCallbackStub) -> None:
+        self._stub = stub
+        self._call: grpc.aio.StreamStreamCall[pb.TaskResult, pb.ResultAck] | None = None
+        self._waiting: collections.deque[asyncio.Future[pb.ResultAck]] = collections.deque()
+        self._reader: asyncio.Task[None] | None = None
+        self._writing = asyncio.Lock()  # grpc.aio takes one write at a time
+
+    async def send(self, result: pb.TaskResult, timeout: float) -> pb.ResultAck:
+        """Write `result` and wait, at most `timeout` seconds, for its ack."""
+        async with self._writing:
+            call, waiting = self._open()
+            ack = asyncio.get_running_loop().create_future()
+            waiting.append(ack)
+            # A call that has ended refuses the write; its reader then fails `ack` with the call's error.
+            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                await call.write(result)
+        try:
+            # Cancels `ack` when it gives up, so that the reader passes over it.
+            return await asyncio.wait_for(ack, timeout)
+        except asyncio.TimeoutError:
+            # The master did not answer in time: start over on a new call (this one may be stuck).
+            self.close()
+            raise stream_error(grpc.StatusCode.DEADLINE_EXCEEDED, "no ack for the result in time") from None
+
+    def close(self) -> None:
+        """End the current call; results still waiting on it fail as UNAVAILABLE (and are sent again)."""
+        if self._call is not None:
+            self._call.cancel()
+            self._call = None
+
+    def _open(
+        self,
+    ) -> tuple[grpc.aio.StreamStreamCall[pb.TaskResult, pb.ResultAck], collections.deque[asyncio.Future[pb.ResultAck]]]:
+        if self._call is None or self._call.done():
+            self._call = self._stub.StreamResults()
+            self._waiting = collections.deque()
+            self._reader = asyncio.create_task(self._read(self._call, self._waiting), name="result-acks")
+        return self._call, self._waiting
+
+    @staticmethod
+    async def _read(
+        call: grpc.aio.StreamStreamCall[pb.TaskResult, pb.ResultAck],
+        waiting: collections.deque[asyncio.Future[pb.ResultAck]],
+    ) -> None:
+        """Hand each ack to the oldest waiting result; when the call ends, fail those still waiting."""
+        error = stream_error(grpc.StatusCode.UNAVAILABLE, "the master closed the result stream")
+        try:
+            async for ack in call:
+                if waiting:
+                    future = waiting.popleft()
+                    if not future.done():  # its sender may have given up
+                        future.set_result(ack)
+        except grpc.aio.AioRpcError as e:
+            # Cancelled here (stalled) or by a master going down: either way, worth sending again.
+            cancelled = e.code() is grpc.StatusCode.CANCELLED
+            error = (
+                stream_error(grpc.StatusCode.UNAVAILABLE, f"result stream cancelled: {e.details()}") if cancelled else e
+            )
+        except asyncio.CancelledError:
+            error = stream_error(grpc.StatusCode.UNAVAILABLE, "the result stream was closed")
+            raise
+        finally:
+            while waiting:
+                future = waiting.popleft()
+                if not future.done():
+                    future.set_exception(error)
+
+
 class ResultSender:
-    """One channel per master endpoint, reused across results."""
+    """One channel and one result stream per master endpoint, reused across results."""
 
     def __init__(
         self, retries: int = 6, base_delay_s: float = 0.2, max_delay_s: float = 5.0, tls_ca: str | None = None
@@ -42,6 +121,8 @@ class ResultSender:
         self._base = base_delay_s
         self._max = max_delay_s
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._streams: dict[str, ResultStream] = {}
+        self._unary_only: set[str] = set()
 
     def _stub(self, endpoint: str) -> pb_grpc.WorkerCallbackStub:
         channel = self._channels.get(endpoint)
@@ -66,8 +147,7 @@ class ResultSender:
         delay = self._base
         for attempt in range(1, self._retries + 2):
             try:
-                ack: pb.ResultAck = await self._stub(endpoint).SendResult(result, timeout=CALL_TIMEOUT_S)
-                return ack
+                return await self._send_once(endpoint, result)
             except grpc.aio.AioRpcError as e:
                 if e.code() not in RETRYABLE or attempt > self._retries:
                     raise CallbackError(
@@ -85,8 +165,29 @@ class ResultSender:
             delay = min(self._max, delay * 2)
         raise CallbackError("unreachable")  # pragma: no cover - the loop returns or raises
 
+    async def _send_once(self, endpoint: str, result: pb.TaskResult) -> pb.ResultAck:
+        """One try: on the endpoint's result stream, or by SendResult where the master has no streams."""
+        if endpoint not in self._unary_only:
+            stream = self._streams.get(endpoint)
+            if stream is None:
+                stream = self._streams[endpoint] = ResultStream(self._stub(endpoint))
+            try:
+                return await stream.send(result, CALL_TIMEOUT_S)
+            except grpc.aio.AioRpcError as e:
+                if e.code() is not grpc.StatusCode.UNIMPLEMENTED:
+                    raise
+            # A master that speaks only the baseline (the original, or an older one of ours).
+            log.info("master at %s takes no result streams: one call per result", endpoint)
+            self._unary_only.add(endpoint)
+            del self._streams[endpoint]
+        ack: pb.ResultAck = await self._stub(endpoint).SendResult(result, timeout=CALL_TIMEOUT_S)
+        return ack
+
     async def close(self) -> None:
-        """Close every channel."""
+        """End every stream and close every channel."""
+        for stream in self._streams.values():
+            stream.close()
+        self._streams.clear()
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()

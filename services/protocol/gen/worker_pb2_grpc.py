@@ -39,6 +39,11 @@ class WorkerCallbackStub:
                 request_serializer=services_dot_protocol_dot_gen_dot_worker__pb2.TaskResult.SerializeToString,
                 response_deserializer=services_dot_protocol_dot_gen_dot_worker__pb2.ResultAck.FromString,
                 _registered_method=True)
+        self.StreamResults = channel.stream_stream(
+                '/worker.WorkerCallback/StreamResults',
+                request_serializer=services_dot_protocol_dot_gen_dot_worker__pb2.TaskResult.SerializeToString,
+                response_deserializer=services_dot_protocol_dot_gen_dot_worker__pb2.ResultAck.FromString,
+                _registered_method=True)
 
 
 class WorkerCallbackServicer:
@@ -51,11 +56,24 @@ class WorkerCallbackServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamResults(self, request_iterator, context):
+        """Extension: many results over one long-lived call, one ResultAck per TaskResult, in order. The same
+        checks as SendResult; cheaper per result. Workers fall back to SendResult when it is UNIMPLEMENTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerCallbackServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'SendResult': grpc.unary_unary_rpc_method_handler(
                     servicer.SendResult,
+                    request_deserializer=services_dot_protocol_dot_gen_dot_worker__pb2.TaskResult.FromString,
+                    response_serializer=services_dot_protocol_dot_gen_dot_worker__pb2.ResultAck.SerializeToString,
+            ),
+            'StreamResults': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamResults,
                     request_deserializer=services_dot_protocol_dot_gen_dot_worker__pb2.TaskResult.FromString,
                     response_serializer=services_dot_protocol_dot_gen_dot_worker__pb2.ResultAck.SerializeToString,
             ),
@@ -85,6 +103,33 @@ class WorkerCallback:
             request,
             target,
             '/worker.WorkerCallback/SendResult',
+            services_dot_protocol_dot_gen_dot_worker__pb2.TaskResult.SerializeToString,
+            services_dot_protocol_dot_gen_dot_worker__pb2.ResultAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamResults(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/worker.WorkerCallback/StreamResults',
             services_dot_protocol_dot_gen_dot_worker__pb2.TaskResult.SerializeToString,
             services_dot_protocol_dot_gen_dot_worker__pb2.ResultAck.FromString,
             options,

@@ -1,0 +1,220 @@
+"""Results over the StreamResults extension: checked like SendResult calls, one ack per result in order,
+and a worker that falls back to SendResult against a master that speaks only the baseline."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import grpc
+import pytest
+
+from lab.client import ChatClient
+from lab.cluster import LocalCluster
+from services.protocol import now_ms
+from services.protocol.rpc import pb, pb_grpc
+from services.worker.callback import CallbackError, ResultSender, ResultStream
+from tests.conftest import ClusterFactory
+from tests.peers import RawWorker, peer_for
+from tests.waiting import eventually
+
+
+@pytest.fixture
+def lone_raw_worker(cluster_factory: ClusterFactory) -> Iterator[tuple[LocalCluster, RawWorker]]:
+    """A system whose only worker is a hand-driven peer, so the test writes every result."""
+    cluster = cluster_factory(workers=0)
+    peer = peer_for(cluster, "go-worker-streamer")
+    peer.register()
+    try:
+        yield cluster, peer
+    finally:
+        peer.close()
+
+
+async def test_one_stream_carries_refusals_and_the_answer_each_acked_in_order(
+    lone_raw_worker: tuple[LocalCluster, RawWorker],
+) -> None:
+    cluster, peer = lone_raw_worker
+    await eventually(lambda: cluster.status()["idle"] == 1, "the peer is idle")
+    async with ChatClient(cluster.web_url) as user:
+        asked = await user.ask("answer me over a stream")
+        task = await asyncio.to_thread(peer.next_task)
+        assert task.task_id == asked.task_id and task.token
+        base: dict[str, Any] = dict(
+            worker_id=peer.worker_id,
+            session_id=task.session_id,
+            original_query=task.query,
+            processing_time_ms=7,
+            query_timestamp=task.timestamp,
+            completion_timestamp=now_ms(),
+            task_id=task.task_id,
+            attempt=1,
+            token=task.token,
+        )
+        results = [
+            pb.TaskResult(**dict(base, token="guessed-token", ai_response="forged")),
+            pb.TaskResult(**dict(base, attempt=2, ai_response="stale")),
+            pb.TaskResult(**dict(base, ai_response="the real answer")),
+            pb.TaskResult(**dict(base, ai_response="a second answer")),
+        ]
+        async with grpc.aio.insecure_channel(cluster.grpc_endpoint) as channel:
+            stub = pb_grpc.WorkerCallbackStub(channel)  # type: ignore[no-untyped-call]
+            call = stub.StreamResults()
+            acks = []
+            for result in results:  # one at a time: each ack comes before the next result is written
+                await call.write(result)
+                acks.append(await call.read())
+            await call.done_writing()
+            assert await call.read() is grpc.aio.EOF
+            assert await call.code() is grpc.StatusCode.OK
+        assert [a.success for a in acks] == [False, False, True, False]
+        assert "invalid token" in acks[0].message and "not the current attempt" in acks[1].message
+        [answered] = await user.wait_answers(1, timeout=10)
+        assert answered.answer and answered.answer["response"] == "the real answer"
+        assert answered.answer["processingTime"] == 7
+
+
+class BaselineMaster(pb_grpc.WorkerCallbackServicer):
+    """A master that knows only the baseline's SendResult (as the original does): StreamResults is
+    UNIMPLEMENTED, as it would be for a service without the method."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.results: list[pb.TaskResult] = []
+
+    async def SendResult(self, request: pb.TaskResult, context: grpc.aio.ServicerContext) -> pb.ResultAck:
+        self.calls.append("SendResult")
+        self.results.append(request)
+        return pb.ResultAck(success=True, message="ok")
+
+    async def StreamResults(
+        self, request_iterator: AsyncIterator[pb.TaskResult], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ResultAck]:
+        self.calls.append("StreamResults")
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
+        yield pb.ResultAck()  # pragma: no cover - abort raises
+
+
+class SilentMaster(pb_grpc.WorkerCallbackServicer):
+    """A master that reads results from its stream and never acknowledges them."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+        self.ended = asyncio.Event()
+
+    async def StreamResults(
+        self, request_iterator: AsyncIterator[pb.TaskResult], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ResultAck]:
+        try:
+            async for result in request_iterator:
+                self.received.append(result.task_id)
+        finally:
+            self.ended.set()
+        yield pb.ResultAck()  # pragma: no cover - the worker gives up first
+
+
+class StreamingMaster(pb_grpc.WorkerCallbackServicer):
+    """A master that acknowledges every streamed result, noting which call carried it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.results: list[tuple[int, str]] = []
+
+    async def StreamResults(
+        self, request_iterator: AsyncIterator[pb.TaskResult], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ResultAck]:
+        self.calls += 1
+        call = self.calls
+        async for result in request_iterator:
+            self.results.append((call, result.task_id))
+            yield pb.ResultAck(success=True, message=f"call {call}")
+
+
+class Servers:
+    """gRPC servers on loopback ports, each with one servicer; stopped at the end of the test."""
+
+    def __init__(self) -> None:
+        self._servers: dict[str, grpc.aio.Server] = {}
+
+    async def __call__(self, servicer: pb_grpc.WorkerCallbackServicer, address: str = "127.0.0.1:0") -> str:
+        """Serve `servicer` on `address` (default: a free port) and return its host:port."""
+        server = grpc.aio.server()
+        pb_grpc.add_WorkerCallbackServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+        port = server.add_insecure_port(address)
+        await server.start()
+        endpoint = f"127.0.0.1:{port}"
+        self._servers[endpoint] = server
+        return endpoint
+
+    async def restart(self, endpoint: str, servicer: pb_grpc.WorkerCallbackServicer) -> None:
+        """Stop the server at `endpoint` and start `servicer` on the same port."""
+        await self._servers.pop(endpoint).stop(grace=None)
+        await self(servicer, endpoint)
+
+    async def stop(self) -> None:
+        for server in self._servers.values():
+            await server.stop(grace=None)
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Servers]:
+    """Start gRPC servers for a test."""
+    servers = Servers()
+    yield servers
+    await servers.stop()
+
+
+async def test_worker_falls_back_to_send_result_for_a_baseline_master(serve: Servers) -> None:
+    master = BaselineMaster()
+    endpoint = await serve(master)
+    sender = ResultSender(retries=0)
+    try:
+        for i in range(3):
+            ack = await sender.send(endpoint, pb.TaskResult(worker_id="python-worker-x", task_id=f"t{i}"))
+            assert ack.success and ack.message == "ok"
+    finally:
+        await sender.close()
+    # The stream was tried once; every result arrived, by SendResult.
+    assert master.calls == ["StreamResults", "SendResult", "SendResult", "SendResult"]
+    assert [r.task_id for r in master.results] == ["t0", "t1", "t2"]
+
+
+async def test_a_stream_that_never_acks_times_out_and_is_closed(serve: Servers) -> None:
+    master = SilentMaster()
+    endpoint = await serve(master)
+    async with grpc.aio.insecure_channel(endpoint) as channel:
+        stream = ResultStream(pb_grpc.WorkerCallbackStub(channel))  # type: ignore[no-untyped-call]
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stream.send(pb.TaskResult(task_id="t-silent"), timeout=0.5)
+        assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        await asyncio.wait_for(master.ended.wait(), 5)  # the worker ended the stuck call
+    assert master.received == ["t-silent"]
+
+
+async def test_worker_gives_up_with_a_clear_error_when_no_master_listens(serve: Servers) -> None:
+    endpoint = await serve(BaselineMaster())
+    sender = ResultSender(retries=1, base_delay_s=0.05)
+    try:
+        with pytest.raises(CallbackError, match="did not take the result: UNAVAILABLE"):
+            await sender.send("127.0.0.1:1", pb.TaskResult(task_id="t-nowhere"))
+        assert (await sender.send(endpoint, pb.TaskResult(task_id="t-there"))).success
+    finally:
+        await sender.close()
+
+
+async def test_worker_opens_a_new_stream_after_the_master_restarts(serve: Servers) -> None:
+    first = StreamingMaster()
+    endpoint = await serve(first)
+    sender = ResultSender(retries=6, base_delay_s=0.05)
+    try:
+        assert [(await sender.send(endpoint, pb.TaskResult(task_id=f"t{i}"))).message for i in range(3)] == [
+            "call 1"
+        ] * 3
+        assert first.results == [(1, "t0"), (1, "t1"), (1, "t2")]  # one call for them all
+        restarted = StreamingMaster()
+        await serve.restart(endpoint, restarted)
+        ack = await sender.send(endpoint, pb.TaskResult(task_id="t3"))
+        assert ack.success and restarted.results == [(1, "t3")]
+    finally:
+        await sender.close()
