@@ -6,12 +6,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from services.health import Heartbeat, check_worker, run_check
+from services.loop import runner
 from services.worker.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from services.worker.gemini import GeminiModel
 
 log = logging.getLogger("services.worker")
 
@@ -19,16 +25,24 @@ log = logging.getLogger("services.worker")
 async def serve(settings: WorkerSettings, key: str | None) -> None:
     """Run the worker until SIGINT/SIGTERM, keeping its heartbeat file while it runs."""
     # Imported here, not at the top, so that `--check` (a health check every few seconds) starts fast.
-    from services.worker.models import GeminiModel, ModelRouter, OfflineModel
+    from services.worker.models import ModelRouter, OfflineModel
     from services.worker.runner import WorkerRunner
+
+    def make_gemini() -> GeminiModel:
+        from services.worker.gemini import GeminiModel
+
+        return GeminiModel(settings.gemini_model, settings.gemini_base_url, settings.gemini_timeout_seconds)
 
     router = ModelRouter(
         settings.model_mode,
-        GeminiModel(settings.gemini_model, settings.gemini_base_url, settings.gemini_timeout_seconds),
+        make_gemini,
         OfflineModel(settings.offline_latency_ms, settings.offline_latency_sd_ms),
         key,
     )
     runner = WorkerRunner(settings, router)
+    # Load google-genai (~0.5 s) once the worker has registered, beside the loop, not before: a worker
+    # starts taking tasks sooner, and the first Gemini task does not pay for the import.
+    preload = asyncio.create_task(preload_gemini(runner.mqtt.connected)) if router.may_use_gemini else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -44,12 +58,20 @@ async def serve(settings: WorkerSettings, key: str | None) -> None:
     )
     await asyncio.wait([run, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
     beating.cancel()
+    if preload is not None:
+        preload.cancel()
     heartbeat.close()
     await runner.announce_offline()
     run.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await run
     await router.aclose()
+
+
+async def preload_gemini(connected: asyncio.Event) -> None:
+    """Import the Gemini module in a thread once `connected` is set."""
+    await connected.wait()
+    await asyncio.to_thread(importlib.import_module, "services.worker.gemini")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         key = load_api_key(settings.gemini_api_key, settings.gemini_api_key_file)
-    except ApiKeyFileError as e:
+        run_loop = runner(settings.event_loop)
+    except (ApiKeyFileError, ValueError) as e:
         print(f"worker: bad setting: {e}", file=sys.stderr)
         return 2
     logging.basicConfig(
@@ -78,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     # httpx logs every request URL at INFO; keep the SDK's traffic out of our logs.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    asyncio.run(serve(settings, key))
+    run_loop(serve(settings, key))
     return 0
 
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from services.worker import models
+from services.worker import gemini as gemini_module
+from services.worker.gemini import GeminiModel
 from services.worker.models import (
     NO_KEY_MESSAGE,
     ApiKeyFileError,
-    GeminiModel,
     ModelError,
     ModelRouter,
     OfflineModel,
@@ -140,7 +142,7 @@ async def test_clients_are_reused_per_key(gemini: GeminiModel, fake: FakeGemini)
 
 
 async def test_client_cache_is_bounded(gemini: GeminiModel, fake: FakeGemini, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(models, "_CLIENT_CACHE_SIZE", 2)
+    monkeypatch.setattr(gemini_module, "_CLIENT_CACHE_SIZE", 2)
     for key in ("a", "b", "c", "a"):
         answer = await gemini.answer("q", api_key=key)
         assert answer.text == ANSWER_PREFIX + "q"
@@ -149,7 +151,7 @@ async def test_client_cache_is_bounded(gemini: GeminiModel, fake: FakeGemini, mo
 
 
 def _router(mode: str, gemini: GeminiModel, configured_key: str | None) -> ModelRouter:
-    return ModelRouter(mode, gemini, OfflineModel(0, 0), configured_key)
+    return ModelRouter(mode, lambda: gemini, OfflineModel(0, 0), configured_key)
 
 
 async def test_auto_router_prefers_the_task_key(gemini: GeminiModel, fake: FakeGemini) -> None:
@@ -181,7 +183,34 @@ async def test_offline_mode_ignores_keys(gemini: GeminiModel, fake: FakeGemini) 
 
 def test_unknown_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="MODEL_MODE"):
-        ModelRouter("cloud", GeminiModel(MODEL, None, 1), OfflineModel(0, 0), None)
+        ModelRouter("cloud", lambda: GeminiModel(MODEL, None, 1), OfflineModel(0, 0), None)
+
+
+async def test_router_makes_gemini_only_for_a_task_that_needs_it(gemini: GeminiModel) -> None:
+    made: list[GeminiModel] = []
+
+    def make() -> GeminiModel:
+        made.append(gemini)
+        return gemini
+
+    router = ModelRouter("auto", make, OfflineModel(0, 0), None)
+    assert router.may_use_gemini and not ModelRouter("offline", make, OfflineModel(0, 0), None).may_use_gemini
+    await router.answer("offline, no key anywhere")
+    assert made == []
+    await router.answer("with the user's key", api_key="user-key")
+    await router.answer("again", api_key="user-key")
+    assert made == [gemini]  # made once, then kept
+
+
+def test_a_worker_starts_without_importing_google_genai() -> None:
+    # What `python -m services.worker` imports before its first Gemini task: google-genai is ~0.5 s of a
+    # worker's start (`lab bench registration`), loaded afterwards beside the event loop.
+    code = (
+        "import sys, services.worker.__main__, services.worker.runner, services.worker.models; "
+        "print(sorted(m for m in sys.modules if m.startswith(('google.genai', 'aiohttp', 'httpx'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_load_api_key(tmp_path: Path) -> None:
