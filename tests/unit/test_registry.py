@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from services.master.registry import Registry, WorkerState, language_of
@@ -110,3 +112,24 @@ def test_counts_per_state_and_iteration_over_all_workers() -> None:
     ) == (2, 1, 1)
     assert len(registry) == 4
     assert sorted(w.worker_id for w in registry) == ["a", "b", "c", "d"]
+
+
+def test_counts_kept_as_states_change_match_a_walk_over_the_workers() -> None:
+    registry = Registry()
+    rng = random.Random(3)
+    ids = [f"python-worker-{i}" for i in range(12)]
+    for step in range(2000):
+        worker_id = rng.choice(ids)
+        worker = registry.get(worker_id)
+        action = rng.choice(["upsert", "idle", "busy", "offline", "idle"])
+        if action == "upsert" or worker is None:
+            registry.upsert(worker_id, "python", step)
+        elif action == "idle":
+            registry.mark_idle(worker, step)
+        elif action == "busy":
+            registry.mark_busy(worker, f"task-{step}", step)
+        else:
+            registry.mark_offline(worker, step)
+        for state in WorkerState:
+            assert registry.count(state) == sum(1 for w in registry if w.state is state), (step, state)
+    assert sum(registry.count(s) for s in WorkerState) == len(registry) == len(ids)
