@@ -49,6 +49,7 @@ class ChatClient:
         # Events for tasks this client has not asked about (yet): they came before the ack, or they
         # belong to questions this session asked over an earlier connection.
         self.unclaimed: dict[str, list[tuple[str, dict[str, Any], float]]] = defaultdict(list)
+        self.answered_count = 0  # exchanges with at least one answer (waiting must not rescan them all)
         self._changed = asyncio.Event()
         self._session = asyncio.Event()
         self.sio.on(Events.SESSION_ID, self._on_session)
@@ -91,7 +92,7 @@ class ChatClient:
             if exchange.ack.get("position"):
                 exchange.note_position(int(exchange.ack["position"]))
             for event, data, at in self.unclaimed.pop(exchange.task_id, []):
-                self._apply(exchange, event, data, at)
+                self._claim(exchange, event, data, at)
         return exchange
 
     def answered(self) -> list[Exchange]:
@@ -101,10 +102,10 @@ class ChatClient:
     async def wait_answers(self, count: int, timeout: float) -> list[Exchange]:
         """Wait until `count` questions are answered; raise TimeoutError naming how many are missing."""
         deadline = time.monotonic() + timeout
-        while len(self.answered()) < count:
+        while self.answered_count < count:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"{len(self.answered())} of {count} answers after {timeout} s")
+                raise TimeoutError(f"{self.answered_count} of {count} answers after {timeout} s")
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), left)
@@ -127,11 +128,16 @@ class ChatClient:
             if exchange is None:
                 self.unclaimed[task_id].append((event, data, at))  # arrived before the ack
             else:
-                self._apply(exchange, event, data, at)
+                self._claim(exchange, event, data, at)
             self._changed.set()
             return True
 
         return handle
+
+    def _claim(self, exchange: Exchange, event: str, data: dict[str, Any], at: float) -> None:
+        first_answer = event == Events.AI_RESPONSE and not exchange.answers
+        self._apply(exchange, event, data, at)
+        self.answered_count += first_answer
 
     @staticmethod
     def _apply(exchange: Exchange, event: str, data: dict[str, Any], at: float) -> None:
