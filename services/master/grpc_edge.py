@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -21,6 +22,7 @@ class ResultService(pb_grpc.WorkerCallbackServicer):
 
     def __init__(self, on_result: Callable[[pb.TaskResult], Awaitable[tuple[bool, str]]]) -> None:
         self._on_result = on_result
+        self._handling: set[asyncio.Future[tuple[bool, str]]] = set()  # results being handled, kept alive
 
     async def SendResult(self, request: pb.TaskResult, context: grpc.aio.ServicerContext) -> pb.ResultAck:
         """Acknowledge a result: success only when it answers the task's current attempt."""
@@ -31,12 +33,20 @@ class ResultService(pb_grpc.WorkerCallbackServicer):
     ) -> AsyncIterator[pb.ResultAck]:
         """Acknowledge each result of a worker's long-lived stream in turn, as SendResult would; a call
         costs the master about three times what a message on an open stream does."""
+        # Accept the call at once: a worker sends on the stream only once it has the master's metadata.
+        await context.send_initial_metadata(())
         async for result in request_iterator:
             yield await self._ack(result)
 
     async def _ack(self, result: pb.TaskResult) -> pb.ResultAck:
+        # Shielded: gRPC cancels a handler when its caller gives up (a deadline, a worker closing a stalled
+        # stream), and a result cut off halfway would leave its task answered but never delivered. The
+        # handling runs to its end; a worker that sends the result again is told it already landed.
+        handling = asyncio.ensure_future(self._on_result(result))
+        self._handling.add(handling)
+        handling.add_done_callback(self._handling.discard)
         try:
-            accepted, message = await self._on_result(result)
+            accepted, message = await asyncio.shield(handling)
         except Exception:
             log.exception("error while handling a result")
             return pb.ResultAck(success=False, message="internal error while handling the result")
