@@ -36,22 +36,39 @@ def stream_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
 
 
 class ResultStream:
-    """One long-lived `StreamResults` call, opened on first use and again after it ends: results are
-    written in turn and the master answers each with one ack, in the same order."""
+    """One long-lived `StreamResults` call, opened ahead of use and again after it ends. The master accepts
+    the call by sending its initial metadata; results are then written in turn and each gets one ack, in
+    the same order."""
 
     def __init__(self, stub: pb_grpc.WorkerCallbackStub) -> None:
         self._stub = stub
         self._call: grpc.aio.StreamStreamCall[pb.TaskResult, pb.ResultAck] | None = None
         self._waiting: collections.deque[asyncio.Future[pb.ResultAck]] = collections.deque()
+        self._accepted = False
+        self.unimplemented = False
+        """The master answered UNIMPLEMENTED: it has no StreamResults (the original master)."""
         self._reader: asyncio.Task[None] | None = None
         self._writing = asyncio.Lock()  # grpc.aio takes one write at a time
+
+    @property
+    def ready(self) -> bool:
+        """Whether the master has accepted the current call, so that a result sent now is taken at once."""
+        return self._accepted and self._call is not None and not self._call.done()
+
+    def open(self) -> None:
+        """Start a call unless one is open."""
+        if self._call is None or self._call.done():
+            call = self._stub.StreamResults()
+            self._call, self._waiting, self._accepted = call, collections.deque(), False
+            self._reader = asyncio.create_task(self._read(call, self._waiting), name="result-acks")
 
     async def send(self, result: pb.TaskResult, timeout: float) -> pb.ResultAck:
         """Write `result` and wait, at most `timeout` seconds, for its ack."""
         async with self._writing:
-            call, waiting = self._open()
-            ack = asyncio.get_running_loop().create_future()
-            waiting.append(ack)
+            self.open()
+            assert self._call is not None
+            call, ack = self._call, asyncio.get_running_loop().create_future()
+            self._waiting.append(ack)
             # A call that has ended refuses the write; its reader then fails `ack` with the call's error.
             with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
                 await call.write(result)
@@ -69,29 +86,25 @@ class ResultStream:
             self._call.cancel()
             self._call = None
 
-    def _open(
-        self,
-    ) -> tuple[grpc.aio.StreamStreamCall[pb.TaskResult, pb.ResultAck], collections.deque[asyncio.Future[pb.ResultAck]]]:
-        if self._call is None or self._call.done():
-            self._call = self._stub.StreamResults()
-            self._waiting = collections.deque()
-            self._reader = asyncio.create_task(self._read(self._call, self._waiting), name="result-acks")
-        return self._call, self._waiting
-
-    @staticmethod
     async def _read(
+        self,
         call: grpc.aio.StreamStreamCall[pb.TaskResult, pb.ResultAck],
         waiting: collections.deque[asyncio.Future[pb.ResultAck]],
     ) -> None:
-        """Hand each ack to the oldest waiting result; when the call ends, fail those still waiting."""
+        """Note when the master accepts the call, hand each ack to the oldest waiting result, and when the
+        call ends, fail those still waiting."""
         error = stream_error(grpc.StatusCode.UNAVAILABLE, "the master closed the result stream")
         try:
+            await call.initial_metadata()
+            if not call.done() and self._call is call:
+                self._accepted = True
             async for ack in call:
                 if waiting:
                     future = waiting.popleft()
                     if not future.done():  # its sender may have given up
                         future.set_result(ack)
         except grpc.aio.AioRpcError as e:
+            self.unimplemented = e.code() is grpc.StatusCode.UNIMPLEMENTED
             # Cancelled here (stalled) or by a master going down: either way, worth sending again.
             cancelled = e.code() is grpc.StatusCode.CANCELLED
             error = (
@@ -135,12 +148,21 @@ class ResultSender:
         return pb_grpc.WorkerCallbackStub(channel)  # type: ignore[no-untyped-call]
 
     def prepare(self, endpoint: str) -> None:
-        """Start connecting to `endpoint` now, so the first result does not pay for the handshake."""
+        """Start connecting to `endpoint` and open its result stream now (a task starts), so that the
+        result pays for neither: a master busy with other work takes seconds to start a new call."""
         channel = self._channels.get(endpoint)
         if channel is None:
             self._stub(endpoint)
             channel = self._channels[endpoint]
         channel.get_state(try_to_connect=True)
+        if endpoint not in self._unary_only and not self._stream(endpoint).unimplemented:
+            self._stream(endpoint).open()
+
+    def _stream(self, endpoint: str) -> ResultStream:
+        stream = self._streams.get(endpoint)
+        if stream is None:
+            stream = self._streams[endpoint] = ResultStream(self._stub(endpoint))
+        return stream
 
     async def send(self, endpoint: str, result: pb.TaskResult) -> pb.ResultAck:
         """Deliver `result`; retry transient failures with jittered exponential backoff."""
@@ -166,20 +188,19 @@ class ResultSender:
         raise CallbackError("unreachable")  # pragma: no cover - the loop returns or raises
 
     async def _send_once(self, endpoint: str, result: pb.TaskResult) -> pb.ResultAck:
-        """One try: on the endpoint's result stream, or by SendResult where the master has no streams."""
+        """One try: on the endpoint's result stream once the master has accepted it, by SendResult until
+        then (a master busy with other work can take seconds to start a new call) and for good where the
+        master has no streams."""
         if endpoint not in self._unary_only:
-            stream = self._streams.get(endpoint)
-            if stream is None:
-                stream = self._streams[endpoint] = ResultStream(self._stub(endpoint))
-            try:
-                return await stream.send(result, CALL_TIMEOUT_S)
-            except grpc.aio.AioRpcError as e:
-                if e.code() is not grpc.StatusCode.UNIMPLEMENTED:
-                    raise
-            # A master that speaks only the baseline (the original, or an older one of ours).
-            log.info("master at %s takes no result streams: one call per result", endpoint)
-            self._unary_only.add(endpoint)
-            del self._streams[endpoint]
+            stream = self._stream(endpoint)
+            if stream.unimplemented:  # a master that speaks only the baseline (the original)
+                log.info("master at %s takes no result streams: one call per result", endpoint)
+                self._unary_only.add(endpoint)
+                del self._streams[endpoint]
+            else:
+                stream.open()
+                if stream.ready:
+                    return await stream.send(result, CALL_TIMEOUT_S)
         ack: pb.ResultAck = await self._stub(endpoint).SendResult(result, timeout=CALL_TIMEOUT_S)
         return ack
 
