@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from matplotlib.figure import Figure
 
 from lab.client import ChatClient, Exchange
+from lab.master_probe import cpu_seconds
 from lab.measure import figure, measurement_cluster, per_second
 from lab.stats import percentile
 from services.loop import run as run_loop
@@ -32,6 +33,14 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 class _Counted:
     answered_at_s: list[float] = field(default_factory=list)  # since the start of the measured window
     latencies_ms: list[float] = field(default_factory=list)
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU time spent in the window, by part
+
+
+def _cpu_now(pids: Mapping[str, int]) -> dict[str, float]:
+    """CPU seconds so far of the broker, the master, all workers together, and the clients (this process)."""
+    workers = sum(cpu_seconds(pid) for name, pid in pids.items() if name.startswith("worker"))
+    named = {part: cpu_seconds(pids[part]) for part in ("master", "mosquitto") if part in pids}
+    return {**named, "workers": workers, "clients": time.process_time()}
 
 
 async def closed_loop(
@@ -61,14 +70,26 @@ async def closed_loop(
         await asyncio.gather(*(u.close() for u in users), return_exceptions=True)
 
 
-async def _closed_loop(url: str, clients: int, seconds: float, warmup: float) -> _Counted:
+async def _closed_loop(
+    url: str, clients: int, seconds: float, warmup: float, pids: Mapping[str, int] | None = None
+) -> _Counted:
     counted = _Counted()
     window = (0.0, 0.0)  # the measured window, set once the clients are connected
+    loop = asyncio.get_running_loop()
+
+    def mark_cpu(start: dict[str, float]) -> None:
+        if not start:
+            start.update(_cpu_now(pids or {}))
+        else:
+            counted.cpu_s = {part: spent - start[part] for part, spent in _cpu_now(pids or {}).items()}
 
     def connected() -> float:
         nonlocal window
         measure_from = time.monotonic() + warmup
         window = (measure_from, measure_from + seconds)
+        start: dict[str, float] = {}
+        loop.call_later(warmup, mark_cpu, start)
+        loop.call_later(warmup + seconds, mark_cpu, start)
         return window[1]
 
     def answered(exchange: Exchange, done: float) -> None:
@@ -84,8 +105,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     """`clients` users each ask, wait for the answer and ask again; answers received in the `seconds` after
     `warmup`, divided by `seconds`."""
     with measurement_cluster(workers=args.workers) as cluster:
-        counted = run_loop(_closed_loop(cluster.web_url, args.clients, args.seconds, args.warmup))
+        pids = {name: proc.pid for name, proc in cluster.processes.items()}
+        counted = run_loop(_closed_loop(cluster.web_url, args.clients, args.seconds, args.warmup, pids))
     answers = len(counted.answered_at_s)
+    # Where the CPU goes, per answer: on 2 cores, N answers/s leave 2000/N ms of CPU per answer in all.
+    cpu_ms = {part: round(1000 * spent / max(1, answers), 2) for part, spent in counted.cpu_s.items()}
     return {
         "name": NAME,
         "workers": args.workers,
@@ -96,15 +120,18 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "latency_p50_ms": round(percentile(counted.latencies_ms, 50), 1),
         "latency_p99_ms": round(percentile(counted.latencies_ms, 99), 1),
         "answers_per_second": per_second(counted.answered_at_s, args.seconds - 1e-9),
+        "cpu_ms_per_answer": {**cpu_ms, "total": round(sum(cpu_ms.values()), 2)},
     }
 
 
 def summary(result: dict[str, Any]) -> str:
     """Answers per second and latency."""
+    cpu = result.get("cpu_ms_per_answer", {})
     return (
         f"throughput with {result['workers']} workers and {result['clients']} closed-loop clients: "
         f"{result['answers_per_s']} answers/s ({result['answers']} in {result['seconds']:g} s), "
         f"latency p50 {result['latency_p50_ms']} ms, p99 {result['latency_p99_ms']} ms"
+        + ("\nCPU per answer (ms): " + ", ".join(f"{part} {ms}" for part, ms in cpu.items()) if cpu else "")
     )
 
 

@@ -76,6 +76,11 @@ def test_throughput_and_burst(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     stdout, _ = _bench("throughput", options, tmp_path, capsys)
     figures = _check_output(stdout, tmp_path, "throughput-2w")
     assert figures["answers_per_s"] > 5 and sum(figures["answers_per_second"]) == figures["answers"]
+    cpu = figures["cpu_ms_per_answer"]
+    assert set(cpu) == {"master", "mosquitto", "workers", "clients", "total"}
+    assert cpu["master"] > 0 and cpu["workers"] > 0 and cpu["clients"] > 0  # each does work for every answer
+    assert cpu["total"] == pytest.approx(sum(v for k, v in cpu.items() if k != "total"), abs=0.05)
+    assert "CPU per answer (ms): master" in stdout
     stdout, _ = _bench("burst", ["--workers", "2", "--questions", "6", "--work-seconds", "0.2"], tmp_path, capsys)
     figures = _check_output(stdout, tmp_path, "burst-2w")
     assert figures["answered"] == 6 and figures["duplicates"] == 0
