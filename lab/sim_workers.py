@@ -74,7 +74,7 @@ class TimedSender(ResultSender):
     """The worker's own gRPC sender, noting when each result left."""
 
     def __init__(self, settings: WorkerSettings) -> None:
-        super().__init__(retries=settings.grpc_retries, tls_ca=settings.grpc_tls_ca)
+        super().__init__(retries=settings.grpc_retries, tls_ca=settings.grpc_tls_ca, stream=settings.result_stream)
         self.sent_ns: dict[str, int] = {}
 
     async def send(self, endpoint: str, result: pb.TaskResult) -> pb.ResultAck:

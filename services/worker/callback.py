@@ -124,9 +124,16 @@ class ResultSender:
     """One channel and one result stream per master endpoint, reused across results."""
 
     def __init__(
-        self, retries: int = 6, base_delay_s: float = 0.2, max_delay_s: float = 5.0, tls_ca: str | None = None
+        self,
+        retries: int = 6,
+        base_delay_s: float = 0.2,
+        max_delay_s: float = 5.0,
+        tls_ca: str | None = None,
+        stream: bool = True,
     ) -> None:
+        """`stream=False`: one SendResult call per result, never a stream (RESULT_STREAM=false)."""
         self._retries = retries
+        self._stream_results = stream
         self._credentials: grpc.ChannelCredentials | None = None
         if tls_ca:
             with open(tls_ca, "rb") as f:
@@ -155,8 +162,11 @@ class ResultSender:
             self._stub(endpoint)
             channel = self._channels[endpoint]
         channel.get_state(try_to_connect=True)
-        if endpoint not in self._unary_only and not self._stream(endpoint).unimplemented:
+        if self._streams_to(endpoint) and not self._stream(endpoint).unimplemented:
             self._stream(endpoint).open()
+
+    def _streams_to(self, endpoint: str) -> bool:
+        return self._stream_results and endpoint not in self._unary_only
 
     def _stream(self, endpoint: str) -> ResultStream:
         stream = self._streams.get(endpoint)
@@ -191,7 +201,7 @@ class ResultSender:
         """One try: on the endpoint's result stream once the master has accepted it, by SendResult until
         then (a master busy with other work can take seconds to start a new call) and for good where the
         master has no streams."""
-        if endpoint not in self._unary_only:
+        if self._streams_to(endpoint):
             stream = self._stream(endpoint)
             if stream.unimplemented:  # a master that speaks only the baseline (the original)
                 log.info("master at %s takes no result streams: one call per result", endpoint)

@@ -39,7 +39,9 @@ class WorkerRunner:
         self.worker_id = settings.worker_id
         self.topics = Topics(settings.topic_prefix)
         self._model = model
-        self._sender = sender or ResultSender(retries=settings.grpc_retries, tls_ca=settings.grpc_tls_ca)
+        self._sender = sender or ResultSender(
+            retries=settings.grpc_retries, tls_ca=settings.grpc_tls_ca, stream=settings.result_stream
+        )
         self._tasks: asyncio.Queue[TaskMessage] = asyncio.Queue()
         self._busy = False
         self._master_started: int | None = None  # timestamp of the master presence we last saw

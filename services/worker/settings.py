@@ -44,6 +44,7 @@ class WorkerSettings:
     offline_latency_ms: float = 0.0
     offline_latency_sd_ms: float = 0.0
     grpc_retries: int = 6
+    result_stream: bool = True
     log_level: str = "INFO"
     event_loop: str = "auto"
     grpc_tls_ca: str | None = None
@@ -74,6 +75,7 @@ class WorkerSettings:
             offline_latency_ms=e.number("OFFLINE_LATENCY_MS", d.offline_latency_ms),
             offline_latency_sd_ms=e.number("OFFLINE_LATENCY_SD_MS", d.offline_latency_sd_ms),
             grpc_retries=e.integer("GRPC_RETRIES", d.grpc_retries),
+            result_stream=e.boolean("RESULT_STREAM", d.result_stream),
             log_level=e.text("LOG_LEVEL", d.log_level).upper(),
             event_loop=e.choice("EVENT_LOOP", d.event_loop, LOOP_CHOICES),
             grpc_tls_ca=e.existing_file("GRPC_TLS_CA"),

@@ -282,3 +282,17 @@ async def test_a_result_whose_caller_gives_up_is_still_handled_to_the_end(serve:
         await asyncio.sleep(0.2)  # the server has seen the caller go
         handling.release.set()
         await eventually(lambda: handling.finished == ["t-cut"], "the result was handled to the end")
+
+
+async def test_result_stream_false_sends_every_result_by_send_result(serve: Servers) -> None:
+    master = StreamingMaster()
+    endpoint = await serve(master)
+    sender = ResultSender(stream=False)
+    try:
+        for i in range(3):
+            sender.prepare(endpoint)
+            assert (await sender.send(endpoint, pb.TaskResult(task_id=f"t{i}"))).message == "call 0"
+            await asyncio.sleep(0.05)
+    finally:
+        await sender.close()
+    assert master.calls == 0 and master.results == [(0, "t0"), (0, "t1"), (0, "t2")]

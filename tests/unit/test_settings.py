@@ -130,6 +130,8 @@ def test_worker_defaults_match_the_documented_ones() -> None:
     assert (s.gemini_api_key, s.gemini_api_key_file, s.gemini_base_url) == (None, None, None)
     assert (s.gemini_timeout_seconds, s.offline_latency_ms, s.offline_latency_sd_ms) == (30.0, 0.0, 0.0)
     assert s.log_level == "INFO"
+    assert s.result_stream is True
+    assert WorkerSettings.from_env({"RESULT_STREAM": "false"}).result_stream is False
 
 
 def test_generated_worker_id_has_the_baseline_form() -> None:
