@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab.cluster import LocalCluster
+from tests.peers import RawWorker, peer_for
 
 IN_CI = bool(os.environ.get("CI"))
 
@@ -79,3 +80,16 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         workers=2, work_seconds=1.0, web_port=0, grpc_port=0, mqtt_port=0, model_mode="offline", log_sink=sink
     ) as cluster:
         yield cluster
+
+
+@pytest.fixture
+def lone_raw_worker(cluster_factory: ClusterFactory) -> Iterator[tuple[LocalCluster, RawWorker]]:
+    """A system whose only worker is a hand-driven peer (`go-worker-manual`), so the test decides every
+    result."""
+    cluster = cluster_factory(workers=0)
+    peer = peer_for(cluster, "go-worker-manual")
+    peer.register()
+    try:
+        yield cluster, peer
+    finally:
+        peer.close()

@@ -4,7 +4,7 @@ and a worker that falls back to SendResult against a master that speaks only the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -16,21 +16,8 @@ from services.master.grpc_edge import ResultService
 from services.protocol import now_ms
 from services.protocol.rpc import pb, pb_grpc
 from services.worker.callback import CallbackError, ResultSender, ResultStream
-from tests.conftest import ClusterFactory
-from tests.peers import RawWorker, peer_for
+from tests.peers import RawWorker
 from tests.waiting import eventually
-
-
-@pytest.fixture
-def lone_raw_worker(cluster_factory: ClusterFactory) -> Iterator[tuple[LocalCluster, RawWorker]]:
-    """A system whose only worker is a hand-driven peer, so the test writes every result."""
-    cluster = cluster_factory(workers=0)
-    peer = peer_for(cluster, "go-worker-streamer")
-    peer.register()
-    try:
-        yield cluster, peer
-    finally:
-        peer.close()
 
 
 async def test_one_stream_carries_refusals_and_the_answer_each_acked_in_order(

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-
-import pytest
 
 from lab.client import ChatClient
 from lab.cluster import LocalCluster
@@ -13,18 +10,6 @@ from services.protocol import now_ms
 from tests.conftest import ClusterFactory
 from tests.peers import RawWorker, peer_for, send_result
 from tests.waiting import eventually
-
-
-@pytest.fixture
-def lone_raw_worker(cluster_factory: ClusterFactory) -> Iterator[tuple[LocalCluster, RawWorker]]:
-    """A system whose only worker is a hand-driven peer, so the test decides every result."""
-    cluster = cluster_factory(workers=0)
-    peer = peer_for(cluster, "go-worker-manual")
-    peer.register()
-    try:
-        yield cluster, peer
-    finally:
-        peer.close()
 
 
 async def wait_idle(cluster: LocalCluster, worker_id: str) -> None:
