@@ -55,19 +55,18 @@ class ResultStream:
         """Whether the master has accepted the current call, so that a result sent now is taken at once."""
         return self._accepted and self._call is not None and not self._call.done()
 
-    def open(self) -> None:
-        """Start a call unless one is open."""
+    def open(self) -> grpc.aio.StreamStreamCall[pb.TaskResult, pb.ResultAck]:
+        """The open call; a new one when there is none or it has ended."""
         if self._call is None or self._call.done():
             call = self._stub.StreamResults()
             self._call, self._waiting, self._accepted = call, collections.deque(), False
             self._reader = asyncio.create_task(self._read(call, self._waiting), name="result-acks")
+        return self._call
 
     async def send(self, result: pb.TaskResult, timeout: float) -> pb.ResultAck:
         """Write `result` and wait, at most `timeout` seconds, for its ack."""
         async with self._writing:
-            self.open()
-            assert self._call is not None
-            call, ack = self._call, asyncio.get_running_loop().create_future()
+            call, ack = self.open(), asyncio.get_running_loop().create_future()
             self._waiting.append(ack)
             # A call that has ended refuses the write; its reader then fails `ack` with the call's error.
             with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
