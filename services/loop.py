@@ -16,7 +16,9 @@ Runner = Callable[[Coroutine[Any, Any, Any]], Any]
 
 def runner(choice: str) -> Runner:
     """What runs a service's main coroutine to completion on the loop `choice` names (asyncio.run's
-    signature); "uvloop" without uvloop installed is an error."""
+    signature); an unknown choice, or "uvloop" without uvloop installed, is an error."""
+    if choice not in CHOICES:
+        raise ValueError(f"EVENT_LOOP must be one of {', '.join(CHOICES)}, got {choice!r}")
     if choice == "asyncio":
         return asyncio.run
     try:

@@ -174,8 +174,8 @@ class ModelRouter:
 
     @property
     def may_use_gemini(self) -> bool:
-        """Whether any task could go to Gemini (not in offline mode, nor in auto mode without a key of
-        its own: a user's key can still bring one)."""
+        """Whether a task may go to Gemini: in every mode but offline (in auto mode a user's key brings
+        Gemini even to a worker without a key of its own)."""
         return self.mode != "offline"
 
     def choose(self, api_key: str | None) -> tuple[Model, str | None]:

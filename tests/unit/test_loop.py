@@ -33,6 +33,11 @@ def test_the_lab_follows_event_loop_from_the_environment(monkeypatch: pytest.Mon
     assert run(loop_module()) == "uvloop"
 
 
+def test_an_unknown_loop_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="EVENT_LOOP must be one of auto, uvloop, asyncio"):
+        runner("tokio")
+
+
 def test_uvloop_asked_for_but_missing_is_a_clear_error_and_auto_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "uvloop", None)  # what an interpreter without uvloop sees on import
     with pytest.raises(ValueError, match="uvloop is not installed"):
