@@ -103,7 +103,9 @@ class ResultStream:
                     if not future.done():  # its sender may have given up
                         future.set_result(ack)
         except grpc.aio.AioRpcError as e:
-            self.unimplemented = e.code() is grpc.StatusCode.UNIMPLEMENTED
+            if e.code() is grpc.StatusCode.UNIMPLEMENTED:  # a master that speaks only the baseline (the original)
+                log.info("master takes no result streams: one call per result")
+                self.unimplemented = True
             # Cancelled here (stalled) or by a master going down: either way, worth sending again.
             cancelled = e.code() is grpc.StatusCode.CANCELLED
             error = (
@@ -141,7 +143,6 @@ class ResultSender:
         self._max = max_delay_s
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._streams: dict[str, ResultStream] = {}
-        self._unary_only: set[str] = set()
 
     def _stub(self, endpoint: str) -> pb_grpc.WorkerCallbackStub:
         channel = self._channels.get(endpoint)
@@ -161,11 +162,12 @@ class ResultSender:
             self._stub(endpoint)
             channel = self._channels[endpoint]
         channel.get_state(try_to_connect=True)
-        if self._streams_to(endpoint) and not self._stream(endpoint).unimplemented:
+        if self._streams_to(endpoint):
             self._stream(endpoint).open()
 
     def _streams_to(self, endpoint: str) -> bool:
-        return self._stream_results and endpoint not in self._unary_only
+        """Whether results to `endpoint` go on a stream: unless turned off, or the master has none."""
+        return self._stream_results and not self._stream(endpoint).unimplemented
 
     def _stream(self, endpoint: str) -> ResultStream:
         stream = self._streams.get(endpoint)
@@ -202,14 +204,9 @@ class ResultSender:
         master has no streams."""
         if self._streams_to(endpoint):
             stream = self._stream(endpoint)
-            if stream.unimplemented:  # a master that speaks only the baseline (the original)
-                log.info("master at %s takes no result streams: one call per result", endpoint)
-                self._unary_only.add(endpoint)
-                del self._streams[endpoint]
-            else:
-                stream.open()
-                if stream.ready:
-                    return await stream.send(result, CALL_TIMEOUT_S)
+            stream.open()
+            if stream.ready:
+                return await stream.send(result, CALL_TIMEOUT_S)
         ack: pb.ResultAck = await self._stub(endpoint).SendResult(result, timeout=CALL_TIMEOUT_S)
         return ack
 
