@@ -24,42 +24,27 @@ async def serve(settings: MasterSettings) -> None:
 
     from services.master.app import WebEdge
     from services.master.grpc_edge import start_grpc
+    from services.master.intake import new_session_id
     from services.master.journal import Journal
+    from services.master.loops import background
     from services.master.mqtt_edge import MqttEdge
-    from services.master.service import Master, new_session_id
+    from services.master.service import Master
     from services.master.watch import WatchService
 
     journal = Journal(settings.journal_path)
-    # The edges and the master refer to each other; the lambdas bind late, when called.
-    mqtt = MqttEdge(
-        settings,
-        on_message=lambda topic, payload: master.on_mqtt(topic, payload),
-        on_ready=lambda: master.mqtt_up(),
-        on_lost=lambda: master.mqtt_down(),
-    )
-    master = Master(settings, mqtt, lambda *args: web.send(*args), journal)
+    # The edges first: the master sends through them, and once bound they hand it what arrives.
+    mqtt = MqttEdge(settings)
+    web = WebEdge(new_session_id, mqtt.connected.is_set, settings.cors_origins)
+    master = Master(settings, mqtt, web.send, journal)
     master.restore()
-    web = WebEdge(master, new_session_id, mqtt.connected.is_set, settings.cors_origins)
+    mqtt.bind(master)
+    web.bind(master)
     grpc_server = await start_grpc(settings, master.on_result, WatchService(master.events, master.worker_snapshot))
-    config = uvicorn.Config(
-        web.app, host=settings.web_host, port=settings.web_port, log_level="warning", lifespan="off"
+    http = uvicorn.Server(
+        uvicorn.Config(web.app, host=settings.web_host, port=settings.web_port, log_level="warning", lifespan="off")
     )
-    http = uvicorn.Server(config)
-
-    # uvicorn takes SIGINT/SIGTERM while it serves and raises them again when it is done,
-    # so they reach these handlers either way.
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-
-    background = [
-        asyncio.create_task(mqtt.run(), name="mqtt"),
-        asyncio.create_task(master.tell_positions(), name="positions"),
-        asyncio.create_task(master.watch_leases(), name="leases"),
-        asyncio.create_task(master.tell_status(web.broadcast), name="status"),
-        asyncio.create_task(http.serve(), name="http"),
-    ]
+    jobs = {"mqtt": mqtt.run(), **background(master, web.broadcast), "http": http.serve()}
+    tasks = [asyncio.create_task(job, name=name) for name, job in jobs.items()]
     log.info(
         "master up: chat on http://%s:%s, gRPC on %s:%s, MQTT %s:%s",
         settings.web_host,
@@ -69,21 +54,33 @@ async def serve(settings: MasterSettings) -> None:
         settings.mqtt_host,
         settings.mqtt_port,
     )
-    done_waiter = asyncio.create_task(stop.wait())
-    finished, _ = await asyncio.wait([done_waiter, *background], return_when=asyncio.FIRST_COMPLETED)
-    for t in finished:
-        if t is not done_waiter and t.exception() is not None:
-            log.error("%s stopped: %s", t.get_name(), t.exception())
+    await until_stopped(tasks)
     log.info("master stopping")
     http.should_exit = True
     await grpc_server.stop(grace=1.0)
     await mqtt.drain()
-    for t in background:
+    for t in tasks:
         t.cancel()
-    for t in background:
+    for t in tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await t
     journal.close()
+
+
+async def until_stopped(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for SIGINT/SIGTERM or for one of `tasks` to end (logged when it failed)."""
+    # uvicorn takes SIGINT/SIGTERM while it serves and raises them again when it is done,
+    # so they reach these handlers either way.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    stopped = asyncio.create_task(stop.wait())
+    finished, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    for t in finished:
+        if t is not stopped and t.exception() is not None:
+            log.error("%s stopped: %s", t.get_name(), t.exception())
+    stopped.cancel()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,6 @@
-"""The master's web edge: FastAPI (chat page, status, health, metrics) with Socket.IO mounted."""
+"""The master's web edge: FastAPI (chat page, status, health, metrics) with Socket.IO mounted.
+
+Socket.IO payloads are read into and written from the models of `services.protocol`."""
 
 from __future__ import annotations
 
@@ -13,13 +15,15 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from services.master.service import Master
-from services.protocol import Events
+from services.protocol import DecodeError, Events, Payload, QueryAck, StatusReport, UserQuery, validate
 
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
 CLIENT_JS = WEB_DIR / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
 SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+# What a `user-query` must look like, told to a client that sent something else.
+QUERY_SHAPE = "send {query: string, apiKey?: string}"
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml"}
 
 
@@ -37,16 +41,17 @@ class OriginPolicy:
 
 
 class WebEdge:
-    """Builds the ASGI app; Socket.IO sessions are rooms named by the session id."""
+    """Builds the ASGI app; Socket.IO sessions are rooms named by the session id.
+
+    Built before the master (which sends through it); `bind` names the master before it serves."""
 
     def __init__(
         self,
-        master: Master,
         new_session_id: Callable[[], str],
         is_healthy: Callable[[], bool],
         cors_origins: tuple[str, ...] = (),
     ) -> None:
-        self.master = master
+        self._master: Master | None = None
         self._new_session_id = new_session_id
         self._is_healthy = is_healthy
         # None: only the page's own origin may connect; otherwise the page's own and the listed ones.
@@ -64,12 +69,24 @@ class WebEdge:
         self.api = self._build_api()
         self.app = socketio.ASGIApp(self.sio, other_asgi_app=self.api)
 
+    def bind(self, master: Master) -> None:
+        """Hand users' questions and sessions to `master` from now on."""
+        self._master = master
+
+    @property
+    def master(self) -> Master:
+        """The bound master."""
+        if self._master is None:
+            raise RuntimeError("WebEdge is not bound to a master: call bind() before serving")
+        return self._master
+
     async def send(
-        self, event: str, data: dict[str, Any], session_id: str, on_ack: Callable[[], None] | None = None
+        self, event: str, payload: Payload, session_id: str, on_ack: Callable[[], None] | None = None
     ) -> int:
         """Send an event to every connection of a session; `on_ack` runs when one acknowledges it.
         Returns how many connections it went to."""
         members = self._members.get(session_id, set())
+        data = payload.dump()
         if on_ack is None:
             await self.sio.emit(event, data, to=session_id)
             return len(members)
@@ -81,9 +98,9 @@ class WebEdge:
             await self.sio.emit(event, data, to=sid, callback=acked)
         return len(members)
 
-    async def broadcast(self, event: str, data: dict[str, Any]) -> None:
+    async def broadcast(self, event: str, payload: Payload) -> None:
         """Send an event to every connected client."""
-        await self.sio.emit(event, data)
+        await self.sio.emit(event, payload.dump())
 
     def _register_events(self) -> None:
         sio = self.sio
@@ -97,7 +114,7 @@ class WebEdge:
             self._members.setdefault(session_id, set()).add(sid)
             await sio.enter_room(sid, session_id)
             await sio.emit(Events.SESSION_ID, session_id, to=sid)
-            await sio.emit(Events.STATUS, self.master.status_summary(), to=sid)
+            await sio.emit(Events.STATUS, self.master.status_summary().dump(), to=sid)
             await self.master.session_connected(session_id)
 
         @sio.event  # type: ignore[untyped-decorator]
@@ -113,9 +130,13 @@ class WebEdge:
         async def user_query(sid: str, data: object = None) -> dict[str, Any]:
             session_id = self._sessions.get(sid)
             if session_id is None:
-                return {"error": "no session: reconnect and try again"}
-            result: dict[str, Any] = await self.master.submit(session_id, data)
-            return result
+                return QueryAck.refuse("no session: reconnect and try again").dump()
+            try:
+                query = validate(UserQuery, data)
+            except DecodeError as e:
+                return self.master.refuse(f"{e.reason}; {QUERY_SHAPE}").dump()
+            ack = await self.master.submit(session_id, query)
+            return ack.dump()
 
     def _build_api(self) -> FastAPI:
         api = FastAPI(title="Swarm AI Lab master", docs_url="/api/docs", openapi_url="/api/openapi.json")
@@ -143,9 +164,8 @@ class WebEdge:
             return JSONResponse({"status": "ok" if ok else "degraded", "mqtt": ok}, status_code=200 if ok else 503)
 
         @api.get("/api/status")
-        async def status() -> dict[str, Any]:
-            result: dict[str, Any] = self.master.status()
-            return result
+        async def status() -> StatusReport:
+            return self.master.status()
 
         @api.get("/metrics")
         async def metrics() -> Response:

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from services.master.journal import Journal, PendingAnswer
-from services.protocol import Events
+from services.protocol import AiResponse, Events, Payload
 
 log = logging.getLogger(__name__)
 
 # (event, data, session_id, on_ack): send to every connection of the session; on_ack runs when
 # one of them acknowledges.
-SendWithAck = Callable[[str, dict[str, Any], str, Callable[[], None] | None], Awaitable[int]]
+SendWithAck = Callable[[str, Payload, str, Callable[[], None] | None], Awaitable[int]]
 
 
 class Deliveries:
@@ -47,7 +46,7 @@ class Deliveries:
         """Whether answers wait for this session."""
         return session_id in self._pending
 
-    async def deliver(self, task_id: str, session_id: str, payload: dict[str, Any]) -> None:
+    async def deliver(self, task_id: str, session_id: str, payload: AiResponse) -> None:
         """Send an answer now and keep it until acknowledged (the journal already has it)."""
         answer = PendingAnswer(task_id, session_id, payload, self._clock())
         self._pending.setdefault(session_id, {})[task_id] = answer

@@ -1,4 +1,5 @@
-"""The master's gRPC edge: the `WorkerCallback` service that receives results."""
+"""The master's gRPC edge: the `WorkerCallback` service that receives results, converted into
+`WorkerResult`s for the master, and answers with a `ResultAck`."""
 
 from __future__ import annotations
 
@@ -8,17 +9,48 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 
+from services.master.results import WorkerResult
 from services.master.settings import MasterSettings
 from services.protocol.rpc import pb, pb_grpc
 
 log = logging.getLogger(__name__)
 
+# (result) -> (accepted, message): how the master judges one result.
+OnResult = Callable[[WorkerResult], Awaitable[tuple[bool, str]]]
+
 # A result carries one answer; anything far larger is an abuse (the default limit is 4 MB).
 MAX_MESSAGE_BYTES = 1 << 20
 
 
+def worker_result(message: pb.TaskResult) -> WorkerResult:
+    """The master's view of a `TaskResult`; timestamps before the epoch read as not said (0)."""
+    return WorkerResult(
+        worker_id=message.worker_id,
+        task_id=message.task_id,
+        attempt=message.attempt,
+        token=message.token,
+        response=message.ai_response,
+        error=message.error,
+        model=message.model,
+        processing_time_ms=message.processing_time_ms,
+        started_ms=max(0, message.started_timestamp),
+        completed_ms=max(0, message.completion_timestamp),
+        model_time_ms=message.model_time_ms,
+    )
+
+
+def translated(on_result: OnResult) -> Callable[[pb.TaskResult], Awaitable[tuple[bool, str]]]:
+    """`on_result` taking the wire's `TaskResult`."""
+
+    def handle(message: pb.TaskResult) -> Awaitable[tuple[bool, str]]:
+        return on_result(worker_result(message))
+
+    return handle
+
+
 class ResultService(pb_grpc.WorkerCallbackServicer):
-    """Converts `SendResult` calls and `StreamResults` messages into `on_result(result) -> (accepted, message)`."""
+    """Hands each result of a `SendResult` call or a `StreamResults` message to `on_result(result) ->
+    (accepted, message)` (see `translated`) and answers with the `ResultAck` it says."""
 
     def __init__(self, on_result: Callable[[pb.TaskResult], Awaitable[tuple[bool, str]]]) -> None:
         self._on_result = on_result
@@ -61,7 +93,7 @@ def server_credentials(cert_path: str, key_path: str) -> grpc.ServerCredentials:
 
 async def start_grpc(
     settings: MasterSettings,
-    on_result: Callable[[pb.TaskResult], Awaitable[tuple[bool, str]]],
+    on_result: OnResult,
     watch: pb_grpc.MasterEventsServicer,
 ) -> grpc.aio.Server:
     """Start the result server (with TLS when a certificate is set) and return it."""
@@ -71,7 +103,7 @@ async def start_grpc(
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ]
     )
-    pb_grpc.add_WorkerCallbackServicer_to_server(ResultService(on_result), server)  # type: ignore[no-untyped-call]
+    pb_grpc.add_WorkerCallbackServicer_to_server(ResultService(translated(on_result)), server)  # type: ignore[no-untyped-call]
     pb_grpc.add_MasterEventsServicer_to_server(watch, server)  # type: ignore[no-untyped-call]
     address = f"{settings.grpc_host}:{settings.grpc_port}"
     if settings.grpc_tls_cert and settings.grpc_tls_key:

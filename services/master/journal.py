@@ -8,14 +8,13 @@ created readable by its owner only.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from services.master.dispatch import Task, TaskState
+from services.protocol import AiResponse
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -46,7 +45,7 @@ class PendingAnswer:
 
     task_id: str
     session_id: str
-    payload: dict[str, Any]
+    payload: AiResponse
     finished_ms: int
 
 
@@ -87,11 +86,11 @@ class Journal:
         """A task went back to the queue (its attempt was lost)."""
         self._db.execute("UPDATE tasks SET state='queued', token=NULL, worker_id=NULL WHERE task_id=?", (task.task_id,))
 
-    def finished(self, task: Task, payload: dict[str, Any], failed: bool, now_ms: int) -> None:
+    def finished(self, task: Task, payload: AiResponse, failed: bool, now_ms: int) -> None:
         """A task has its answer (or failed for good); the key and token are no longer needed."""
         self._db.execute(
             "UPDATE tasks SET state=?, answer=?, finished_ms=?, api_key=NULL, token=NULL WHERE task_id=?",
-            ("failed" if failed else "answered", json.dumps(payload), now_ms, task.task_id),
+            ("failed" if failed else "answered", payload.model_dump_json(), now_ms, task.task_id),
         )
 
     def delivered(self, task_id: str, now_ms: int) -> None:
@@ -127,7 +126,7 @@ class Journal:
             "SELECT task_id, session_id, answer, finished_ms FROM tasks "
             "WHERE state IN ('answered', 'failed') ORDER BY finished_ms"
         ).fetchall()
-        return [PendingAnswer(r[0], r[1], json.loads(r[2]), r[3]) for r in rows]
+        return [PendingAnswer(r[0], r[1], AiResponse.model_validate_json(r[2]), r[3]) for r in rows]
 
     def purge(self, older_than_ms: int) -> int:
         """Drop undelivered answers finished before `older_than_ms`; returns how many."""

@@ -1,34 +1,89 @@
-"""The master's MQTT edge: subscribes to the workers' topics and announces the master's presence."""
+"""The master's MQTT edge: subscribes to the workers' topics, decodes what arrives into messages for the
+master, and announces the master's presence."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import aiomqtt
 
 from services.master.settings import MasterSettings
 from services.mqtt_link import MqttLink, connection_options
-from services.protocol import MasterPresence, Topics, encode, now_ms
+from services.protocol import (
+    DecodeError,
+    MasterPresence,
+    RegisterMessage,
+    StatusMessage,
+    Topics,
+    decode,
+    encode,
+    now_ms,
+)
 
 log = logging.getLogger(__name__)
 
 
-class MqttEdge(MqttLink):
-    """The master's connection: register and status in, tasks, logs, results and presence out."""
+class WorkerEvents(Protocol):
+    """What the MQTT edge tells the master (`Master` is one)."""
 
-    def __init__(
-        self,
-        settings: MasterSettings,
-        on_message: Callable[[str, bytes], Awaitable[None]],
-        on_ready: Callable[[], Awaitable[None]],
-        on_lost: Callable[[], None],
-    ) -> None:
+    async def on_register(self, reg: RegisterMessage) -> None: ...
+    async def on_status(self, status: StatusMessage) -> None: ...
+    def bad_message(self, source: str) -> None: ...
+    async def mqtt_up(self) -> None: ...
+    def mqtt_down(self) -> None: ...
+
+
+class MqttEdge(MqttLink):
+    """The master's connection: register and status in, tasks, logs, results and presence out.
+
+    Built before the master (which publishes through it); `bind` names the master before `run`."""
+
+    def __init__(self, settings: MasterSettings) -> None:
         self._settings = settings
         self._host, self._port = settings.mqtt_host, settings.mqtt_port
         self._topics = Topics(settings.topic_prefix)
         self._grpc_endpoint = settings.advertised_grpc_endpoint
-        super().__init__(self._new_client, self._announce, on_message, on_lost=on_lost, on_ready=on_ready)
+        self._handler: WorkerEvents | None = None
+        super().__init__(self._new_client, self._announce, self._receive, on_lost=self._lost, on_ready=self._ready)
+
+    def bind(self, handler: WorkerEvents) -> None:
+        """Hand what arrives from now on to `handler`."""
+        self._handler = handler
+
+    @property
+    def handler(self) -> WorkerEvents:
+        """The bound handler."""
+        if self._handler is None:
+            raise RuntimeError("MqttEdge is not bound to a master: call bind() before run()")
+        return self._handler
+
+    async def _receive(self, topic: str, payload: bytes) -> None:
+        try:
+            message = self._decode(topic, payload)
+        except DecodeError as e:
+            self.handler.bad_message("mqtt")
+            log.warning("ignored a bad message on %s: %s", topic, e)
+            return
+        if isinstance(message, RegisterMessage):
+            await self.handler.on_register(message)
+        elif isinstance(message, StatusMessage):
+            await self.handler.on_status(message)
+
+    def _decode(self, topic: str, payload: bytes) -> RegisterMessage | StatusMessage | None:
+        """The message on one of the subscribed topics (None: a topic the master does not read)."""
+        if topic == self._topics.register:
+            return decode(RegisterMessage, payload)
+        if topic == self._topics.status:
+            return decode(StatusMessage, payload)
+        return None
+
+    async def _ready(self) -> None:
+        await self.handler.mqtt_up()
+
+    def _lost(self) -> None:
+        if self._handler is not None:
+            self._handler.mqtt_down()
 
     def _new_client(self) -> aiomqtt.Client:
         s = self._settings

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 
+from services.protocol import worker_language
+
 
 class WorkerState(str, Enum):
     """What the master believes a worker is doing."""
@@ -33,8 +35,7 @@ class Worker:
 
 def language_of(worker_id: str) -> str:
     """The language named by a baseline worker id (`<language>-worker-<random>`), or `unknown`."""
-    head, sep, _ = worker_id.partition("-worker-")
-    return head if sep and head else "unknown"
+    return worker_language(worker_id) or "unknown"
 
 
 class Registry:

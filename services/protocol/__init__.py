@@ -1,4 +1,5 @@
-"""The wire contract in code: MQTT topics, Socket.IO events, JSON messages and gRPC stubs.
+"""The wire contract in code: MQTT topics, Socket.IO events and payloads, the REST status, JSON
+messages, the worker id convention and gRPC stubs.
 
 Nothing outside this package spells a topic, an event name or a message field.
 """
@@ -17,20 +18,42 @@ from services.protocol.messages import (
     now_ms,
     validate,
 )
+from services.protocol.payloads import (
+    AiResponse,
+    Payload,
+    QueryAck,
+    SystemStatus,
+    TaskAssigned,
+    TaskQueued,
+    UserQuery,
+)
+from services.protocol.rest import StatusReport, WorkerStatus
 from services.protocol.topics import Topics
+from services.protocol.worker_ids import make_worker_id, worker_language
 
 __all__ = [
+    "AiResponse",
     "DecodeError",
     "Events",
     "LogMessage",
     "MasterPresence",
+    "Payload",
+    "QueryAck",
     "RegisterMessage",
     "ResultSummary",
     "StatusMessage",
+    "StatusReport",
+    "SystemStatus",
+    "TaskAssigned",
     "TaskMessage",
+    "TaskQueued",
     "Topics",
+    "UserQuery",
+    "WorkerStatus",
     "decode",
     "encode",
+    "make_worker_id",
     "now_ms",
     "validate",
+    "worker_language",
 ]

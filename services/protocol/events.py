@@ -11,7 +11,7 @@ class Events:
     # Baseline.
     SESSION_ID: Final = "session-id"  # master -> client on connect: the session id
     USER_QUERY: Final = "user-query"  # client -> master: {query, apiKey?}; acknowledged (extension)
-    TASK_QUEUED: Final = "task-queued"  # master -> client: {position, taskId}
+    TASK_QUEUED: Final = "task-queued"  # master -> client: {taskId, position}
     AI_RESPONSE: Final = "ai-response"  # master -> client: {query, response, workerId, processingTime, ...}
     # Extensions.
     TASK_ASSIGNED: Final = "task-assigned"  # master -> client: {taskId, workerId}

@@ -115,15 +115,6 @@ class MasterPresence(Message):
     grpc_endpoint: str = ""
 
 
-class UserQuery(Message):
-    """Socket.IO `user-query` payload: the question and an optional key of the user's own."""
-
-    kind: ClassVar[str] = "user-query"
-    query: str
-    apiKey: str | None = None
-    model: str | None = None
-
-
 def json_type(value: object) -> str:
     """The JSON name of a parsed value's type, for error messages."""
     if value is None:
@@ -149,7 +140,7 @@ def decode(cls: type[M], raw: bytes | str) -> M:
 
 
 def validate(cls: type[M], data: object, raw: object = None) -> M:
-    """Read one message from an already parsed value (a Socket.IO payload)."""
+    """Read one message from an already parsed value (a Socket.IO payload or a REST body)."""
     if not isinstance(data, dict):
         raise DecodeError(cls.kind, f"expected a JSON object, got {json_type(data)}", data if raw is None else raw)
     try:

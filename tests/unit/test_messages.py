@@ -15,12 +15,13 @@ from services.protocol import (
     ResultSummary,
     StatusMessage,
     TaskMessage,
+    UserQuery,
     decode,
     encode,
     now_ms,
     validate,
 )
-from services.protocol.messages import Message, UserQuery
+from services.protocol.messages import Message
 
 WORKER = "python-worker-3f9a1c"
 

@@ -1,0 +1,54 @@
+"""The master's background loops: each runs one step of `Master` on a schedule, forever."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from services.master.service import Master
+from services.protocol import Events, SystemStatus
+
+# How often queued users are told their new position, and everyone the system's state, at most.
+POSITION_INTERVAL_S = 0.25
+STATUS_INTERVAL_S = 1.0
+# How often leases are checked (and, less often, old undelivered answers dropped).
+LEASE_CHECK_S = 0.5
+
+Broadcast = Callable[[str, SystemStatus], Awaitable[None]]  # (event, payload) to every client
+
+
+async def watch_leases(master: Master) -> None:
+    """Forever: take back tasks whose lease ran out; now and then drop old undelivered answers."""
+    while True:
+        await asyncio.sleep(LEASE_CHECK_S)
+        await master.tick()
+
+
+async def tell_positions(master: Master) -> None:
+    """Forever: tell queued users their new position when it changed (coalesced)."""
+    while True:
+        await master.positions_changed.wait()
+        master.positions_changed.clear()
+        await master.send_positions()
+        await asyncio.sleep(POSITION_INTERVAL_S)
+
+
+async def tell_status(master: Master, broadcast: Broadcast) -> None:
+    """Forever: tell every client how many workers are online and busy and how long the queue is."""
+    last: SystemStatus | None = None
+    while True:
+        summary = master.status_summary()
+        if summary != last:
+            await broadcast(Events.STATUS, summary)
+            last = summary
+        await asyncio.sleep(STATUS_INTERVAL_S)
+
+
+def background(master: Master, broadcast: Broadcast) -> dict[str, Coroutine[Any, Any, None]]:
+    """Every loop the master needs, by name."""
+    return {
+        "positions": tell_positions(master),
+        "leases": watch_leases(master),
+        "status": tell_status(master, broadcast),
+    }

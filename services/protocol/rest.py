@@ -1,0 +1,39 @@
+"""The master's REST bodies: `GET /api/status`."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import StrictBool
+
+from services.protocol.messages import Message
+from services.protocol.payloads import Count, Payload
+
+WorkerStateName = Literal["idle", "busy", "offline"]
+
+
+class WorkerStatus(Message):
+    """One worker in the status: what the master believes it is doing, and its counts."""
+
+    kind: ClassVar[str] = "worker status"
+    worker_id: str
+    language: str
+    state: WorkerStateName
+    tasks_done: Count
+    tasks_failed: Count
+    current_task: str | None  # the task it holds, null when none
+    last_seen: Count  # when the master last heard from it (ms)
+
+
+class StatusReport(Payload):
+    """`GET /api/status`: every known worker, workers by state, the queue and what is in flight."""
+
+    kind: ClassVar[str] = "status report"
+    workers: list[WorkerStatus]
+    idle: Count
+    busy: Count
+    offline: Count
+    queue_length: Count  # tasks waiting for a worker
+    in_flight: Count  # tasks assigned and not answered yet
+    undelivered: Count  # answers kept until a client of their session acknowledges them
+    mqtt_connected: StrictBool

@@ -1,0 +1,143 @@
+"""Unit tests of `Master` taking questions in: acceptance, queue positions, assignment and limits."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.protocol import Events, TaskQueued, UserQuery
+from tests.unit.master_fakes import OTHER_SESSION, SESSION, TOPICS, rig, started
+
+
+async def test_an_accepted_question_is_journaled_before_the_user_hears_of_it() -> None:
+    r = await started()
+    journaled_when_told: list[list[str]] = []
+    r.sender.on_send = lambda sent: journaled_when_told.append([t.task_id for t in r.journal.open_tasks()])
+    ack = await r.master.submit(SESSION, UserQuery(query="  What is MQTT?  ", apiKey=" k "))
+    assert ack.accepted and ack.taskId
+    assert journaled_when_told == [[ack.taskId]]  # the task-queued event already found it journaled
+    (task,) = r.journal.open_tasks()
+    assert (task.session_id, task.query, task.api_key) == (SESSION, "What is MQTT?", "k")
+
+
+async def test_without_an_idle_worker_questions_are_queued_in_order() -> None:
+    r = await started()
+    acks = [await r.master.submit(SESSION, UserQuery(query=f"q{n}")) for n in (1, 2, 3)]
+    assert [a.position for a in acks] == [1, 2, 3]
+    assert [(q.taskId, q.position) for q in r.sender.queued(SESSION)] == [(a.taskId, a.position) for a in acks]
+    assert r.publisher.tasks() == []
+    assert r.master.status_summary().queued == 3
+
+
+async def test_positions_move_up_when_a_worker_takes_the_head_of_the_queue() -> None:
+    r = await started()
+    first, second, third = [await r.ask(f"q{n}") for n in (1, 2, 3)]
+    r.sender.sent.clear()
+    r.master.positions_changed.clear()
+    await r.worker("go-worker-a")
+    assert r.last_task("go-worker-a").task_id == first
+    assert r.master.positions_changed.is_set()
+    await r.master.send_positions()
+    assert [(q.taskId, q.position) for q in r.sender.queued()] == [(second, 1), (third, 2)]
+    await r.master.send_positions()  # nothing moved since: nobody is told again
+    assert len(r.sender.queued()) == 2
+
+
+async def test_a_question_goes_at_once_to_the_idle_worker_with_its_token_and_attempt() -> None:
+    r = await started()
+    await r.worker("go-worker-a")
+    ack = await r.master.submit(SESSION, UserQuery(query="What is gRPC?", apiKey="user-key", model="m1"))
+    assert ack.position == 0
+    (published,) = [p for p in r.publisher.published if TOPICS.worker_id_from_tasks(p.topic)]
+    assert (published.topic, published.qos) == (TOPICS.tasks("go-worker-a"), 1)
+    task = r.last_task("go-worker-a")
+    assert (task.task_id, task.attempt, task.query, task.api_key, task.model) == (
+        ack.taskId,
+        1,
+        "What is gRPC?",
+        "user-key",
+        "m1",
+    )
+    assert task.session_id == ack.taskId  # the user's session id is a secret: never published
+    assert task.token and len(task.token) >= 16
+    assert [(a.taskId, a.workerId) for a in r.sender.assigned(SESSION)] == [(ack.taskId, "go-worker-a")]
+    assert r.sender.queued() == []
+    assert all(SESSION.encode() not in p.payload for p in r.publisher.published)
+
+
+async def test_nothing_is_assigned_until_mqtt_is_up_and_while_it_is_down() -> None:
+    r = rig()
+    await r.worker("go-worker-a")
+    assert (await r.master.submit(SESSION, UserQuery(query="q1"))).position == 1
+    await r.master.mqtt_up()
+    assert len(r.publisher.tasks()) == 1
+    await r.answer(r.last_task())
+    r.master.mqtt_down()
+    assert (await r.master.submit(SESSION, UserQuery(query="q2"))).position == 1
+    assert len(r.publisher.tasks()) == 1
+    assert r.master.status().mqtt_connected is False
+    await r.master.mqtt_up()
+    assert len(r.publisher.tasks()) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("", "the question is empty"),
+        ("   \n ", "the question is empty"),
+        ("x" * 101, "the question is too long: 101 characters, at most 100"),
+    ],
+    ids=["empty", "blank", "too long"],
+)
+async def test_a_bad_question_is_refused_and_changes_nothing(text: str, error: str) -> None:
+    r = await started(max_query_chars=100)
+    await r.worker("go-worker-a")
+    ack = await r.master.submit(SESSION, UserQuery(query=text))
+    assert ack.dump() == {"error": error}
+    assert r.journal.open_tasks() == [] and r.sender.sent == [] and r.publisher.tasks() == []
+    assert b'swarm_tasks_total{outcome="rejected"} 1.0' in r.master.metrics.render()
+
+
+async def test_a_question_of_exactly_the_longest_length_is_accepted() -> None:
+    r = await started(max_query_chars=100)
+    assert (await r.master.submit(SESSION, UserQuery(query="x" * 100))).accepted
+
+
+async def test_a_session_may_not_have_more_questions_in_flight_than_the_limit() -> None:
+    r = await started(max_in_flight_per_session=2)
+    await r.ask("q1")
+    await r.ask("q2")
+    ack = await r.master.submit(SESSION, UserQuery(query="q3"))
+    assert ack.error == "too many questions in flight: at most 2 at once; wait for an answer"
+    assert (await r.master.submit(OTHER_SESSION, UserQuery(query="q3"))).accepted  # another session may
+    await r.worker("go-worker-a")
+    await r.answer(r.last_task("go-worker-a"))
+    assert (await r.master.submit(SESSION, UserQuery(query="q3"))).accepted  # one answered: room again
+
+
+async def test_a_session_may_not_ask_more_than_the_rate_per_minute() -> None:
+    r = await started(rate_per_minute=2, max_in_flight_per_session=10)
+    await r.ask("q1")
+    r.clock.advance(10_000)
+    await r.ask("q2")
+    r.clock.advance(20_000)
+    ack = await r.master.submit(SESSION, UserQuery(query="q3"))
+    assert ack.error == "too many questions: at most 2 per minute; try again in 30 s"
+    r.clock.advance(30_000)  # the first question is a minute old
+    assert (await r.master.submit(SESSION, UserQuery(query="q3"))).accepted
+
+
+async def test_a_client_joining_a_session_hears_where_its_open_questions_are() -> None:
+    r = await started()
+    await r.worker("go-worker-a")
+    running = await r.ask("q1")
+    waiting = await r.ask("q2")
+    await r.ask("q3", session_id=OTHER_SESSION)
+    await r.master.send_positions()
+    r.sender.sent.clear()
+    r.master.positions_changed.clear()
+    await r.master.session_connected(SESSION)
+    assert [(a.taskId, a.workerId) for a in r.sender.assigned()] == [(running, "go-worker-a")]
+    assert r.master.positions_changed.is_set()
+    await r.master.send_positions()
+    queued = [(s.session_id, s.payload) for s in r.sender.sent if s.event == Events.TASK_QUEUED]
+    assert queued == [(SESSION, TaskQueued(taskId=waiting, position=1))]
