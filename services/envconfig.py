@@ -1,13 +1,22 @@
-"""Reading settings from environment variables, with errors that name the variable."""
+"""Settings read from, and rendered back into, environment variables, with errors that name the variable.
+
+Each setting names its variable once, where its dataclass field is declared (`setting("MQTT_HOST", ...)`);
+`from_env` reads through those names, `to_env`/`env_of` render settings back into an environment, and
+`env_name` gives a field's variable to anyone who must name it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from services.protocol.topics import Topics
+from services.loop import CHOICES as LOOP_CHOICES
+from services.protocol.topics import DEFAULT_PREFIX, Topics
 
 TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
@@ -34,23 +43,28 @@ class Env:
         """A string; empty or unset means the default."""
         return self._env.get(name, "").strip() or default
 
-    def optional(self, name: str) -> str | None:
+    def optional(self, name: str, default: None = None) -> str | None:
         """A string or None when empty or unset."""
         return self._env.get(name, "").strip() or None
 
-    def secret(self, name: str) -> str | None:
+    def secret(self, name: str, default: None = None) -> str | None:
         """A secret given directly (`NAME`) or, as Docker secrets are, in a file (`NAME_FILE`)."""
         direct = self.optional(name)
-        path = self.optional(f"{name}_FILE")
+        path = self.secret_file(name)
         if direct is not None or path is None:
             return direct
         try:
             with open(path, encoding="utf-8") as f:
                 return f.read().strip() or None
         except OSError as e:
-            raise ValueError(f"{name}_FILE: cannot read {path} ({e.strerror})") from None
+            raise ValueError(f"{file_variable(name)}: cannot read {path} ({e.strerror})") from None
 
-    def existing_file(self, name: str) -> str | None:
+    def secret_file(self, name: str) -> str | None:
+        """The file (`NAME_FILE`) the secret `NAME` is read from, or None when it is given directly or not at all."""
+        path = self.optional(file_variable(name))
+        return None if self.optional(name) is not None else path
+
+    def existing_file(self, name: str, default: None = None) -> str | None:
         """A path that must name a readable file, or None when unset."""
         path = self.optional(name)
         if path is not None and not os.path.isfile(path):
@@ -113,3 +127,165 @@ class Env:
         if value and not re.fullmatch(pattern, value):
             raise ValueError(f"{name} must be {what}, got {value!r}")
         return value
+
+    def upper(self, name: str, default: str) -> str:
+        """A string in upper case (a logging level)."""
+        return self.text(name, default).upper()
+
+    def words(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        """A comma-separated list; blanks around and between the commas are dropped."""
+        found = tuple(w.strip() for w in self._env.get(name, "").split(",") if w.strip())
+        return found or default
+
+
+def file_variable(name: str) -> str:
+    """The variable that names the file a secret is read from (Docker secrets): `NAME_FILE`."""
+    return f"{name}_FILE"
+
+
+# -- settings that know their variables -----------------------------------------------------------------------
+
+# Where a field keeps its variable: `dataclasses.field(metadata={ENV: Variable(...)})`.
+ENV = "env"
+Reader = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Variable:
+    """The environment variable of one setting, and how to read it: `read(Env, name, default, **options)`."""
+
+    name: str
+    read: Reader
+    options: Mapping[str, Any]
+    # For a secret: the field that keeps the file it was read from, which `to_env` renders instead of the value.
+    file_field: str | None = None
+
+
+def setting(
+    name: str,
+    default: Any = dataclasses.MISSING,
+    read: Reader = Env.text,
+    *,
+    factory: Callable[[], Any] | None = None,
+    file_field: str | None = None,
+    repr: bool = True,
+    **options: Any,
+) -> Any:
+    """A dataclass field read from the variable `name` with the `Env` method `read` (extra keywords go to it):
+    `mqtt_port: int = setting("MQTT_PORT", 1883, Env.port)`."""
+    variable = Variable(name, read, options, file_field)
+    if factory is not None:
+        return field(default_factory=factory, metadata={ENV: variable}, repr=repr)
+    return field(default=default, metadata={ENV: variable}, repr=repr)
+
+
+def render(value: object) -> str | None:
+    """A setting's value as an environment variable reads it back (None: leave the variable out)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    if isinstance(value, float):
+        short = f"{value:g}"  # 10.0 -> "10", 0.25 -> "0.25"; repr when that loses digits
+        return short if float(short) == value else repr(value)
+    return str(value)
+
+
+S = TypeVar("S", bound="EnvSettings")
+
+
+@dataclass(frozen=True)
+class EnvSettings:
+    """A frozen dataclass whose fields declare their variables with `setting(...)`."""
+
+    @classmethod
+    def variables(cls) -> dict[str, Variable]:
+        """Each field's variable, by field name, in declaration order."""
+        return {f.name: f.metadata[ENV] for f in dataclasses.fields(cls) if ENV in f.metadata}
+
+    @classmethod
+    def env_name(cls, field_name: str) -> str:
+        """The variable a field is read from: `MasterSettings.env_name("web_port") == "WEB_PORT"`."""
+        try:
+            return cls.variables()[field_name].name
+        except KeyError:
+            raise KeyError(f"{cls.__name__} has no setting {field_name!r}") from None
+
+    @classmethod
+    def env_names(cls) -> frozenset[str]:
+        """Every variable these settings read, the `NAME_FILE` of each secret included."""
+        names = {v.name for v in cls.variables().values()}
+        return frozenset(names | {file_variable(v.name) for v in cls.variables().values() if v.file_field})
+
+    @classmethod
+    def read_one(cls, field_name: str, env: Mapping[str, str] | None = None) -> Any:
+        """One setting from the environment (default: this process's), without reading the others."""
+        variable = cls.variables().get(field_name)
+        if variable is None:
+            raise KeyError(f"{cls.__name__} has no setting {field_name!r}")
+        return variable.read(Env(env), variable.name, cls._default(field_name), **variable.options)
+
+    @classmethod
+    def _default(cls, field_name: str) -> Any:
+        f = cls.__dataclass_fields__[field_name]
+        if f.default_factory is not dataclasses.MISSING:
+            return f.default_factory()
+        return f.default
+
+    @classmethod
+    def from_env(cls: type[S], env: Mapping[str, str] | None = None) -> S:
+        """Build settings from environment variables (default: this process's), failing clearly on a bad value."""
+        e = Env(env)
+        values: dict[str, Any] = {}
+        for name, variable in cls.variables().items():
+            values[name] = variable.read(e, variable.name, cls._default(name), **variable.options)
+            if variable.file_field is not None:
+                values[variable.file_field] = e.secret_file(variable.name)
+        return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as environment variables, such that `from_env(s.to_env()) == s`: booleans as
+        true/false, tuples comma-joined, None left out, a secret read from a file as its `NAME_FILE`."""
+        return _render(self.variables(), {f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+
+    @classmethod
+    def env_of(cls, **values: Any) -> dict[str, str]:
+        """Only the given settings as environment variables, by field name:
+        `MasterSettings.env_of(max_in_flight_per_session=1000) == {"MAX_IN_FLIGHT_PER_SESSION": "1000"}`."""
+        unknown = set(values) - set(cls.variables())
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no setting {', '.join(sorted(unknown))}")
+        return _render(cls.variables(), values)
+
+
+def _render(variables: Mapping[str, Variable], values: Mapping[str, Any]) -> dict[str, str]:
+    """The variables of the settings in `values` (a secret as its file when `values` has its file field)."""
+    env: dict[str, str] = {}
+    for name, variable in variables.items():
+        if name not in values:
+            continue
+        path = values.get(variable.file_field) if variable.file_field is not None else None
+        if path is not None:
+            env[file_variable(variable.name)] = str(path)
+        elif (text := render(values[name])) is not None:
+            env[variable.name] = text
+    return env
+
+
+@dataclass(frozen=True)
+class ServiceSettings(EnvSettings):
+    """What every service is told: its broker (an MQTT client's settings), its log level and its event loop."""
+
+    mqtt_host: str = setting("MQTT_HOST", "127.0.0.1")
+    mqtt_port: int = setting("MQTT_PORT", 1883, Env.port)
+    topic_prefix: str = setting("TOPIC_PREFIX", DEFAULT_PREFIX, Env.topic_prefix)
+    mqtt_username: str | None = setting("MQTT_USERNAME", None, Env.optional)
+    mqtt_password: str | None = setting("MQTT_PASSWORD", None, Env.secret, file_field="mqtt_password_file", repr=False)
+    # The file the password was read from (MQTT_PASSWORD_FILE), if it was: `to_env` passes it on, not the password.
+    mqtt_password_file: str | None = None
+    mqtt_tls_ca: str | None = setting("MQTT_TLS_CA", None, Env.existing_file)
+    mqtt_keepalive: int = setting("MQTT_KEEPALIVE", 5, Env.integer, minimum=1, maximum=3600)
+    log_level: str = setting("LOG_LEVEL", "INFO", Env.upper)
+    event_loop: str = setting("EVENT_LOOP", "auto", Env.choice, options=LOOP_CHOICES)

@@ -3,29 +3,35 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-# EVENT_LOOP's values; "auto" takes uvloop when it can be imported.
+# The values of the services' `event_loop` setting; "auto" takes uvloop when it can be imported.
 CHOICES = ("auto", "uvloop", "asyncio")
 
 T = TypeVar("T")
 Runner = Callable[[Coroutine[Any, Any, Any]], Any]
 
 
+def _variable() -> str:
+    """The setting's environment variable, for error messages (envconfig imports this module: import late)."""
+    from services.envconfig import ServiceSettings
+
+    return ServiceSettings.env_name("event_loop")
+
+
 def runner(choice: str) -> Runner:
     """What runs a service's main coroutine to completion on the loop `choice` names (asyncio.run's
     signature); an unknown choice, or "uvloop" without uvloop installed, is an error."""
     if choice not in CHOICES:
-        raise ValueError(f"EVENT_LOOP must be one of {', '.join(CHOICES)}, got {choice!r}")
+        raise ValueError(f"{_variable()} must be one of {', '.join(CHOICES)}, got {choice!r}")
     if choice == "asyncio":
         return asyncio.run
     try:
         import uvloop
     except ImportError:
         if choice == "uvloop":
-            raise ValueError("EVENT_LOOP=uvloop but uvloop is not installed (pip install uvloop)") from None
+            raise ValueError(f"{_variable()}=uvloop but uvloop is not installed (pip install uvloop)") from None
         return asyncio.run
     # uvloop runs the same asyncio code with its I/O and scheduling in C (libuv): every task, status and
     # result costs the master and the workers less CPU (README, "Where it stands").
@@ -33,7 +39,12 @@ def runner(choice: str) -> Runner:
 
 
 def run(main: Coroutine[Any, Any, T], choice: str | None = None) -> T:
-    """asyncio.run(main) on the loop `choice` names, by default the one EVENT_LOOP names, as the services
-    do (for the lab's clients and simulated workers)."""
-    result: T = runner(choice or os.environ.get("EVENT_LOOP", "auto"))(main)
+    """asyncio.run(main) on the loop `choice` names: pass the `event_loop` of the caller's settings. Without
+    one (the lab's clients and simulated workers, as yet), the loop this process's environment names, read
+    through the services' settings, so that they run on the loop the services do."""
+    if choice is None:
+        from services.envconfig import ServiceSettings  # envconfig imports this module: import late
+
+        choice = ServiceSettings.read_one("event_loop")
+    result: T = runner(choice)(main)
     return result

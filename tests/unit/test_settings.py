@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import random
 import re
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from services.envconfig import env_bool
+from services.envconfig import Env, EnvSettings, ServiceSettings, env_bool
 from services.master.settings import MasterSettings
 from services.worker.settings import DEFAULT_GEMINI_MODEL, WorkerSettings, new_worker_id
 
@@ -213,3 +217,147 @@ def test_worker_bad_value_is_a_value_error_naming_the_variable(env: dict[str, st
 def test_model_mode_error_lists_the_allowed_modes() -> None:
     with pytest.raises(ValueError, match="auto, gemini, offline"):
         WorkerSettings.from_env({"MODEL_MODE": "wrong"})
+
+
+# -- one name per setting: env_name, to_env and env_of ---------------------------------------------------------
+
+SETTINGS: list[type[EnvSettings]] = [MasterSettings, WorkerSettings]
+
+
+def random_settings(cls: type[EnvSettings], rng: random.Random, files: list[str]) -> dict[str, Any]:
+    """Random valid values for every setting of `cls`, chosen by how the setting is read."""
+    values: dict[str, Any] = {}
+
+    def word() -> str:
+        return rng.choice("abcxyz") + str(rng.randrange(10**6))
+
+    for name, variable in cls.variables().items():
+        read, options = variable.read, variable.options
+        if read is Env.text:
+            value: Any = f"/var/{word()}" if name.endswith(("_path", "_file")) else word()
+        elif read is Env.port:
+            value = rng.randrange(1, 65536)
+        elif read is Env.integer:
+            value = rng.randrange(options.get("minimum", 0), (options.get("maximum") or 10**6) + 1)
+        elif read is Env.number:
+            value = options.get("minimum", 0.0) + rng.choice([rng.random() * 10 ** rng.randrange(-3, 6), 7.0, 0.1])
+        elif read is Env.boolean:
+            value = rng.random() < 0.5
+        elif read is Env.choice:
+            value = rng.choice(options["options"])
+        elif read is Env.topic_prefix:
+            value = rng.choice(["lab", "a/b", f"run-{word()}"])
+        elif read is Env.matching:
+            value = f"python-worker-{word()}" if name == "worker_id" else f"{word()}.local:{rng.randrange(1, 65536)}"
+        elif read is Env.upper:
+            value = rng.choice(["DEBUG", "WARNING", "ERROR"])
+        elif read is Env.words:
+            value = tuple(f"http://{word()}" for _ in range(rng.randrange(4)))
+        elif read is Env.optional:
+            value = rng.choice([None, word()])
+        elif read is Env.existing_file:
+            value = rng.choice([None, *files])
+        elif read is Env.secret:
+            value = rng.choice([None, word(), "in a file"])
+            if value == "in a file":  # the secret's file, whose content the value is
+                values[variable.file_field or ""] = files[0]
+                value = Path(files[0]).read_text().strip()
+        else:
+            raise AssertionError(f"no random values for {read}: add them")
+        values[name] = value
+    if cls is MasterSettings and bool(values["grpc_tls_cert"]) != bool(values["grpc_tls_key"]):
+        values["grpc_tls_key"] = values["grpc_tls_cert"] = files[0]
+    return values
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> list[str]:
+    paths = [tmp_path / name for name in ("secret", "ca.pem")]
+    for path in paths:
+        path.write_text("s3cret-from-a-file\n")
+    return [str(p) for p in paths]
+
+
+@pytest.mark.parametrize("cls", SETTINGS)
+@pytest.mark.parametrize("seed", range(40))
+def test_settings_rendered_as_an_environment_read_back_equal(
+    cls: type[EnvSettings], seed: int, files: list[str]
+) -> None:
+    settings = cls(**random_settings(cls, random.Random(seed), files))
+    env = settings.to_env()
+    assert cls.from_env(env) == settings
+    assert all(isinstance(v, str) for v in env.values())
+    assert set(env) <= cls.env_names()
+
+
+@pytest.mark.parametrize("cls", SETTINGS)
+def test_defaults_render_and_read_back_equal(cls: type[EnvSettings]) -> None:
+    settings = cls.from_env({})
+    assert cls.from_env(settings.to_env()) == settings
+
+
+def test_values_render_as_the_variables_read_them() -> None:
+    s = MasterSettings(
+        allow_baseline_workers=True, cors_origins=("http://a", "http://b"), lease_seconds=0.25, max_attempts=4
+    )
+    env = s.to_env()
+    assert env["ALLOW_BASELINE_WORKERS"] == "true" and env["CORS_ORIGINS"] == "http://a,http://b"
+    assert (env["LEASE_SECONDS"], env["ANSWER_RETENTION_SECONDS"], env["MAX_ATTEMPTS"]) == ("0.25", "3600", "4")
+    assert "MQTT_USERNAME" not in env and "GRPC_TLS_CERT" not in env  # None is left out
+
+
+def test_a_secret_renders_as_its_file_when_it_was_read_from_one(files: list[str]) -> None:
+    from_file = WorkerSettings.from_env({"MQTT_PASSWORD_FILE": files[0], "WORKER_ID": "python-worker-1"})
+    assert (from_file.mqtt_password, from_file.mqtt_password_file) == ("s3cret-from-a-file", files[0])
+    assert from_file.to_env()["MQTT_PASSWORD_FILE"] == files[0]
+    assert "MQTT_PASSWORD" not in from_file.to_env()
+    direct = WorkerSettings.from_env({"MQTT_PASSWORD": "pw", "MQTT_PASSWORD_FILE": files[0]})
+    assert (direct.mqtt_password, direct.mqtt_password_file) == ("pw", None)  # the direct value wins
+    assert direct.to_env()["MQTT_PASSWORD"] == "pw" and "MQTT_PASSWORD_FILE" not in direct.to_env()
+    assert "pw" not in repr(direct)
+
+
+def test_a_field_names_its_variable() -> None:
+    assert MasterSettings.env_name("max_in_flight_per_session") == "MAX_IN_FLIGHT_PER_SESSION"
+    assert WorkerSettings.env_name("work_seconds") == "WORK_SECONDS"
+    assert MasterSettings.env_name("mqtt_host") == WorkerSettings.env_name("mqtt_host") == "MQTT_HOST"
+    with pytest.raises(KeyError, match="no setting 'advertised_grpc_endpoint'"):
+        MasterSettings.env_name("advertised_grpc_endpoint")
+
+
+def test_every_variable_is_named_once_and_the_services_share_the_brokers() -> None:
+    for cls in SETTINGS:
+        names = [v.name for v in cls.variables().values()]
+        assert len(names) == len(set(names)), names
+    shared = set(ServiceSettings.variables())
+    assert shared <= set(MasterSettings.variables()) & set(WorkerSettings.variables())
+    assert set(MasterSettings.variables()) & set(WorkerSettings.variables()) == shared
+    assert "MQTT_PASSWORD_FILE" in ServiceSettings.env_names()
+
+
+def test_env_of_renders_only_the_settings_given() -> None:
+    assert MasterSettings.env_of(max_in_flight_per_session=1000, allow_baseline_workers=True) == {
+        "MAX_IN_FLIGHT_PER_SESSION": "1000",
+        "ALLOW_BASELINE_WORKERS": "true",
+    }
+    assert WorkerSettings.env_of(work_seconds=0.2, mqtt_username=None) == {"WORK_SECONDS": "0.2"}
+    with pytest.raises(TypeError, match="no setting work_second"):
+        WorkerSettings.env_of(work_second=1)
+
+
+def test_read_one_reads_a_single_setting_and_names_a_bad_one() -> None:
+    assert WorkerSettings.read_one("work_seconds", {"WORK_SECONDS": "2", "MQTT_PORT": "bad"}) == 2.0
+    with pytest.raises(ValueError, match="WORK_SECONDS"):
+        WorkerSettings.read_one("work_seconds", {"WORK_SECONDS": "-2"})
+
+
+def test_settings_classes_keep_their_defaults_as_class_attributes() -> None:
+    # The lab takes its defaults from here (ClusterConfig).
+    assert (MasterSettings.web_port, MasterSettings.grpc_port, MasterSettings.mqtt_port) == (8888, 50051, 1883)
+    assert (WorkerSettings.work_seconds, WorkerSettings.model_mode) == (10.0, "auto")
+    assert {f.name for f in dataclasses.fields(MasterSettings)} >= {"mqtt_host", "event_loop", "journal_path"}
+
+
+def test_grpc_tls_cert_and_key_go_together() -> None:
+    with pytest.raises(ValueError, match="GRPC_TLS_CERT and GRPC_TLS_KEY go together"):
+        MasterSettings(grpc_tls_cert="/c")
