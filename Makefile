@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 # Run apt-get as root, through sudo, or not at all (then say what is missing).
 SUDO := $(shell if [ "$$(id -u)" = 0 ]; then echo; elif command -v sudo >/dev/null; then echo sudo; else echo none; fi)
 
-.PHONY: help setup setup-test system-packages test-packages up notebooks test bench lint unit proto clean
+.PHONY: help setup setup-test system-packages test-packages up notebooks test bench lint unit integration proto clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -37,8 +37,12 @@ notebooks: setup ## open the lab's notebooks in JupyterLab on http://127.0.0.1:8
 test: setup-test lint ## run the whole test suite (unit, integration, browser)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-unit: setup ## run the unit tests only (no processes, seconds)
-	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+# Each test folder is a marker (tests/conftest.py): unit, integration, browser, notebooks, netns.
+unit: setup ## run the unit tests only (no processes, under a minute)
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+integration: setup-test ## run the integration tests only (real Mosquitto, master and workers; minutes)
+	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
 bench: setup-test ## run the benchmark suite one after another (~15 min); figures and charts to data/bench/
 	$(VENV)/bin/lab bench overhead
@@ -81,6 +85,7 @@ system-packages:
 test-packages:
 	$(call apt_install,"test -x /usr/bin/chromium:chromium" "command -v mosquitto_sub:mosquitto-clients" "command -v ip:iproute2" "command -v unshare:util-linux" "command -v docker:docker.io" "command -v redis-server:redis-server")
 
+# pyproject.toml's extras are by role: dev is the test tools and the lab, which has the master's and the worker's.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

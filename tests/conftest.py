@@ -9,10 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from lab.cluster import LocalCluster
+from lab.system.local import LocalCluster
 from tests.peers import RawWorker, peer_for
 
 IN_CI = bool(os.environ.get("CI"))
+TESTS = Path(__file__).resolve().parent
+# Each test folder is a marker (declared in pyproject.toml), so `pytest -m unit` runs the unit tests alone.
+FOLDER_MARKERS = ("unit", "integration", "browser", "notebooks", "netns")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with the folder it lives in: tests/unit/... is `unit`, tests/integration/... `integration`."""
+    for item in items:
+        path = item.path.resolve()
+        if path.is_relative_to(TESTS) and (folder := path.relative_to(TESTS).parts[0]) in FOLDER_MARKERS:
+            item.add_marker(folder)
 
 
 def require(what: str, found: bool, how: str) -> None:
