@@ -1,4 +1,8 @@
-"""The `lab` command: one argparse subcommand per job (up, load, report, bench)."""
+"""The `lab` command: one argparse subcommand per job (up, load, report, bench, swarm).
+
+Building the parser imports each command's module, and those import only what their options need; what a
+command runs (pandas, matplotlib, Socket.IO, gRPC, MQTT) is imported when it runs, so `lab --help` is fast.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from lab import bench, load, report, swarm, up
+from lab.commands import bench, load, report, swarm, up
 
 
 def build_parser() -> argparse.ArgumentParser:

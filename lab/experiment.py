@@ -1,5 +1,6 @@
 """Experiments: drive load at a system while collecting what it does, inject faults on time, and keep the
-whole as a `Run` (see lab.runs). Notebooks and `lab load` are thin layers over `run_open` and `run_closed`.
+whole as a `Run` (see lab.runs), not yet saved. Notebooks and `lab load` are thin layers over `run_open`,
+`run_closed` and `run_at_utilization`.
 """
 
 from __future__ import annotations
@@ -10,49 +11,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lab import loadgen
-from lab.cluster import LocalCluster
-from lab.collect import Collector
-from lab.loadgen import LoadResult
-from lab.measure import machine
+from lab.loadgen.arrivals import poisson
+from lab.loadgen.closed_loop import closed_loop
+from lab.loadgen.open_loop import open_loop
+from lab.loadgen.options import LoadOptions
+from lab.loadgen.result import LoadResult
+from lab.loadgen.users import load_corpus
+from lab.observe.collect import Collector
 from lab.runs import Run, capture_environment, new_run_id
-from lab.target import Target
+from lab.system.local import LocalCluster
+from lab.system.presets import GEMINI_LIKE_LATENCY_MS, lab_cluster
+from lab.system.target import Target
 
-# The offline model's latency when it stands in for Gemini: a Flash model answers a short question in
-# about 1-2 s. Lognormal with this mean and spread (see services/worker/models.py).
-GEMINI_LIKE_LATENCY_MS = 1500.0
-GEMINI_LIKE_SD_MS = 700.0
 SETTLE_S = 5.0  # after the last answer, how long to wait for the master to see every delivery acknowledged
-
-
-def lab_cluster(
-    workers: int,
-    work_seconds: float = 10.0,
-    model_latency_ms: float = GEMINI_LIKE_LATENCY_MS,
-    model_latency_sd_ms: float = GEMINI_LIKE_SD_MS,
-    **options: Any,
-) -> LocalCluster:
-    """A local system for experiments: free ports, the offline model at the given latency, quiet logs, and
-    no per-session limits (a load generator's users ask far more often than people do)."""
-    env = {
-        "LOG_LEVEL": "WARNING",
-        "OFFLINE_LATENCY_MS": str(model_latency_ms),
-        "OFFLINE_LATENCY_SD_MS": str(model_latency_sd_ms),
-        "RATE_PER_MINUTE": "1000000",
-        "MAX_IN_FLIGHT_PER_SESSION": "1000",
-    }
-    env.update(options.pop("extra_env", None) or {})
-    options.setdefault("log_sink", lambda name, line: None)
-    return LocalCluster(
-        workers=workers,
-        work_seconds=work_seconds,
-        web_port=0,
-        grpc_port=0,
-        mqtt_port=0,
-        model_mode="offline",
-        extra_env=env,
-        **options,
-    )
 
 
 def mean_service_s(work_seconds: float, model_latency_ms: float = GEMINI_LIKE_LATENCY_MS) -> float:
@@ -217,7 +188,7 @@ def _measure(
     known["load"] = load.summary()
     if faults:
         known["faults"] = player.done
-    environment = {**capture_environment(), **machine()}
+    environment = capture_environment()
     return Run(new_run_id(label), known, environment, tasks, events)
 
 
@@ -236,7 +207,7 @@ def run_open(
     progress: bool = True,
     answer_timeout_s: float = 120.0,
 ) -> Run:
-    """Send questions at the `schedule`'s times (open loop, see lab.loadgen.open_loop) while collecting;
+    """Send questions at the `schedule`'s times (open loop, see lab.loadgen.open_loop.open_loop) while collecting;
     play `faults` on time; return the Run (not yet saved: call ``run.save()``).
 
     Params recorded: the system's (workers, work and model time for a local one), ``arrival``, ``users``,
@@ -246,7 +217,7 @@ def run_open(
     if not schedule:
         raise ValueError("the schedule has no sends")
     duration = duration_s if duration_s is not None else max(float(schedule[-1]), 1e-3)
-    questions = list(corpus) if corpus is not None else loadgen.load_corpus()
+    questions = list(corpus) if corpus is not None else load_corpus()
     known: dict[str, Any] = {
         "kind": "open",
         "arrival": arrival,
@@ -258,7 +229,8 @@ def run_open(
     }
 
     def drive(url: str) -> LoadResult:
-        return loadgen.open_loop(url, schedule, users, questions, api_key, progress, answer_timeout_s=answer_timeout_s)
+        options = LoadOptions(api_key=api_key, progress=progress, answer_timeout_s=answer_timeout_s)
+        return open_loop(url, schedule, users, questions, options)
 
     return _measure(system, label, drive, faults, known)
 
@@ -278,8 +250,8 @@ def run_closed(
     seed: int = 0,
     answer_timeout_s: float = 120.0,
 ) -> Run:
-    """Closed-loop users (ask, wait, think, ask again; see lab.loadgen.closed_loop) while collecting."""
-    questions = list(corpus) if corpus is not None else loadgen.load_corpus()
+    """Closed-loop users (ask, wait, think, ask again; see lab.loadgen.closed_loop.closed_loop) while collecting."""
+    questions = list(corpus) if corpus is not None else load_corpus()
     known: dict[str, Any] = {
         "kind": "closed",
         "arrival": "closed loop",
@@ -290,16 +262,36 @@ def run_closed(
     }
 
     def drive(url: str) -> LoadResult:
-        return loadgen.closed_loop(
-            url,
-            users,
-            duration_s,
-            think_time_s,
-            questions,
-            api_key,
-            progress,
-            seed=seed,
-            answer_timeout_s=answer_timeout_s,
-        )
+        options = LoadOptions(api_key=api_key, progress=progress, seed=seed, answer_timeout_s=answer_timeout_s)
+        return closed_loop(url, users, duration_s, think_time_s, questions, options)
 
     return _measure(system, label, drive, faults, known)
+
+
+def run_at_utilization(
+    workers: int,
+    utilization: float,
+    *,
+    label: str,
+    work_seconds: float,
+    duration_s: float,
+    users: int,
+    model_latency_ms: float = GEMINI_LIKE_LATENCY_MS,
+    progress: bool = False,
+) -> Run:
+    """One point of a sweep: a new `lab_cluster` of `workers` (model latency spread half its mean) offered
+    Poisson arrivals at `utilization` of its capacity for `duration_s` (seeded by the worker count); the
+    Run is not saved."""
+    rate = rate_for_utilization(utilization, workers, mean_service_s(work_seconds, model_latency_ms))
+    schedule = poisson(rate, duration_s, seed=workers)
+    with lab_cluster(workers, work_seconds, model_latency_ms, model_latency_ms / 2) as cluster:
+        return run_open(
+            cluster,
+            schedule,
+            label=label,
+            users=users,
+            duration_s=duration_s,
+            arrival="poisson",
+            params={"target_utilization": utilization},
+            progress=progress,
+        )

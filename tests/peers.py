@@ -11,7 +11,7 @@ import grpc
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from lab.cluster import LocalCluster
+from lab.system.local import LocalCluster
 from services.protocol import RegisterMessage, StatusMessage, TaskMessage, Topics, decode, encode
 from services.protocol.rpc import pb, pb_grpc
 

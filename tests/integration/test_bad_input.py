@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-import time
 
 import httpx
 import pytest
 
-from lab.client import ChatClient
-from lab.cluster import LocalCluster
+from lab.loadgen.client import ChatClient
+from lab.system.local import LocalCluster
 from tests.peers import peer_for, raw_json
+from tests.waiting import wait_until
 
 
 @pytest.mark.parametrize(
@@ -61,7 +61,14 @@ def test_bad_payloads_on_every_master_topic_are_ignored(system: LocalCluster) ->
                 peer.publish(topic, payload)
     finally:
         peer.close()
-    time.sleep(0.5)
+
+    def counted() -> int:
+        found = re.search(
+            r'swarm_bad_messages_total\{source="mqtt"\} (\d+)', httpx.get(f"{system.web_url}/metrics").text
+        )
+        return int(found.group(1)) if found else 0
+
+    wait_until(lambda: counted() >= 2 * len(garbage), "the master counted every bad message")
     after = httpx.get(f"{system.web_url}/api/status").json()
     assert {w["worker_id"] for w in after["workers"]} == {w["worker_id"] for w in before["workers"]}
     metrics = httpx.get(f"{system.web_url}/metrics").text

@@ -9,8 +9,8 @@ import os
 import pytest
 from matplotlib.figure import Figure
 
-from lab import bench_peer
-from lab.peer_system import celery_system, find_redis
+from lab.bench import peer as bench_peer
+from lab.bench.peer_system import celery_system, find_redis
 from tests.conftest import require, require_mosquitto
 
 pytestmark = pytest.mark.integration

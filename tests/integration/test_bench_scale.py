@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from matplotlib.figure import Figure
 
-from lab import bench_scale
-from lab.client import ChatClient
-from lab.sim_workers import ID_PREFIX, SimFleet
+from lab.bench import scale as bench_scale
+from lab.bench.sim_workers import ID_PREFIX, SimFleet
+from lab.loadgen.client import ChatClient
 from tests.conftest import ClusterFactory, require_mosquitto
 
 pytestmark = pytest.mark.integration

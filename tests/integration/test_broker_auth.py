@@ -21,10 +21,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from lab import broker
-from lab.credentials import Credentials, User
-from lab.ports import accepts_tcp, free_port
-from lab.procs import ManagedProcess
+from lab.system import broker
+from lab.system.credentials import Credentials, User
+from lab.system.ports import accepts_tcp, free_port
+from lab.system.procs import ManagedProcess
 from services.protocol.topics import Topics
 from tests.conftest import require_mosquitto
 

@@ -6,27 +6,21 @@ import html
 import logging
 import re
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from lab.chat_panel import ChatPanel, QuestionRefused, QuestionView
+from lab.chat.panel import ChatPanel, QuestionRefused, QuestionView
 from tests.conftest import ClusterFactory
 from tests.fakes.gemini import ANSWER_PREFIX, FakeGeminiThread
+from tests.waiting import wait_until
 
 KEY = "fake-ok-PANELKEY-5d2e81"
 CODE_KEY = "fake-ok-CODEKEY-93b0c4"
 MARKUP = "<script>alert(1)</script> is <b>bold</b> & ok?"
 
 
-def until(condition: Callable[[], object], what: str, timeout: float = 15.0) -> None:
-    """Poll `condition` until it is true; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.02)
+until = wait_until  # the shared poll of tests/waiting.py
 
 
 def shown(widget: object) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from lab.client import ChatClient
-from lab.collect import Collector
+from lab.loadgen.client import ChatClient
+from lab.observe.collect import Collector
 from tests.conftest import ClusterFactory
 from tests.waiting import eventually
 

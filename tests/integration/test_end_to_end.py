@@ -8,7 +8,7 @@ from collections import Counter
 
 import httpx
 
-from lab.client import ChatClient
+from lab.loadgen.client import ChatClient
 from tests.conftest import ClusterFactory
 from tests.waiting import eventually
 
@@ -56,7 +56,7 @@ async def test_answers_go_only_to_the_session_that_asked(system: object) -> None
         assert alice.session_id != bob.session_id
         await alice.ask("alice's question")
         await alice.wait_answers(1, timeout=20)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # on purpose: a misrouted answer would reach bob right after
         assert bob.exchanges == {} and not bob.unclaimed
 
 
@@ -92,7 +92,7 @@ async def test_task_of_a_worker_stopped_mid_task_is_answered_by_another(cluster_
         assert first in cluster.worker_ids
         cluster.kill_worker(first, signal.SIGTERM)  # a clean stop says "offline" before leaving
         [answered] = await user.wait_answers(1, timeout=20)
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # on purpose: a duplicate would arrive right after
     assert answered.answer is not None and len(answered.answers) == 1
     assert answered.answer["workerId"] != first and answered.answer["error"] == ""
     workers = {w["worker_id"]: w for w in cluster.status()["workers"]}

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from lab import arrivals, load
-from lab.experiment import GEMINI_LIKE_SD_MS, kill_worker, run_open
+from lab.commands import load
+from lab.experiment import kill_worker, run_open
+from lab.loadgen import arrivals
 from lab.runs import Run, list_runs
-from lab.target import AttachError, MqttAccess, Target, attach
+from lab.system.presets import GEMINI_LIKE_SD_MS
+from lab.system.target import AttachError, MqttAccess, Target, attach
 from tests.conftest import ClusterFactory, require_mosquitto
 
 REPO = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from lab.client import ChatClient, Exchange
+from lab.loadgen.client import ChatClient, Exchange
 from tests.conftest import ClusterFactory
 from tests.waiting import eventually
 
@@ -28,7 +28,7 @@ async def test_task_survives_a_worker_killed_with_sigkill(cluster_factory: Clust
         victim = await assigned_worker(asked)
         cluster.kill_worker(victim, signal.SIGKILL)
         await user.wait_answers(1, timeout=30)
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # on purpose: a duplicate would arrive right after
     assert asked.answer is not None and len(asked.answers) == 1
     assert asked.answer["workerId"] != victim and asked.answer["error"] == ""
 
@@ -58,7 +58,7 @@ async def test_nothing_is_lost_when_the_master_is_killed_and_restarted(cluster_f
         cluster.kill_master(signal.SIGKILL)
         cluster.restart_master()
         await user.wait_answers(6, timeout=60)  # the client reconnects with its session id
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # on purpose: a third copy would arrive right after
     assert answered_once(asked)
     assert {e.answer["query"] for e in asked if e.answer} == {f"before the crash {i}" for i in range(6)}
     assert all(len(e.answers) <= 2 for e in asked)  # resent at most once after the reconnect
@@ -71,7 +71,7 @@ async def test_nothing_is_lost_when_the_broker_restarts(cluster_factory: Cluster
         await eventually(lambda: asked[0].worker_id, "a question was assigned")
         cluster.restart_broker()
         await user.wait_answers(6, timeout=60)
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # on purpose: a duplicate would arrive right after
     assert answered_once(asked)
     assert all(len(e.answers) == 1 for e in asked)
 
@@ -85,11 +85,11 @@ async def test_answer_that_arrives_while_the_user_is_away_is_delivered_when_they
     asked = await first.ask("answer me later")
     session_id = first.session_id
     await first.close()  # the user leaves before the answer
-    await asyncio.sleep(2.0)
+    await asyncio.sleep(2.0)  # on purpose: the answer (1 s of work) comes while the user is away
     async with ChatClient(cluster.web_url, session_id=session_id) as back:
         assert back.session_id == session_id
         await eventually(lambda: back.unclaimed.get(asked.task_id), "the kept answer was delivered")
     # Acknowledged once: a later visit does not get it again.
     async with ChatClient(cluster.web_url, session_id=session_id) as again:
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # on purpose: an answer delivered twice would come within this
         assert not again.unclaimed

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lab.client import ChatClient
+from lab.loadgen.client import ChatClient
 from tests.conftest import ClusterFactory
 from tests.fakes.gemini import ANSWER_PREFIX, FakeGeminiThread
 
@@ -61,7 +61,7 @@ async def test_gemini_answers_and_errors_reach_the_user(
     assert after.answer and after.answer["response"].startswith(ANSWER_PREFIX)
     seen = {(r.api_key, r.model) for r in fake_gemini.requests}
     assert ("fake-ok-s3cr3t1", "gemini-test-flash") in seen
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)  # on purpose: the processes' last log lines reach the sink
     # Keys reach Gemini and nothing else: no log line of any process mentions one.
     assert lines and not [line for line in lines if "s3cr3t" in line]
 

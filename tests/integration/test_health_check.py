@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.cluster import REPO_ROOT, LocalCluster
-from lab.ports import free_port
+from lab.paths import REPO_ROOT
+from lab.system.local import LocalCluster
+from lab.system.ports import free_port
 from services.health import HEARTBEAT_SECONDS, STALE_AFTER_BEATS, Heartbeat, Unhealthy, check_worker
 from tests.conftest import ClusterFactory
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from lab.client import ChatClient
+from lab.loadgen.client import ChatClient
 from tests.conftest import ClusterFactory
 from tests.peers import peer_for
+from tests.waiting import eventually
 
 
 async def test_workers_with_a_wrong_or_no_password_never_join(cluster_factory: ClusterFactory) -> None:
@@ -14,7 +15,12 @@ async def test_workers_with_a_wrong_or_no_password_never_join(cluster_factory: C
     cluster = cluster_factory(workers=1, work_seconds=0.2, log_sink=lambda name, line: lines.append(f"{name} | {line}"))
     wrong = cluster.add_worker(wait=False, env={"MQTT_PASSWORD": "not-the-password"})
     anonymous = cluster.add_worker(wait=False, env={"MQTT_USERNAME": "", "MQTT_PASSWORD": ""})
-    await asyncio.sleep(3.0)  # time enough to try, and retry, connecting
+
+    def refused_by() -> set[str]:
+        """The processes that said the broker refused them."""
+        return {line.split(" | ")[0] for line in lines if "refused" in line.lower() or "not authori" in line.lower()}
+
+    await eventually(lambda: len(refused_by()) >= 2, "both workers without the password tried and were refused")
     known = {w["worker_id"] for w in cluster.status()["workers"]}
     assert wrong not in known and anonymous not in known
     async with ChatClient(cluster.web_url) as user:

@@ -19,9 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lab.broker import MosquittoNotFoundError, find_mosquitto
-from lab.cluster import REPO_ROOT, ClusterStartError, LocalCluster
-from lab.ports import free_port
+from lab.paths import REPO_ROOT
+from lab.system import ClusterStartError, LocalCluster
+from lab.system.broker import MosquittoNotFoundError, find_mosquitto
+from lab.system.ports import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import grpc
 import pytest
 import socketio
 
-from lab.client import ChatClient
+from lab.loadgen.client import ChatClient
 from tests.conftest import ClusterFactory
 from tests.peers import send_result
 

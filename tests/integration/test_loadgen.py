@@ -7,13 +7,14 @@ from itertools import pairwise
 
 import pytest
 
-from lab.arrivals import constant
-from lab.loadgen import Question, closed_loop_async, load_corpus, open_loop_async
+from lab.loadgen import LoadOptions, Question, closed_loop_async, load_corpus, open_loop_async
+from lab.loadgen.arrivals import constant
 from tests.conftest import ClusterFactory
 
 pytestmark = pytest.mark.integration
 
 UNLIMITED = {"RATE_PER_MINUTE": "1000000"}
+QUIET = LoadOptions(progress=False)
 
 
 async def test_open_loop_sends_on_schedule_and_every_question_is_answered_once(
@@ -21,7 +22,7 @@ async def test_open_loop_sends_on_schedule_and_every_question_is_answered_once(
 ) -> None:
     cluster = cluster_factory(workers=2, work_seconds=0.1, extra_env=UNLIMITED)
     schedule = constant(10, 2.0)
-    result = await open_loop_async(cluster.web_url, schedule, users=5, corpus=load_corpus(), progress=False)
+    result = await open_loop_async(cluster.web_url, schedule, 5, load_corpus(), QUIET)
     assert (result.sent, result.acknowledged, result.answered) == (20, 20, 20)
     assert result.refused == result.failed == result.unanswered == result.duplicates == 0
     assert all(len(exchange.answers) == 1 for _, exchange in result.exchanges())
@@ -36,7 +37,7 @@ async def test_open_loop_sends_on_schedule_and_every_question_is_answered_once(
 async def test_closed_loop_users_wait_for_each_answer_before_asking_again(cluster_factory: ClusterFactory) -> None:
     cluster = cluster_factory(workers=2, work_seconds=0.1, extra_env=UNLIMITED)
     result = await closed_loop_async(
-        cluster.web_url, users=3, duration_s=2.0, think_time_s=0.1, corpus=load_corpus(), progress=False
+        cluster.web_url, users=3, duration_s=2.0, think_time_s=0.1, corpus=load_corpus(), options=QUIET
     )
     per_user: dict[int, list[Question]] = defaultdict(list)
     for question in result.questions:

@@ -10,8 +10,8 @@ from typing import Any
 import grpc
 import pytest
 
-from lab.client import ChatClient
-from lab.cluster import LocalCluster
+from lab.loadgen.client import ChatClient
+from lab.system.local import LocalCluster
 from services.master.grpc_edge import ResultService
 from services.protocol import now_ms
 from services.protocol.rpc import pb, pb_grpc

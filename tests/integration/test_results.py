@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from lab.client import ChatClient
-from lab.cluster import LocalCluster
+from lab.loadgen.client import ChatClient
+from lab.system.local import LocalCluster
 from services.protocol import now_ms
 from tests.conftest import ClusterFactory
 from tests.peers import RawWorker, peer_for, send_result
@@ -62,7 +62,7 @@ async def test_forged_and_stale_results_are_refused_and_the_real_one_lands(
         assert answered.answer["workerId"] == peer.worker_id
         again = await asyncio.to_thread(send_result, endpoint, **dict(base, token=task.token))
         assert not again.success  # exactly one answer per question
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # on purpose: a second answer would arrive right after
         assert len(answered.answers) == 1
 
 

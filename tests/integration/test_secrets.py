@@ -10,8 +10,8 @@ import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from lab.client import ChatClient
-from lab.cluster import LocalCluster
+from lab.loadgen.client import ChatClient
+from lab.system.local import LocalCluster
 from tests.conftest import ClusterFactory
 from tests.fakes.gemini import ANSWER_PREFIX, FakeGeminiThread
 

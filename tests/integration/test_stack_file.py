@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from lab.stack_check import ROOT, reference_problems, schema_errors
+from lab.paths import REPO_ROOT as ROOT
+from lab.swarm.stack_check import reference_problems, schema_errors
 from tests.conftest import require
 
 STACK, ENCRYPTED = ROOT / "stack.yml", ROOT / "stack.encrypted.yml"

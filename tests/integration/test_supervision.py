@@ -13,10 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lab.client import ChatClient
-from lab.cluster import LocalCluster
-from lab.supervision import RestartPolicy
+from lab.loadgen.client import ChatClient
+from lab.system.local import LocalCluster
+from lab.system.supervision import RestartPolicy
 from services.protocol.topics import Topics
+from tests import waiting
 from tests.conftest import ClusterFactory
 from tests.integration.test_broker_auth import Peer
 from tests.integration.test_lab_up import READY_TIMEOUT_S, STOP_TIMEOUT_S, LabUp, describe_pids, marked_pids, wait_gone
@@ -25,12 +26,8 @@ pytestmark = pytest.mark.integration
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout: float = 20.0) -> None:
-    """Poll `condition` until true; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout} s")
-        time.sleep(0.1)
+    """Poll `condition` until true; fail naming `what` after `timeout` seconds (processes start slowly here)."""
+    waiting.wait_until(condition, what, timeout)
 
 
 def states(url: str) -> dict[str, str]:
@@ -87,7 +84,7 @@ def test_crash_looping_worker_is_left_down_after_the_cap(cluster_factory: Cluste
     assert events[-1] == (
         "worker-4 exited 3 times in a row within 10 s of starting (last: exited with code 2); not restarting it again"
     )
-    time.sleep(1.0)
+    time.sleep(1.0)  # on purpose: no further restart comes (one would within 0.5 s)
     assert len(cluster.restarts) == 2
     assert cluster.worker_ids == [healthy_worker]
     assert "worker-5" not in cluster.processes
@@ -157,7 +154,7 @@ def test_deliberate_stops_and_restarts_are_not_fought(cluster_factory: ClusterFa
     assert set(cluster.processes) == {"mosquitto", "master", "worker-1", "worker-2"}
     assert cluster.processes["master"].pid != master_before
     cluster.stop()
-    time.sleep(1.0)
+    time.sleep(1.0)  # on purpose: nothing the lab stopped is restarted (a restart would come after 0.5 s)
     assert set(cluster.processes) == {"mosquitto", "master", "worker-1", "worker-2"}
     assert not any(p.alive for p in cluster.processes.values())
 
@@ -166,7 +163,7 @@ def test_paused_worker_stays_and_does_not_hold_up_stop(cluster_factory: ClusterF
     cluster = cluster_factory(workers=1)
     [worker] = cluster.worker_ids
     cluster.signal_worker(worker, signal.SIGSTOP)
-    time.sleep(1.0)
+    time.sleep(1.0)  # on purpose: a hung worker is not taken for dead (a restart would come after 0.5 s)
     assert cluster.worker_ids == [worker] and cluster.restarts == []  # hung, not dead
     started = time.monotonic()
     cluster.stop()
@@ -177,7 +174,7 @@ def test_paused_worker_stays_and_does_not_hold_up_stop(cluster_factory: ClusterF
 def test_without_restart_a_killed_master_stays_down_until_restart_master(cluster_factory: ClusterFactory) -> None:
     cluster: LocalCluster = cluster_factory(workers=1, restart=False)
     cluster.kill_master(signal.SIGKILL)
-    time.sleep(1.5)
+    time.sleep(1.5)  # on purpose: without restart, it stays down (a restart would come after 0.5 s)
     assert not cluster.processes["master"].alive and not healthy(cluster.web_url)
     cluster.restart_master()
     assert healthy(cluster.web_url) and cluster.restarts == []

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from lab.swarm_stack import GEMINI_SECRET, REPO_ROOT, SECRETS, config_version
+from lab.paths import REPO_ROOT
+from lab.swarm.stack import GEMINI_SECRET, SECRETS, config_version
 from tests.conftest import require
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from lab.broker import BrokerTls
-from lab.client import ChatClient
+from lab.loadgen.client import ChatClient
+from lab.system.broker import BrokerTls
 from services.protocol.rpc import pb, pb_grpc
 from tests.conftest import ClusterFactory
 from tests.tls import make_tls

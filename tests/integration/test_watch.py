@@ -8,9 +8,10 @@ from collections import defaultdict
 
 import grpc
 
-from lab.client import ChatClient
+from lab.loadgen.client import ChatClient
 from services.protocol.rpc import pb, pb_grpc
 from tests.conftest import ClusterFactory
+from tests.waiting import eventually
 
 
 class Watcher:
@@ -41,14 +42,15 @@ async def test_watch_streams_each_task_from_acceptance_to_delivery(cluster_facto
     cluster = cluster_factory(workers=2, work_seconds=0.3)
     watcher = Watcher(cluster.grpc_endpoint)
     try:
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # on purpose: the stream is open before the first question (no event says so)
         async with ChatClient(cluster.web_url) as user:
             asked = [await user.ask(f"watch me {i}") for i in range(3)]
             await user.wait_answers(3, timeout=20)
-            for _ in range(50):
-                if sum(e.kind == "task.delivered" for e in watcher.events) >= 3:
-                    break
-                await asyncio.sleep(0.1)
+            await eventually(
+                lambda: sum(e.kind == "task.delivered" for e in watcher.events) >= 3,
+                "three deliveries watched",
+                timeout=5,
+            )
     finally:
         watcher.stop()
     snapshot = [e for e in watcher.events[:2]]

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from lab.credentials import Credentials, password_file
+from lab.system.credentials import Credentials, password_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from lab.client import ChatClient, Exchange
-from lab.credentials import Credentials
+from lab.loadgen.client import ChatClient, Exchange
+from lab.system.credentials import Credentials
 from tests.conftest import require
 from tests.netns.stack_hosts import (
     CONTAINER_PATH,

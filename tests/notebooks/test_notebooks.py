@@ -13,7 +13,7 @@ from typing import Any
 import papermill
 import pytest
 
-from lab.kpi import KPI_NAMES
+from lab.analysis.kpi import KPI_NAMES
 from lab.runs import Run, list_runs
 from tests.conftest import require_mosquitto
 

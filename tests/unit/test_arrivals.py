@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.arrivals import burst, constant, parse_times, poisson, ramp, read_csv_times, replay_csv, steps
+from lab.loadgen.arrivals import burst, constant, parse_times, poisson, ramp, read_csv_times, replay_csv, steps
 
 
 def count_between(times: list[float], start: float, end: float) -> int:

@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from lab import bench, bench_registration, bench_saturation
-from lab.collect import TASK_COLUMNS
-from lab.measure import per_second
+from lab import bench
+from lab.bench import registration as bench_registration
+from lab.bench import saturation as bench_saturation
+from lab.bench.common import per_second
+from lab.runs import TASK_COLUMNS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 T0 = 1_800_000_000_000  # ms

@@ -8,7 +8,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from lab import bench_peer
+from lab.bench import peer as bench_peer
 
 
 def _result() -> dict[str, Any]:

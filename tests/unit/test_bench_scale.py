@@ -6,10 +6,10 @@ import argparse
 
 from matplotlib.figure import Figure
 
-from lab import bench_scale
-from lab.bench_scale import Timeline
-from lab.master_probe import Sample, WatchLog
-from lab.sim_workers import TaskRecord
+from lab.bench import scale as bench_scale
+from lab.bench.scale import Timeline
+from lab.bench.sim_workers import TaskRecord
+from lab.observe.master_probe import Sample, WatchLog
 
 MS = 1_000_000  # ns
 T0 = 1_800_000_000_000 * MS  # a wall-clock instant in ns

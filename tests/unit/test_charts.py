@@ -14,7 +14,8 @@ from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from lab import charts, queueing
+from lab import charts
+from lab.analysis import queueing
 from lab.runs import CHARTS_DIR, Run
 from tests.unit.test_kpi import T0, events_frame, task, tasks_frame
 
@@ -301,11 +302,11 @@ def test_save_charts_writes_png_files_and_the_fault_chart_only_with_faults(tmp_p
     assert not (tmp_path / "charts" / "fault_timeline.png").exists()
 
 
-def test_saving_a_run_writes_its_charts_unless_asked_not_to(tmp_path: Path) -> None:
+def test_saving_a_run_with_save_run_writes_its_charts_and_run_save_writes_none(tmp_path: Path) -> None:
     run = queueing_run({"workers": 2, "rate_per_s": 0.1})
-    folder = run.save(tmp_path)
+    folder = charts.save_run(run, tmp_path)
     written = sorted(p.name for p in (folder / CHARTS_DIR).glob("*.png"))
     assert written == ["latency_cdf.png", "queue_depth.png", "throughput.png", "utilization_timeline.png"]
     assert all((folder / CHARTS_DIR / name).read_bytes().startswith(PNG_MAGIC) for name in written)
     other = Run("r-no-charts", run.params, {}, run.tasks, run.worker_events)
-    assert not (other.save(tmp_path, charts=False) / CHARTS_DIR).exists()
+    assert not (other.save(tmp_path) / CHARTS_DIR).exists()

@@ -16,15 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from lab import broker
 from lab.cli import build_parser
-from lab.cluster import LocalCluster
-from lab.cluster_config import ClusterConfig, resolve_port
-from lab.credentials import USERS, Credentials, password_file, password_hash
-from lab.ports import PortInUseError, free_port, port_in_use
-from lab.statedir import OWNER_FILE, make_temp_state_dir, sweep_orphans
-from lab.supervision import RestartPolicy, describe_exit
-from lab.up import port_advice
+from lab.commands.up import port_advice
+from lab.system import broker
+from lab.system.config import ClusterConfig, resolve_port
+from lab.system.credentials import USERS, Credentials, password_file, password_hash
+from lab.system.local import LocalCluster
+from lab.system.ports import PortInUseError, free_port, port_in_use
+from lab.system.statedir import OWNER_FILE, make_temp_state_dir, sweep_orphans
+from lab.system.supervision import RestartPolicy, describe_exit
 
 BASE = {"PATH": "/usr/bin", "HOME": "/home/someone", "MQTT_PORT": "1", "WORKER_ID": "from-shell"}
 

@@ -8,8 +8,16 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from lab.collect import TASK_COLUMNS, WORKER_COLUMNS
-from lab.kpi import KPI_COLUMNS, KPI_NAMES, evaluate, per_second, percentiles, utilization, utilization_by_worker
+from lab.analysis.kpi import (
+    KPI_COLUMNS,
+    KPI_NAMES,
+    evaluate,
+    per_second,
+    percentiles,
+    utilization,
+    utilization_by_worker,
+)
+from lab.runs import TASK_COLUMNS, WORKER_COLUMNS
 
 T0 = 1_764_100_000_000  # ms since the epoch
 

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from lab.client import Exchange
 from lab.loadgen import LoadResult, Question
+from lab.loadgen.client import Exchange
 
 
 def answered(user: int, due: float, sent: float, answered_at: float, answers: int = 1) -> Question:

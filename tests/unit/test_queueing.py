@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from lab.queueing import (
+from lab.analysis.queueing import (
     MGC_MODEL,
     MMC_MODEL,
     capacity_per_s,

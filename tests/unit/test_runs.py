@@ -11,14 +11,15 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from lab.collect import TASK_COLUMNS, WORKER_COLUMNS
-from lab.kpi import KPI_NAMES, evaluate
+from lab.analysis.kpi import KPI_NAMES, evaluate
 from lab.runs import (
     CHARTS_DIR,
     ENVIRONMENT_FILE,
     KPI_FILE,
     PARAMS_FILE,
+    TASK_COLUMNS,
     TASKS_FILE,
+    WORKER_COLUMNS,
     WORKER_EVENTS_FILE,
     Run,
     capture_environment,
@@ -49,7 +50,7 @@ def make_run(run_id: str = "20261125-2015-test", workers: int = 2) -> Run:
 
 def test_a_saved_run_loads_back_equal(tmp_path: Path) -> None:
     run = make_run()
-    folder = run.save(tmp_path, charts=False)
+    folder = run.save(tmp_path)
     loaded = Run.load(folder)
     assert loaded.run_id == run.run_id
     assert loaded.params == run.params
@@ -60,7 +61,7 @@ def test_a_saved_run_loads_back_equal(tmp_path: Path) -> None:
 
 
 def test_a_run_keeps_the_values_it_was_given(tmp_path: Path) -> None:
-    run = Run.load(make_run().save(tmp_path, charts=False))
+    run = Run.load(make_run().save(tmp_path))
     assert list(run.tasks.columns) == TASK_COLUMNS
     assert list(run.worker_events.columns) == WORKER_COLUMNS
     first = run.tasks.iloc[0]
@@ -73,13 +74,13 @@ def test_a_run_keeps_the_values_it_was_given(tmp_path: Path) -> None:
 
 def test_empty_frames_round_trip(tmp_path: Path) -> None:
     run = Run("20261125-2015-empty", {}, {}, tasks_frame([]), events_frame([]))
-    loaded = Run.load(run.save(tmp_path, charts=False))
+    loaded = Run.load(run.save(tmp_path))
     pd.testing.assert_frame_equal(loaded.tasks, run.tasks)
     pd.testing.assert_frame_equal(loaded.worker_events, run.worker_events)
 
 
 def test_save_writes_the_run_files_into_a_folder_named_after_the_run(tmp_path: Path) -> None:
-    folder = make_run().save(tmp_path, charts=False)
+    folder = make_run().save(tmp_path)
     assert folder == tmp_path / "20261125-2015-test"
     for name in (TASKS_FILE, WORKER_EVENTS_FILE, PARAMS_FILE, ENVIRONMENT_FILE, KPI_FILE):
         assert (folder / name).is_file()
@@ -89,14 +90,14 @@ def test_save_writes_the_run_files_into_a_folder_named_after_the_run(tmp_path: P
 
 def test_saving_over_an_existing_run_is_refused_unless_asked(tmp_path: Path) -> None:
     run = make_run()
-    run.save(tmp_path, charts=False)
+    run.save(tmp_path)
     with pytest.raises(FileExistsError):
-        run.save(tmp_path, charts=False)
-    assert run.save(tmp_path, overwrite=True, charts=False) == tmp_path / run.run_id
+        run.save(tmp_path)
+    assert run.save(tmp_path, overwrite=True) == tmp_path / run.run_id
 
 
 def test_kpi_markdown_names_every_kpi_and_its_result(tmp_path: Path) -> None:
-    text = (make_run().save(tmp_path, charts=False) / KPI_FILE).read_text()
+    text = (make_run().save(tmp_path) / KPI_FILE).read_text()
     assert text.startswith("# KPIs of run 20261125-2015-test")
     for name in KPI_NAMES:
         assert f"| {name} |" in text
@@ -122,8 +123,8 @@ def test_new_run_id_is_utc_minute_and_a_safe_label() -> None:
 
 
 def test_list_runs_gives_saved_runs_in_id_order_and_nothing_for_a_missing_root(tmp_path: Path) -> None:
-    make_run("20261125-2016-b").save(tmp_path, charts=False)
-    make_run("20261125-2015-a").save(tmp_path, charts=False)
+    make_run("20261125-2016-b").save(tmp_path)
+    make_run("20261125-2015-a").save(tmp_path)
     (tmp_path / "not-a-run").mkdir()
     assert [p.name for p in list_runs(tmp_path)] == ["20261125-2015-a", "20261125-2016-b"]
     assert list_runs(tmp_path / "missing") == []

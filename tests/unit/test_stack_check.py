@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from lab import stack_check
-from lab.stack_check import (
+from lab.swarm import stack_check
+from lab.swarm.stack_check import (
     STACK,
     environment_problems,
     interpolation_problems,

@@ -14,19 +14,19 @@ from typing import Any
 
 import pytest
 
-from lab import swarm, swarm_verify
 from lab.cli import build_parser, main
-from lab.credentials import password_hash
-from lab.swarm_docker import Docker, DockerError, NotManagerError
-from lab.swarm_secrets import SecretsInUseError, ensure_secrets
-from lab.swarm_stack import (
+from lab.commands import swarm
+from lab.paths import REPO_ROOT
+from lab.swarm import verify as swarm_verify
+from lab.swarm.docker import Docker, DockerError, NotManagerError
+from lab.swarm.secrets import SecretsInUseError, ensure_secrets
+from lab.swarm.stack import (
     EMPTY_KEY,
     GEMINI_SECRET,
     MOSQUITTO_FILES,
     MQTT_SECRETS,
     PASSWD_SECRET,
     PASSWORD_SECRETS,
-    REPO_ROOT,
     SECRETS,
     SecretPlanError,
     config_version,
@@ -34,7 +34,8 @@ from lab.swarm_stack import (
     replicas,
     secrets_to_create,
 )
-from lab.swarm_verify import Check
+from lab.swarm.verify import Check
+from lab.system.credentials import password_hash
 
 KEY = "AIza-test-key-that-must-never-be-printed"
 VERSION = config_version()

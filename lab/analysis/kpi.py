@@ -1,0 +1,383 @@
+"""The original system's KPIs judged against a run's DataFrames (columns in ``lab.runs.schema``): one row per
+KPI with the measured value, the target, pass or fail, and how it was measured.
+
+Times in the frames are ms since the epoch; the KPI table reports seconds, except the MQTT latency (ms).
+Empty or partial data never raises: a KPI with nothing to measure (registration included) gets ``measured``
+NaN and ``passed`` None (not judged), and its ``how`` says why.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+
+from lab.analysis.stats import percentile
+
+KPI_COLUMNS = ["kpi", "measured", "unit", "target", "passed", "how", "detail"]
+PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "max": 100.0}
+
+KPI_NAMES = [
+    "availability",
+    "throughput",
+    "latency",
+    "utilization",
+    "mqtt_latency",
+    "grpc_latency",
+    "overhead",
+    "registration",
+]
+
+LATENCY_TARGET_S = 15.0
+MQTT_TARGET_MS = 100.0
+GRPC_TARGET_S = 1.0
+OVERHEAD_TARGET_S = 1.0
+AVAILABILITY_TARGET = 0.99
+BUSY_TARGET = (0.70, 0.80)
+REGISTRATION_TARGET_S = (3.0, 5.0)
+
+_BUSY = "busy"
+_OFFLINE = "offline"
+
+
+def percentiles(series_s: Iterable[float]) -> dict[str, float]:
+    """p50, p90, p95, p99 and max of the values (NaNs dropped), by linear interpolation; NaN when empty."""
+    values = [float(v) for v in series_s if not _missing(v)]
+    return {name: percentile(values, q) for name, q in PERCENTILES.items()}
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _ms(tasks: pd.DataFrame, column: str) -> pd.Series:
+    # Collector frames hold None for unknown stamps (object dtype); float makes them NaN for arithmetic.
+    return pd.to_numeric(tasks[column], errors="coerce").astype("float64")
+
+
+def _answered(tasks: pd.DataFrame) -> pd.DataFrame:
+    answered: pd.DataFrame = tasks[tasks["outcome"] == "answered"]
+    return answered
+
+
+def _describe(p: Mapping[str, float], unit: str) -> str:
+    return ", ".join(f"{name} {value:.3g} {unit}" for name, value in p.items())
+
+
+def _row(
+    kpi: str, measured: float, unit: str, target: str, passed: bool | None, how: str, detail: str = ""
+) -> dict[str, Any]:
+    return {
+        "kpi": kpi,
+        "measured": measured,
+        "unit": unit,
+        "target": target,
+        "passed": passed,
+        "how": how,
+        "detail": detail,
+    }
+
+
+def _judge(value: float, ok: bool) -> bool | None:
+    # A NaN measurement is not a failure of the system, it is no measurement: leave it unjudged.
+    return None if math.isnan(value) else bool(ok)
+
+
+def run_window_s(tasks: pd.DataFrame) -> float:
+    """Seconds from the first submission to the last delivery (or finish) in the run; NaN without both."""
+    start = _ms(tasks, "submitted").min()
+    end = pd.concat([_ms(tasks, "delivered"), _ms(tasks, "finished")]).max()
+    if _missing(start) or _missing(end) or end <= start:
+        return float("nan")
+    return float(end - start) / 1000
+
+
+def throughput_per_min(tasks: pd.DataFrame, duration_s: float | None = None) -> float:
+    """Answered tasks per minute over ``duration_s`` (default: the run window); NaN for no window."""
+    window = run_window_s(tasks) if duration_s is None else float(duration_s)
+    if _missing(window) or window <= 0:
+        return float("nan")
+    return len(_answered(tasks)) / (window / 60)
+
+
+def latency_s(tasks: pd.DataFrame) -> pd.Series:
+    """End-to-end latency of answered tasks: delivered minus submitted, in seconds."""
+    answered = _answered(tasks)
+    return ((_ms(answered, "delivered") - _ms(answered, "submitted")) / 1000).dropna()
+
+
+def _event_source(worker_events: pd.DataFrame) -> pd.DataFrame:
+    # The master's view (gRPC) is what assignment acts on; the workers' own reports are the fallback.
+    grpc = worker_events[worker_events["source"] == "grpc"]
+    chosen: pd.DataFrame = grpc if len(grpc) else worker_events[worker_events["source"] == "mqtt"]
+    return chosen
+
+
+def utilization_by_worker(worker_events: pd.DataFrame, end_ms: float | None = None) -> pd.DataFrame:
+    """Per worker: seconds online, seconds busy, and their ratio, from its state changes.
+
+    Uses the gRPC (master's) events if there are any, else the MQTT ones. Each state lasts until the
+    worker's next event, the last one until ``end_ms`` (default: the last event of any worker).
+    Any state but ``offline`` counts as online; only ``busy`` counts as busy.
+    """
+    events = _event_source(worker_events)
+    columns = ["worker_id", "online_s", "busy_s", "utilization"]
+    if events.empty:
+        empty: pd.DataFrame = pd.DataFrame(columns=columns)
+        return empty
+    stamps = pd.to_numeric(events["timestamp"], errors="coerce").astype("float64")
+    end = float(stamps.max()) if end_ms is None else float(end_ms)
+    rows = []
+    ordered = events.assign(_t=stamps).sort_values("_t", kind="stable")
+    for worker_id, group in ordered.groupby("worker_id", sort=True):
+        times = [*group["_t"].tolist(), max(end, float(group["_t"].max()))]
+        online = busy = 0.0
+        for state, start, stop in zip(group["state"].tolist(), times, times[1:], strict=False):
+            length = (stop - start) / 1000
+            if state != _OFFLINE:
+                online += length
+            if state == _BUSY:
+                busy += length
+        rows.append(
+            {
+                "worker_id": worker_id,
+                "online_s": online,
+                "busy_s": busy,
+                "utilization": busy / online if online > 0 else float("nan"),
+            }
+        )
+    table: pd.DataFrame = pd.DataFrame(rows, columns=columns)
+    return table
+
+
+def utilization(worker_events: pd.DataFrame) -> float:
+    """Fraction of worker-online time spent busy, over all workers; NaN when no worker was ever online."""
+    per_worker = utilization_by_worker(worker_events)
+    online = float(per_worker["online_s"].sum())
+    return float(per_worker["busy_s"].sum()) / online if online > 0 else float("nan")
+
+
+def registration_s(worker_events: pd.DataFrame) -> pd.Series:
+    """Per worker: seconds from its first ``online`` (its MQTT register, or the master's record of it) to
+    the master's first gRPC ``idle`` for it (when it became assignable). Workers without both are left out."""
+    stamps = pd.to_numeric(worker_events["timestamp"], errors="coerce").astype("float64")
+    events = worker_events.assign(_t=stamps)
+    online = events[events["state"] == "online"].groupby("worker_id")["_t"].min()
+    idle = events[(events["state"] == "idle") & (events["source"] == "grpc")]
+    result: dict[str, float] = {}
+    for worker_id, first_online in online.items():
+        later = idle[(idle["worker_id"] == worker_id) & (idle["_t"] >= first_online)]["_t"]
+        if len(later):
+            result[str(worker_id)] = (float(later.min()) - float(first_online)) / 1000
+    return pd.Series(result, dtype="float64", name="registration_s")
+
+
+def per_second(tasks: pd.DataFrame) -> pd.DataFrame:
+    """Per-second time series from the first submission: tasks submitted and answered in each second, and
+    tasks in the system (queued or in service) at the end of it. Index ``second`` (0, 1, ...); a ``time``
+    column gives the start of each second in UTC. Empty when no task has a submission time.
+
+    A task leaves the system when delivered (or, failing that, finished); one that never did stays in it.
+    """
+    submitted = _ms(tasks, "submitted")
+    columns = ["time", "submitted", "answered", "in_system"]
+    if submitted.dropna().empty:
+        empty: pd.DataFrame = pd.DataFrame(columns=columns, index=pd.RangeIndex(0, name="second"))
+        return empty
+    start = float(submitted.min())
+    left = _ms(tasks, "delivered").fillna(_ms(tasks, "finished"))
+    answered_at = left[tasks["outcome"] == "answered"]
+    last = float(pd.concat([submitted, left]).max())
+    seconds = int((last - start) // 1000) + 1
+    index = pd.RangeIndex(seconds, name="second")
+
+    def count(stamps: pd.Series) -> pd.Series:
+        bins = ((stamps.dropna() - start) // 1000).astype("int64")
+        return bins.value_counts().reindex(index, fill_value=0).astype("int64")
+
+    arrived = count(submitted).cumsum()
+    # Tasks that never left have no leaving time: they are in the system until the end of the series.
+    departed = count(left[submitted.notna()]).cumsum()
+    frame: pd.DataFrame = pd.DataFrame(
+        {
+            "time": pd.to_datetime([start + 1000 * s for s in index], unit="ms", utc=True),
+            "submitted": count(submitted),
+            "answered": count(answered_at),
+            "in_system": (arrived - departed).astype("int64"),
+        },
+        index=index,
+    )
+    return frame
+
+
+def evaluate(
+    tasks: pd.DataFrame,
+    worker_events: pd.DataFrame,
+    workers: int,
+    params: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """One row per KPI of the original system (``KPI_NAMES``, in that order) with columns ``KPI_COLUMNS``:
+    kpi, measured, unit, target, passed (True/False, None when there was nothing to judge), how (one
+    sentence), detail (the percentiles, where there are some).
+
+    ``params`` may give ``duration_s`` (the load's duration; throughput divides by it instead of the
+    window from first submission to last delivery).
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    params = params or {}
+    rows = [
+        _availability(tasks),
+        _throughput(tasks, workers, params.get("duration_s")),
+        _latency(tasks),
+        _utilization(worker_events),
+        _mqtt_latency(tasks),
+        _grpc_latency(tasks),
+        _overhead(tasks),
+        _registration(worker_events),
+    ]
+    table: pd.DataFrame = pd.DataFrame(rows, columns=KPI_COLUMNS)
+    return table
+
+
+def _availability(tasks: pd.DataFrame) -> dict[str, Any]:
+    accepted = len(tasks)
+    answered = len(_answered(tasks))
+    value = answered / accepted if accepted else float("nan")
+    return _row(
+        "availability",
+        value,
+        "fraction",
+        f">= {AVAILABILITY_TARGET:.0%}",
+        _judge(value, value >= AVAILABILITY_TARGET),
+        f"Answered tasks ({answered}) over accepted tasks ({accepted}); failed and never-finished tasks count "
+        "against it.",
+    )
+
+
+def _throughput(tasks: pd.DataFrame, workers: int, duration_s: Any) -> dict[str, Any]:
+    window = run_window_s(tasks) if duration_s is None else float(duration_s)
+    value = throughput_per_min(tasks, window)
+    basis = "the load's duration" if duration_s is not None else "the window from first submission to last delivery"
+    return _row(
+        "throughput",
+        value,
+        "tasks/min",
+        f">= {workers} tasks/min ({workers} workers)",
+        _judge(value, value >= workers),
+        f'Answered tasks per minute over {basis} ({window:.1f} s), against the original "N tasks/min for N workers".',
+    )
+
+
+def _percentile_row(kpi: str, values: pd.Series, unit: str, limit: float, how: str) -> dict[str, Any]:
+    p = percentiles(values.tolist())
+    value = p["p95"]
+    return _row(
+        kpi,
+        value,
+        unit,
+        f"p95 < {limit:g} {unit}",
+        _judge(value, value < limit),
+        f"{how} ({len(values)} tasks); p95 is judged.",
+        _describe(p, unit),
+    )
+
+
+def _latency(tasks: pd.DataFrame) -> dict[str, Any]:
+    values = latency_s(tasks)
+    p = percentiles(values.tolist())
+    value = p["p95"]
+    return _row(
+        "latency",
+        value,
+        "s",
+        f"p95 < {LATENCY_TARGET_S:g} s",
+        _judge(value, value < LATENCY_TARGET_S),
+        f"Delivered minus submitted for the {len(values)} answered tasks; p95 is judged because "
+        '"under 15 s per task" is a promise to nearly every user, which a mean or median would hide, while '
+        "the max would let one outlier decide the run (p99 and max are in the detail).",
+        _describe(p, "s"),
+    )
+
+
+def _utilization(worker_events: pd.DataFrame) -> dict[str, Any]:
+    value = utilization(worker_events)
+    source = "gRPC (master)" if (worker_events["source"] == "grpc").any() else "MQTT (workers)"
+    low, high = BUSY_TARGET
+    return _row(
+        "utilization",
+        value,
+        "fraction",
+        f"{low:.0%}-{high:.0%} at normal load",
+        _judge(value, low <= value <= high),
+        f"Busy time over online time summed across workers, from the {source} busy/idle state changes; the "
+        "target only applies at normal load, so judge it on a run at normal load.",
+        "; ".join(f"{r.worker_id} {r.utilization:.0%}" for r in utilization_by_worker(worker_events).itertuples()),
+    )
+
+
+def _mqtt_latency(tasks: pd.DataFrame) -> dict[str, Any]:
+    values = (_ms(tasks, "started") - _ms(tasks, "assigned")).dropna()
+    return _percentile_row(
+        "mqtt_latency",
+        values,
+        "ms",
+        MQTT_TARGET_MS,
+        "Worker start minus master assignment, over MQTT; the master's and the worker's clocks are one clock "
+        "only when both run on this machine",
+    )
+
+
+def _grpc_latency(tasks: pd.DataFrame) -> dict[str, Any]:
+    values = ((_ms(tasks, "delivered") - _ms(tasks, "finished")) / 1000).dropna()
+    return _percentile_row(
+        "grpc_latency",
+        values,
+        "s",
+        GRPC_TARGET_S,
+        "Delivery of the result to the user minus the worker's finish, across the worker's gRPC result call",
+    )
+
+
+def _overhead(tasks: pd.DataFrame) -> dict[str, Any]:
+    answered = _answered(tasks)
+    values = (
+        (_ms(answered, "delivered") - _ms(answered, "submitted") - _ms(answered, "processing_time_ms")) / 1000
+    ).dropna()
+    return _percentile_row(
+        "overhead",
+        values,
+        "s",
+        OVERHEAD_TARGET_S,
+        "Latency minus the worker's processing_time_ms for answered tasks; it includes time queued, so under "
+        "load it measures waiting as well as the system's own cost",
+    )
+
+
+def _registration(worker_events: pd.DataFrame) -> dict[str, Any]:
+    values = registration_s(worker_events)
+    low, high = REGISTRATION_TARGET_S
+    target = f"{low:g}-{high:g} s (judged: every worker <= {high:g} s)"
+    if values.empty:
+        return _row(
+            "registration",
+            float("nan"),
+            "s",
+            target,
+            None,
+            "Not measurable: no worker has both an online (register) event and a later gRPC idle event from the "
+            "master; a worker's first busy is not its registration.",
+        )
+    value = float(values.max())
+    return _row(
+        "registration",
+        value,
+        "s",
+        target,
+        value <= high,
+        f"Slowest of {len(values)} workers from first online (register) to the master's first gRPC idle for "
+        f"it (assignable); faster than {low:g} s is better than the target, not a failure.",
+        _describe(percentiles(values.tolist()), "s"),
+    )

@@ -1,0 +1,196 @@
+"""Charts and figures across load: latency distributions, latency and throughput against load or workers,
+and measured waits against the M/M/c and M/G/c queueing predictions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from lab.analysis import kpi, queueing
+from lab.charts.data import service_times_s, waits_s
+from lab.charts.style import BAND_COLOUR, BUSY_HIGH, BUSY_LOW, TARGET_COLOUR, legend, new_figure, no_data
+from lab.runs import Run
+
+_X_LABELS = {
+    "target_utilization": "target utilization (fraction of capacity)",
+    "rate_per_s": "offered arrival rate (tasks/s)",
+    "workers": "workers",
+    "work_seconds": "work per task (s)",
+}
+
+
+def latency_cdf(runs: pd.DataFrame | Mapping[str, pd.DataFrame], limit_s: float = kpi.LATENCY_TARGET_S) -> Figure:
+    """Empirical CDF of end-to-end latency (delivered minus submitted, answered tasks) for one task frame or
+    several labelled ones, with the p50, p95 and p99 of each marked and the latency target."""
+    frames = {"latency": runs} if isinstance(runs, pd.DataFrame) else dict(runs)
+    figure, (ax,) = new_figure()
+    ax.set_title("End-to-end latency, cumulative distribution")
+    ax.set_xlabel("latency: delivered - submitted (s)")
+    ax.set_ylabel("fraction of answered tasks")
+    drawn = False
+    for index, (label, tasks) in enumerate(frames.items()):
+        values = np.sort(kpi.latency_s(tasks).to_numpy(dtype="float64"))
+        if not len(values):
+            continue
+        drawn = True
+        fraction = np.arange(1, len(values) + 1) / len(values)
+        (line,) = ax.step(values, fraction, where="post", label=f"{label} (n={len(values)})")
+        marks = kpi.percentiles(values.tolist())
+        for name in ("p50", "p95", "p99"):
+            q = kpi.PERCENTILES[name] / 100
+            ax.plot([marks[name]], [q], "o", color=line.get_color())
+            ax.annotate(
+                f"{name} {marks[name]:.1f} s",
+                (marks[name], q),
+                textcoords="offset points",
+                xytext=(5, -10 - 9 * index),  # one label row per series, so they do not overlap
+                fontsize="x-small",
+                color=line.get_color(),
+            )
+    if not drawn:
+        no_data(ax)
+    ax.axvline(limit_s, color=TARGET_COLOUR, linestyle="--", label=f"target {limit_s:g} s")
+    ax.set_ylim(0, 1.05)
+    legend(ax)
+    return figure
+
+
+def latency_vs_load(runs: Sequence[Run], x: str = "target_utilization") -> Figure:
+    """p50, p95 and p99 latency of each run against ``run.params[x]`` (runs without it are left out), with
+    the 15 s target (and the 70-80% utilization band when x is a utilization)."""
+    figure, (ax,) = new_figure()
+    ax.set_title("Latency against load")
+    ax.set_xlabel(_X_LABELS.get(x, x))
+    ax.set_ylabel("latency (s)")
+    points = sorted(
+        (float(run.params[x]), kpi.percentiles(kpi.latency_s(run.tasks).tolist()))
+        for run in runs
+        if run.params.get(x) is not None
+    )
+    points = [(load, p) for load, p in points if not math.isnan(p["p50"])]
+    if not points:
+        no_data(ax)
+    for name in ("p50", "p95", "p99"):
+        if points:
+            ax.plot([load for load, _ in points], [p[name] for _, p in points], "o-", label=name)
+    ax.axhline(kpi.LATENCY_TARGET_S, color=TARGET_COLOUR, linestyle="--", label=f"target {kpi.LATENCY_TARGET_S:g} s")
+    if "utilization" in x:
+        ax.axvspan(BUSY_LOW, BUSY_HIGH, color=BAND_COLOUR, alpha=0.15, label="target utilization")
+    ax.set_ylim(bottom=0)
+    legend(ax)
+    return figure
+
+
+def scaling(runs: Sequence[Run]) -> Figure:
+    """Measured answered tasks per minute against workers, with the ideal capacity workers / mean service
+    time (pooled over the runs), the offered rate where known, and the KPI "N tasks/min for N workers"."""
+    figure, (ax,) = new_figure()
+    ax.set_title("Throughput against workers")
+    ax.set_xlabel("workers")
+    ax.set_ylabel("answered tasks per minute")
+    # Over the run's window, not the sending time: under overload the backlog drains after the last send,
+    # and answers per sending time would report the offered rate instead of the capacity.
+    measured = [(run.workers, kpi.throughput_per_min(run.tasks), run.params.get("rate_per_s")) for run in runs]
+    measured = [(w, t, r) for w, t, r in measured if not math.isnan(t)]
+    if not measured:
+        no_data(ax)
+        return figure
+    ax.plot([w for w, _, _ in measured], [t for _, t, _ in measured], "o", markersize=8, label="measured")
+    offered = [(w, float(r) * 60) for w, _, r in measured if r is not None]
+    if offered:
+        ax.plot([w for w, _ in offered], [r for _, r in offered], "x", color="grey", label="offered")
+    most = max(w for w, _, _ in measured)
+    line = np.array([0.0, float(most) + 1])
+    service = pd.concat([service_times_s(run.tasks) for run in runs])
+    if len(service) and float(service.mean()) > 0:
+        mean = float(service.mean())
+        ax.plot(line, line * 60 / mean, "--", color="tab:blue", label=f"ideal: workers x 60 / {mean:.1f} s")
+    ax.plot(line, line, ":", color=TARGET_COLOUR, label="KPI: N tasks/min for N workers")
+    ax.set_xlim(0, most + 1)
+    ax.set_ylim(bottom=0)
+    legend(ax)
+    return figure
+
+
+def _run_utilization(run: Run, service_mean_s: float) -> float:
+    """The run's offered utilization: rate_per_s x mean service / workers, else params target_utilization."""
+    rate = run.params.get("rate_per_s")
+    if rate is not None:
+        return queueing.utilization(float(rate), service_mean_s, run.workers)
+    target = run.params.get("target_utilization")
+    return math.nan if target is None else float(target)
+
+
+def wait_prediction(run: Run) -> dict[str, float]:
+    """Measured mean wait (first assigned - submitted) of a run next to the M/M/c and M/G/c predictions for
+    its workers, offered rate (``params["rate_per_s"]``) and measured service times (finished - assigned).
+
+    Keys: measured_mean_wait_s, mmc_mean_wait_s, mgc_mean_wait_s, utilization, service_mean_s, service_cv2.
+    Predictions are NaN at utilization >= 1, where no steady state exists; so is a measurement with no
+    assigned task. Raises ValueError without ``rate_per_s`` or with fewer than two answered tasks.
+    """
+    rate = run.params.get("rate_per_s")
+    if rate is None:
+        raise ValueError(f"run {run.run_id} has no rate_per_s in its params: the prediction needs the offered rate")
+    service = service_times_s(run.tasks)
+    try:
+        mean, cv2 = queueing.service_stats(service.tolist())
+    except ValueError as e:
+        raise ValueError(f"run {run.run_id}: cannot measure the service time: {e}") from e
+    rho = queueing.utilization(float(rate), mean, run.workers)
+    waits = waits_s(run.tasks)
+    result = {
+        "measured_mean_wait_s": float(waits.mean()) if len(waits) else math.nan,
+        "mmc_mean_wait_s": math.nan,
+        "mgc_mean_wait_s": math.nan,
+        "utilization": rho,
+        "service_mean_s": mean,
+        "service_cv2": cv2,
+    }
+    if rho < 1:
+        result["mmc_mean_wait_s"] = queueing.mmc(float(rate), mean, run.workers).mean_wait_s
+        result["mgc_mean_wait_s"] = queueing.mgc(float(rate), mean, cv2, run.workers).mean_wait_s
+    return result
+
+
+def wait_vs_prediction(runs: Sequence[Run]) -> Figure:
+    """Measured mean wait of each run against its utilization, with the M/M/c and M/G/c (measured cv²)
+    mean-wait curves for each worker count among the runs and the 70-80% utilization band."""
+    figure, (ax,) = new_figure()
+    ax.set_title("Mean wait: measured against queueing predictions")
+    ax.set_xlabel("utilization (offered load / capacity)")
+    ax.set_ylabel("mean wait: first assigned - submitted (s)")
+    ax.axvspan(BUSY_LOW, BUSY_HIGH, color=BAND_COLOUR, alpha=0.15, label="target utilization")
+    by_workers: dict[int, list[Run]] = {}
+    for run in runs:
+        by_workers.setdefault(run.workers, []).append(run)
+    tops: list[float] = []
+    rho_grid = np.linspace(0.01, 0.98, 98)
+    for workers, group in sorted(by_workers.items()):
+        service = pd.concat([service_times_s(run.tasks) for run in group]).tolist()
+        if len(service) < 2 or sum(service) <= 0:
+            continue
+        mean, cv2 = queueing.service_stats(service)
+        points = [(_run_utilization(run, mean), waits_s(run.tasks).mean()) for run in group]
+        points = [(u, float(w)) for u, w in points if not (math.isnan(u) or pd.isna(w))]
+        (dots,) = ax.plot(
+            [u for u, _ in points], [w for _, w in points], "o", markersize=8, label=f"{workers} measured"
+        )
+        capacity = queueing.capacity_per_s(workers, mean)
+        mmc = [queueing.mmc(rho * capacity, mean, workers).mean_wait_s for rho in rho_grid]
+        mgc = [queueing.mgc(rho * capacity, mean, cv2, workers).mean_wait_s for rho in rho_grid]
+        ax.plot(rho_grid, mmc, "--", color=dots.get_color(), label=f"{workers} M/M/c")
+        ax.plot(rho_grid, mgc, "-", color=dots.get_color(), label=f"{workers} M/G/c, cv² {cv2:.2f}")
+        # The curves run off to infinity near rho = 1; scale to the measurements and the target band instead.
+        tops += [w for _, w in points] + [queueing.mmc(0.9 * capacity, mean, workers).mean_wait_s]
+    if not tops:
+        no_data(ax)
+    else:
+        ax.set_ylim(0, max(tops) * 1.2 or 1.0)
+    ax.set_xlim(0, 1)
+    legend(ax)
+    return figure

@@ -1,0 +1,110 @@
+"""`lab report RUN...`: print a saved run's KPI table and queueing prediction, redraw its charts, and
+compare several runs side by side. pandas and matplotlib are imported by the functions that use them, so
+that `lab --help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lab.paths import RUNS_DIR
+
+if TYPE_CHECKING:
+    from lab.runs import Run
+
+
+def register(commands: Any) -> None:
+    """Add the `report` subcommand to the `lab` parser's subcommands."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "report",
+        help="print the KPI table of saved runs, redraw their charts, compare them",
+        description="Load runs saved by `lab load` or the notebooks (a run id, a unique prefix of one, 'latest', "
+        "or a folder), print each run's KPI table and predicted against measured waiting time, redraw its "
+        "charts, and with several runs print them side by side.",
+    )
+    parser.add_argument("runs", nargs="*", metavar="RUN", help="run ids or folders (none: list the saved runs)")
+    parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR, metavar="DIR", help="where runs are saved")
+    parser.add_argument("--no-charts", dest="charts", action="store_false", help="do not redraw the charts")
+    parser.set_defaults(run=run)
+
+
+def resolve(name: str, root: Path = RUNS_DIR) -> Path:
+    """The folder of run `name`: a folder path, 'latest', a run id, or a unique prefix of one."""
+    from lab.runs import list_runs
+
+    path = Path(name)
+    if path.is_dir():
+        return path
+    saved = list_runs(root)
+    if name == "latest":
+        if not saved:
+            raise LookupError(f"no runs saved in {root}")
+        return saved[-1]
+    matches = [p for p in saved if p.name == name] or [p for p in saved if p.name.startswith(name)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise LookupError(f"no run {name!r} in {root} (`lab report` lists them)")
+    raise LookupError(f"{name!r} matches {len(matches)} runs: " + ", ".join(p.name for p in matches))
+
+
+def prediction_text(run: Run) -> str:
+    """Predicted (M/M/c, M/G/c) against measured mean wait for an open-loop run, or why there is none."""
+    from lab.charts import wait_prediction
+
+    try:
+        p = wait_prediction(run)
+    except ValueError as exc:
+        return f"no queueing prediction: {exc}"
+    return (
+        f"utilization {p['utilization']:.0%} of {run.workers} workers, service mean {p['service_mean_s']:.2f} s "
+        f"(cv² {p['service_cv2']:.3f}); mean wait in queue: measured {p['measured_mean_wait_s']:.2f} s, "
+        f"M/M/c {p['mmc_mean_wait_s']:.2f} s, M/G/c {p['mgc_mean_wait_s']:.2f} s"
+    )
+
+
+def print_report(run: Run) -> None:
+    """The KPI table of a run, its load summary and the queueing prediction, on stdout."""
+    from lab.runs import kpi_markdown
+
+    print(kpi_markdown(run.kpis(), title=f"KPIs of run {run.run_id}"))
+    load = run.params.get("load")
+    if isinstance(load, dict):
+        print(
+            f"load: {load.get('sent')} sent, {load.get('answered')} answered, {load.get('unanswered')} unanswered, "
+            f"{load.get('duplicates')} duplicates; send lag p99 {load.get('send_lag_ms_p99')} ms"
+        )
+    for fault in run.params.get("faults", []):
+        print(f"fault at {fault.get('at_s')} s: {fault.get('action')} {fault.get('target')} {fault.get('error', '')}")
+    print(prediction_text(run))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Report the named runs (or list them); 2 when a run cannot be found."""
+    import pandas as pd
+
+    from lab.charts import save_charts
+    from lab.runs import CHARTS_DIR, KPI_FILE, Run, compare, kpi_markdown, list_runs
+
+    if not args.runs:
+        saved = list_runs(args.runs_dir)
+        print("\n".join(p.name for p in saved) if saved else f"no runs saved in {args.runs_dir}")
+        return 0
+    try:
+        runs = [Run.load(resolve(name, args.runs_dir)) for name in args.runs]
+        folders = [resolve(name, args.runs_dir) for name in args.runs]
+    except (LookupError, OSError, ValueError) as exc:
+        print(f"lab report: {exc}", file=sys.stderr)
+        return 2
+    for one, folder in zip(runs, folders, strict=True):
+        print_report(one)
+        (folder / KPI_FILE).write_text(kpi_markdown(one.kpis(), title=f"KPIs of run {one.run_id}"))
+        if args.charts:
+            written = save_charts(one, folder / CHARTS_DIR)
+            print(f"charts: {', '.join(str(p) for p in written)}\n")
+    if len(runs) > 1:
+        with pd.option_context("display.width", 160, "display.max_columns", 20):
+            print(compare(runs).to_string(index=False))
+    return 0

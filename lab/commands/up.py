@@ -1,0 +1,205 @@
+"""`lab up`: run the whole system locally until Ctrl-C or SIGTERM, streaming every process's log."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+from lab.system.broker import MosquittoNotFoundError
+from lab.system.config import (
+    DEFAULT_GRPC_PORT,
+    DEFAULT_MODEL_MODE,
+    DEFAULT_MQTT_PORT,
+    DEFAULT_WEB_PORT,
+    DEFAULT_WORK_SECONDS,
+    MODEL_MODES,
+)
+from lab.system.local import LocalCluster
+from lab.system.ports import PortInUseError, free_port
+from lab.system.readiness import ClusterStartError
+from lab.system.spec import ClusterSpec
+from lab.system.supervision import describe_exit
+
+_PORT_FLAGS = {"MQTT": "--mqtt-port", "web": "--web-port", "gRPC": "--grpc-port"}
+_ESSENTIAL = ("mosquitto", "master")  # without these the system is down; a lost worker is survivable
+
+
+def register(commands: Any) -> None:
+    """Add the `up` subcommand to the `lab` parser's subcommands."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "up",
+        help="start Mosquitto, the master and workers locally (Ctrl-C stops them)",
+        description="Start Mosquitto, the master and N Python workers as local processes, print the chat URL "
+        "and stream their logs until Ctrl-C or SIGTERM, then stop them all. A port of 0 means any free port.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--workers", type=int, default=2, metavar="N", help="number of Python workers")
+    parser.add_argument(
+        "--work-seconds", type=float, default=DEFAULT_WORK_SECONDS, metavar="S", help="simulated long work per task"
+    )
+    parser.add_argument(
+        "--web-port", type=int, default=DEFAULT_WEB_PORT, metavar="P", help="HTTP/Socket.IO port (chat)"
+    )
+    parser.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT, metavar="G", help="gRPC result port")
+    parser.add_argument("--mqtt-port", type=int, default=DEFAULT_MQTT_PORT, metavar="M", help="Mosquitto port")
+    parser.add_argument("--model-mode", choices=MODEL_MODES, default=DEFAULT_MODEL_MODE, help="how workers answer")
+    parser.add_argument(
+        "--startup-timeout", type=float, default=30.0, metavar="S", help="give up starting after this long"
+    )
+    parser.add_argument(
+        "--no-restart",
+        dest="restart",
+        action="store_false",
+        help="do not restart a process that dies (by default the broker and the master come back on the same "
+        "ports and a dead worker is replaced by a new one, unless it keeps crashing)",
+    )
+    parser.set_defaults(run=run)
+
+
+class _Printer:
+    """Prints log lines as `name | line` with aligned names, and the lab's own messages, one whole line at a time."""
+
+    def __init__(self, width: int) -> None:
+        self._width = width
+        # Reader threads and the main thread print concurrently; print() writes text and newline separately.
+        self._lock = threading.Lock()
+
+    def __call__(self, name: str, line: str) -> None:
+        """Print one log line of process `name` (the cluster's log sink)."""
+        self.say(f"{name:<{self._width}} | {line}")
+
+    def say(self, text: str, error: bool = False) -> None:
+        """Print a message of the lab itself, on stderr when it is an `error`."""
+        with self._lock:
+            print(text, file=sys.stderr if error else sys.stdout, flush=True)
+
+
+class _Stop(Exception):
+    """Raised in the main thread when SIGTERM asks the lab to stop."""
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM handler: unwind like Ctrl-C does, so the same cleanup path runs."""
+    raise _Stop
+
+
+@contextmanager
+def _stop_signals() -> Iterator[None]:
+    """Turn SIGTERM into _Stop and SIGINT into KeyboardInterrupt for the duration, then restore both."""
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous_term = signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous_int)
+        signal.signal(signal.SIGTERM, previous_term)
+
+
+def _ignore_stop_signals() -> None:
+    """While stopping, a second Ctrl-C must not cut the cleanup short (it waits at most a few seconds)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def port_advice(error: PortInUseError) -> str:
+    """What to do about a port that is taken."""
+    flag = _PORT_FLAGS.get(error.role, "--<role>-port")
+    lines = [
+        f"lab up: {error}.",
+        f"  Choose another with {flag}, e.g. {flag} {free_port(error.host)} (or {flag} 0 for any free port).",
+    ]
+    if error.role == "MQTT" and error.port == DEFAULT_MQTT_PORT:
+        lines.append(
+            "  Debian's mosquitto package runs a system broker there; stop it with `sudo systemctl stop mosquitto`."
+        )
+    return "\n".join(lines)
+
+
+def _plural(n: int, word: str) -> str:
+    """`1 worker`, `2 workers`."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _ready_line(cluster: LocalCluster) -> str:
+    """The one-line summary printed once everything is up."""
+    status = cluster.status()
+    workers = len(status.get("workers", []))
+    idle = status.get("idle", 0)
+    who = _plural(workers, "worker") + (" idle" if idle == workers else f" ({idle} idle)")
+    return f"ready: {who}, queue {status.get('queue_length', 0)} — chat at {cluster.web_url}  (Ctrl-C to stop)"
+
+
+def _watch(cluster: LocalCluster, out: _Printer, restart: bool) -> int:
+    """Block until a stop signal (returns 0 via the caller) or an essential process is down for good
+    (returns 1): with `restart`, when the supervisor gave up on it; without, as soon as it exits."""
+    reported: set[str] = set()
+    while True:
+        time.sleep(0.5)
+        # The supervisor says itself what it restarted and what it gave up on (on_event).
+        down = cluster.given_up if restart else cluster.exited()
+        for name, code in down.items():
+            if name in reported:
+                continue
+            reported.add(name)
+            how = "keeps crashing" if restart else f"exited unexpectedly ({describe_exit(code)})"
+            if name in _ESSENTIAL:
+                out.say(f"lab up: {name} {how}; stopping everything", error=True)
+                return 1
+            if not restart:
+                out.say(f"lab up: {name} {how}; the others keep running", error=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `lab up` with parsed `args`; returns the exit code."""
+    # Room for the names of a few generations of restarted workers too.
+    out = _Printer(max(len("mosquitto"), len(f"worker-{args.workers * 10}")))
+    try:
+        spec = ClusterSpec(
+            workers=args.workers,
+            work_seconds=args.work_seconds,
+            web_port=args.web_port,
+            grpc_port=args.grpc_port,
+            mqtt_port=args.mqtt_port,
+            model_mode=args.model_mode,
+            log_sink=out,
+            startup_timeout=args.startup_timeout,
+            restart=args.restart,
+            on_event=lambda text: out.say(f"lab up: {text}"),
+        )
+        cluster = LocalCluster(spec)
+    except ValueError as error:
+        out.say(f"lab up: {error}", error=True)
+        return 2
+    cfg = cluster.config
+    with _stop_signals():
+        try:
+            cluster.check_ports()
+            out.say(
+                f"lab up: starting Mosquitto on {cfg.host}:{cfg.mqtt_port}, the master (web {cfg.web_port}, "
+                f"gRPC {cfg.grpc_port}) and {_plural(args.workers, 'worker')}"
+            )
+            cluster.start()
+            out.say(_ready_line(cluster))
+            return _watch(cluster, out, args.restart)
+        except PortInUseError as error:
+            out.say(port_advice(error), error=True)
+            return 2
+        except (MosquittoNotFoundError, ClusterStartError) as error:
+            out.say(f"lab up: {error}", error=True)
+            return 1
+        except (KeyboardInterrupt, _Stop):
+            _ignore_stop_signals()
+            out.say("lab up: stopping...")
+            return 0
+        finally:
+            _ignore_stop_signals()
+            cluster.stop()
+            if cluster.processes:
+                out.say("lab up: stopped")

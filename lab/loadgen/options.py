@@ -1,0 +1,30 @@
+"""How load users ask: one frozen object instead of the same keyword arguments at every layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["CONNECT_BATCH", "DEFAULT_OPTIONS", "LoadOptions"]
+
+CONNECT_BATCH = 100
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What open and closed loops share besides their shape.
+
+    A send without an ack within `ack_timeout_s` counts as failed; after the last send, the loop waits up
+    to `answer_timeout_s` for the answers, then `linger_s` more for duplicates. Users connect
+    `connect_batch` at a time. `seed` draws the closed loop's think times; `progress` shows a bar.
+    """
+
+    api_key: str | None = None
+    progress: bool = True
+    ack_timeout_s: float = 10.0
+    answer_timeout_s: float = 60.0
+    linger_s: float = 0.5
+    connect_batch: int = CONNECT_BATCH
+    seed: int = 0
+
+
+DEFAULT_OPTIONS = LoadOptions()

@@ -1,0 +1,119 @@
+"""What runs beside a measurement of the master: its memory, CPU time and queue length sampled in a
+thread, and its Watch events kept small, for benchmarks that cannot afford pandas rows per event."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import grpc
+import httpx
+
+from lab.system.procs import cpu_seconds
+from services.protocol.rpc import pb, pb_grpc
+
+SAMPLE_S = 0.5
+
+
+@dataclass
+class Sample:
+    """One look at the master: wall time, memory (kB) and, if /api/status answered in time, the queue length."""
+
+    at: float
+    rss_kb: int
+    hwm_kb: int
+    cpu_s: float  # user + system CPU time so far
+    queue: int | None = None
+
+
+def read_memory_kb(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process in kB; (0, 0) once it is gone."""
+    values = {"VmRSS": 0, "VmHWM": 0}
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in values:
+                    values[key] = int(rest.split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    return values["VmRSS"], values["VmHWM"]
+
+
+class Sampler:
+    """Samples the master's memory and /api/status every SAMPLE_S in a thread."""
+
+    def __init__(self, pid: int, web_url: str) -> None:
+        self.pid = pid
+        self.samples: list[Sample] = []
+        self._http = httpx.Client(base_url=web_url, timeout=2.0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scale-sampler", daemon=True)
+
+    def sample(self) -> Sample:
+        """Take one sample now (also recorded)."""
+        rss, hwm = read_memory_kb(self.pid)
+        sample = Sample(time.time(), rss, hwm, cpu_seconds(self.pid))
+        try:
+            status = self._http.get("/api/status").json()
+            sample.queue = int(status.get("queue_length", 0))
+        except (httpx.HTTPError, ValueError):
+            pass  # a master too busy to answer in time: memory alone this time
+        self.samples.append(sample)
+        return sample
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self.sample()
+            self._stop.wait(max(0.0, SAMPLE_S - (time.monotonic() - started)))
+
+    def __enter__(self) -> Sampler:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+        self._http.close()
+
+
+@dataclass
+class WatchLog:
+    """The master's Watch events, kept small: (kind, ms, task id, worker id, attempt, queue length)."""
+
+    endpoint: str
+    enabled: bool = True
+    events: list[tuple[str, int, str, str, int, int]] = field(default_factory=list)
+    error: str = ""
+
+    def __enter__(self) -> WatchLog:
+        if self.enabled:
+            self._channel = grpc.insecure_channel(self.endpoint)
+            stub = pb_grpc.MasterEventsStub(self._channel)  # type: ignore[no-untyped-call]
+            self._call = stub.Watch(pb.WatchRequest(snapshot=False))
+            self._thread = threading.Thread(target=self._read, name="scale-watch", daemon=True)
+            self._thread.start()
+        return self
+
+    def _read(self) -> None:
+        try:
+            for e in self._call:
+                self.events.append((e.kind, e.timestamp, e.task_id, e.worker_id, e.attempt, e.queue_length))
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.CANCELLED:
+                self.error = f"{e.code().name}: {e.details()}"  # e.g. cut off for falling behind
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.enabled:
+            self._call.cancel()
+            self._thread.join(10)
+            self._channel.close()

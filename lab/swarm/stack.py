@@ -1,0 +1,207 @@
+"""What `lab swarm` knows of stack.yml: names, images, secrets, labels, and the pure functions that build the
+docker commands and read their output (kept free of processes so that unit tests can check them)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.paths import REPO_ROOT
+from lab.system.credentials import Credentials, User, password_file
+
+DEFAULT_STACK = "ai-system"
+DEFAULT_REGISTRY = "localhost:5000"
+DEFAULT_TAG = "latest"
+DEFAULT_WEB_PORT = "8888"
+STACK_FILE = "stack.yml"
+ENCRYPTED_FILE = "stack.encrypted.yml"
+
+SERVICES = ("mosquitto", "master", "worker-python")
+# Services whose state (the journal, the broker's sessions) lives in a volume on one node: at most 1 replica.
+SINGLETONS = ("mosquitto", "master")
+# Services built from this repository -> their image's name under swarm-ai-lab/ (mosquitto's is pinned).
+IMAGES = {"master": "master", "worker-python": "worker"}
+DOCKERFILES = {"master": "services/master/Dockerfile", "worker": "services/worker/Dockerfile"}
+VOLUMES = ("master_journal", "mosquitto_data")
+NETWORK = "ai-network"
+# The files behind the stack's configs: a change in any of them needs new config names (CONFIG_VERSION).
+MOSQUITTO_FILES = (
+    "services/mosquitto/mosquitto.conf",
+    "services/mosquitto/swarm.conf",
+    "services/mosquitto/acl.template",
+)
+
+GEMINI_SECRET = "ai-system-gemini-api-key"
+PASSWORD_SECRETS: dict[User, str] = {
+    "master": "ai-system-mqtt-master-password",
+    "worker": "ai-system-mqtt-worker-password",
+    "observer": "ai-system-mqtt-observer-password",
+}
+PASSWD_SECRET = "ai-system-mqtt-passwd"
+# One set: the password file holds hashes of the three passwords, and Docker never gives a secret back.
+MQTT_SECRETS = (*PASSWORD_SECRETS.values(), PASSWD_SECRET)
+SECRETS = (GEMINI_SECRET, *MQTT_SECRETS)
+ROTATIONS = {"all": SECRETS, "mqtt": MQTT_SECRETS, "gemini": (GEMINI_SECRET,)}
+# Swarm refuses an empty secret; the services strip what they read, so a newline reads as "no key".
+EMPTY_KEY = "\n"
+
+# Node label -> the service its placement constraint pins there.
+NODE_LABELS = {"ai-system.master": "master", "ai-system.broker": "mosquitto"}
+# The variables stack.yml reads: passed on from the caller's environment and shown with the deploy command.
+STACK_VARIABLES = (
+    "REGISTRY",
+    "TAG",
+    "WEB_PUBLISHED_PORT",
+    "GRPC_PUBLISHED_PORT",
+    "WORKERS",
+    "WORK_SECONDS",
+    "MODEL_MODE",
+    "GEMINI_MODEL",
+    "TOPIC_PREFIX",
+    "LOG_LEVEL",
+    "CONFIG_VERSION",
+)
+_REPLICAS = re.compile(r"^\s*(\d+)/(\d+)")
+
+
+class UsageError(ValueError):
+    """Arguments that cannot work (exit code 2)."""
+
+
+class SecretPlanError(RuntimeError):
+    """The existing secrets cannot be completed without replacing some of them."""
+
+
+def image(registry: str, tag: str, name: str) -> str:
+    """The reference of one of the lab's images, e.g. localhost:5000/swarm-ai-lab/master:latest."""
+    return f"{registry}/swarm-ai-lab/{name}:{tag}"
+
+
+def service_image(service: str, registry: str, tag: str) -> str:
+    """The image of a service built from this repository."""
+    return image(registry, tag, IMAGES[service])
+
+
+def stack_service(stack: str, service: str) -> str:
+    """The Swarm service of a stack's service, e.g. ai-system_worker-python."""
+    return f"{stack}_{service}"
+
+
+def build_commands(registry: str, tag: str, push: bool) -> list[list[str]]:
+    """The docker arguments that build both images from the repository's root (and push them)."""
+    commands: list[list[str]] = []
+    for name, dockerfile in DOCKERFILES.items():
+        commands.append(["build", "-f", dockerfile, "-t", image(registry, tag, name), "."])
+    if push:
+        commands.extend(["push", image(registry, tag, name)] for name in DOCKERFILES)
+    return commands
+
+
+def config_version(root: Path = REPO_ROOT) -> str:
+    """A short hash of the three Mosquitto files: the same files give the same config names."""
+    digest = hashlib.sha256()
+    for name in MOSQUITTO_FILES:
+        digest.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def deploy_command(stack: str, encrypt: bool) -> list[str]:
+    """`docker stack deploy` with the stack files; --prune removes services no longer in them."""
+    files = ["-c", STACK_FILE] + (["-c", ENCRYPTED_FILE] if encrypt else [])
+    return ["stack", "deploy", *files, "--with-registry-auth", "--prune", stack]
+
+
+def deploy_env(
+    environ: Mapping[str, str], *, registry: str, tag: str, version: str, workers: int | None
+) -> dict[str, str]:
+    """The stack's variables for the deploy: the caller's, with the options and CONFIG_VERSION on top."""
+    env = {name: environ[name] for name in STACK_VARIABLES if environ.get(name)}
+    env.update(REGISTRY=registry, TAG=tag, CONFIG_VERSION=version)
+    if workers is not None:
+        env["WORKERS"] = str(workers)
+    return env
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """The objects printed by `--format '{{json .}}'`, one a line."""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def replicas(text: str) -> tuple[int, int] | None:
+    """(running, desired) from `docker stack services`' Replicas ('2/2', '1/1 (max 1 per node)')."""
+    match = _REPLICAS.match(text)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+@dataclass(frozen=True)
+class Node:
+    """A swarm node as `docker node inspect` shows it."""
+
+    node_id: str
+    hostname: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+NODE_FORMAT = "{{.ID}} {{.Description.Hostname}} {{json .Spec.Labels}}"
+
+
+def parse_nodes(text: str) -> list[Node]:
+    """Nodes from `docker node inspect --format NODE_FORMAT ...`."""
+    nodes = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        node_id, hostname, labels = line.split(" ", 2)
+        parsed = json.loads(labels) if labels.strip() not in ("", "null") else {}
+        nodes.append(Node(node_id, hostname, {str(k): str(v) for k, v in parsed.items()}))
+    return nodes
+
+
+def missing_labels(nodes: Iterable[Node]) -> list[str]:
+    """The node labels (ai-system.master, ai-system.broker) that no node carries with the value true."""
+    nodes = list(nodes)
+    return [label for label in NODE_LABELS if not any(n.labels.get(label) == "true" for n in nodes)]
+
+
+def secrets_to_create(existing: set[str] | None, rotate: str | None = None) -> list[str]:
+    """The secrets to create: the missing ones, or those of a rotation (`all`, `mqtt`, `gemini`).
+
+    `existing` None means unknown (a dry run): all of them. A partial MQTT set is refused (SecretPlanError),
+    since the password file cannot be rebuilt for passwords that Docker will not give back.
+    """
+    if rotate is not None:
+        return list(ROTATIONS[rotate])
+    if existing is None:
+        return list(SECRETS)
+    missing = [name for name in SECRETS if name not in existing]
+    mqtt_missing = [name for name in MQTT_SECRETS if name in missing]
+    if mqtt_missing and len(mqtt_missing) < len(MQTT_SECRETS):
+        raise SecretPlanError(
+            f"{', '.join(mqtt_missing)} missing while the other MQTT secrets exist: the four belong together "
+            "(the password file holds hashes of the three passwords, and Docker never gives a secret's value "
+            "back), so recreate all four with `lab swarm secrets --rotate mqtt` (with the stack stopped)"
+        )
+    return missing
+
+
+def secret_values(names: Iterable[str], gemini_key: str, credentials: Credentials | None = None) -> dict[str, str]:
+    """The value of each secret to create: fresh random MQTT passwords, their password file, the Gemini key."""
+    credentials = credentials or Credentials()
+    by_name = {secret: credentials.password(user) for user, secret in PASSWORD_SECRETS.items()}
+    by_name[PASSWD_SECRET] = password_file(credentials)
+    by_name[GEMINI_SECRET] = gemini_key.strip() or EMPTY_KEY
+    return {name: by_name[name] for name in names}
+
+
+def describe_secret(name: str, gemini_source: str) -> str:
+    """What goes into a secret, for the printed command (never the value)."""
+    if name == GEMINI_SECRET:
+        return f"value on stdin: the Gemini API key ({gemini_source})"
+    if name == PASSWD_SECRET:
+        return "value on stdin: Mosquitto password file of master, worker, observer"
+    return "value on stdin: a random password"

@@ -1,0 +1,169 @@
+"""What a local cluster is made of: resolved ports and the environment of each service process."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.system.broker import BrokerTls
+from lab.system.credentials import Credentials, User
+from lab.system.ports import free_port
+from services.master.settings import MasterSettings
+from services.protocol.topics import DEFAULT_PREFIX, Topics
+from services.worker.settings import MODEL_MODES, WorkerSettings, new_worker_id
+
+__all__ = ["MODEL_MODES", "ClusterConfig", "new_worker_id", "resolve_port"]
+
+# The services' own defaults, so `lab up` with no options matches a service started with no settings.
+DEFAULT_WEB_PORT = MasterSettings.web_port
+DEFAULT_GRPC_PORT = MasterSettings.grpc_port
+DEFAULT_MQTT_PORT = MasterSettings.mqtt_port
+DEFAULT_WORK_SECONDS = WorkerSettings.work_seconds
+DEFAULT_MODEL_MODE = WorkerSettings.model_mode
+
+
+def resolve_port(port: int, host: str) -> int:
+    """`port` itself, or a free port on `host` when it is 0."""
+    if not 0 <= port <= 65535:
+        raise ValueError(f"invalid port {port}")
+    return port or free_port(host)
+
+
+def _seconds(value: float) -> str:
+    """A duration as the shortest decimal text (10.0 -> '10', 0.2 -> '0.2')."""
+    return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Settings of one local cluster, with concrete ports (0 already replaced by a free one)."""
+
+    web_port: int
+    grpc_port: int
+    mqtt_port: int
+    host: str = "127.0.0.1"
+    topic_prefix: str = DEFAULT_PREFIX
+    work_seconds: float = DEFAULT_WORK_SECONDS
+    model_mode: str = DEFAULT_MODEL_MODE
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    auth: bool = True
+    """Whether the broker requires the users and ACL of `credentials` (else it admits anyone)."""
+    credentials: Credentials = field(default_factory=Credentials)
+    """Random passwords of this cluster's MQTT users (the services get theirs only with `auth`)."""
+    broker_tls: BrokerTls | None = None
+    """The broker's TLS files: its listener speaks only TLS, and the services verify it against the CA."""
+
+    def __post_init__(self) -> None:
+        for name in ("web_port", "grpc_port", "mqtt_port"):
+            port = getattr(self, name)
+            if not 0 < port <= 65535:
+                raise ValueError(f"{name} must be a concrete port, got {port}")
+        if self.model_mode not in MODEL_MODES:
+            raise ValueError(f"model_mode must be one of {', '.join(MODEL_MODES)}, got {self.model_mode!r}")
+        if self.work_seconds < 0:
+            raise ValueError(f"work_seconds must be >= 0, got {self.work_seconds}")
+        Topics(self.topic_prefix)  # raises ValueError on an invalid prefix
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        web_port: int,
+        grpc_port: int,
+        mqtt_port: int,
+        host: str = "127.0.0.1",
+        topic_prefix: str = DEFAULT_PREFIX,
+        work_seconds: float = DEFAULT_WORK_SECONDS,
+        model_mode: str = DEFAULT_MODEL_MODE,
+        extra_env: Mapping[str, str] | None = None,
+        auth: bool = True,
+        broker_tls: BrokerTls | None = None,
+    ) -> ClusterConfig:
+        """A config where every port given as 0 is replaced by a free port on `host` (and TLS file paths
+        are made absolute)."""
+        return cls(
+            web_port=resolve_port(web_port, host),
+            grpc_port=resolve_port(grpc_port, host),
+            mqtt_port=resolve_port(mqtt_port, host),
+            host=host,
+            topic_prefix=topic_prefix,
+            work_seconds=work_seconds,
+            model_mode=model_mode,
+            extra_env=dict(extra_env or {}),
+            auth=auth,
+            broker_tls=None if broker_tls is None else broker_tls.absolute(),
+        )
+
+    @property
+    def web_url(self) -> str:
+        """The master's HTTP base URL (chat page, /api/status)."""
+        return f"http://{self.host}:{self.web_port}"
+
+    @property
+    def grpc_endpoint(self) -> str:
+        """host:port where workers send results back to the master."""
+        return f"{self.host}:{self.grpc_port}"
+
+    def ports(self) -> dict[str, int]:
+        """The ports the cluster listens on, by role."""
+        return {"MQTT": self.mqtt_port, "web": self.web_port, "gRPC": self.grpc_port}
+
+    def _common_env(self, base: Mapping[str, str], user: User) -> dict[str, str]:
+        """What every service process gets: `base`, the broker and its login as `user`, the result endpoint."""
+        env = dict(base)
+        # Whatever the shell says, a service logs in only as the lab tells it to (or not at all).
+        # Likewise it speaks TLS exactly when the lab's broker does.
+        for name in ("MQTT_USERNAME", "MQTT_PASSWORD", "MQTT_PASSWORD_FILE", "MQTT_TLS_CA"):
+            env.pop(name, None)
+        if self.auth:
+            env["MQTT_USERNAME"], env["MQTT_PASSWORD"] = self.credentials.login(user)
+        if self.broker_tls is not None:
+            env["MQTT_TLS_CA"] = str(self.broker_tls.ca)
+        env.update(
+            {
+                "MQTT_HOST": self.host,
+                "MQTT_PORT": str(self.mqtt_port),
+                "TOPIC_PREFIX": self.topic_prefix,
+                "GRPC_ENDPOINT": self.grpc_endpoint,
+                # Lines reach the log stream as they are written, not when a pipe buffer fills.
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return env
+
+    def master_env(self, base: Mapping[str, str], journal_path: Path | None = None) -> dict[str, str]:
+        """The master's environment: `base`, then the cluster's settings, then extra_env."""
+        env = self._common_env(base, "master")
+        if journal_path is not None:
+            env["JOURNAL_PATH"] = str(journal_path)
+        env.update(
+            {
+                # Bind where the lab connects, not 0.0.0.0: a local lab should not be reachable from outside.
+                "WEB_HOST": self.host,
+                "WEB_PORT": str(self.web_port),
+                "GRPC_HOST": self.host,
+                "GRPC_PORT": str(self.grpc_port),
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def worker_env(self, worker_id: str, base: Mapping[str, str]) -> dict[str, str]:
+        """A worker's environment: `base`, then the cluster's settings and its id, then extra_env."""
+        env = self._common_env(base, "worker")
+        env.update(
+            {
+                "WORKER_ID": worker_id,
+                "WORK_SECONDS": _seconds(self.work_seconds),
+                "MODEL_MODE": self.model_mode,
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def broker_env(self, base: Mapping[str, str]) -> dict[str, str]:
+        """Mosquitto's environment: `base` with extra_env (it reads nothing of ours)."""
+        env = dict(base)
+        env.update(self.extra_env)
+        return env

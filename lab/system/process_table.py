@@ -1,0 +1,120 @@
+"""The bookkeeping of a local cluster's processes: by name, how each was started, and what the lab did to
+them (killed as a fault, retired, replaced). Thread-safe; starts and stops nothing itself."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+from lab.system.procs import ManagedProcess
+
+__all__ = ["ProcessTable"]
+
+ESSENTIALS = ("mosquitto", "master")
+
+
+class ProcessTable:
+    """Processes by name (mosquitto, master, worker-1, ...) and workers by worker id."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._procs: dict[str, ManagedProcess] = {}
+        self._commands: dict[str, tuple[list[str], Mapping[str, str]]] = {}  # name -> (argv, env) it started with
+        self._worker_names: dict[str, str] = {}  # worker id -> process name
+        self._worker_env: dict[str, Mapping[str, str]] = {}  # process name -> its own extra variables
+        self._retired: set[str] = set()  # workers replaced after they died, or stopped on purpose
+        self._injected: set[ManagedProcess] = set()  # killed by kill_worker/kill_master: a fault, not a crash
+        self._worker_count = 0
+
+    def record(self, name: str, proc: ManagedProcess, argv: list[str], env: Mapping[str, str]) -> None:
+        """Keep `proc` as `name` (replacing an earlier one) with the command it was started with."""
+        with self.lock:
+            self._procs[name] = proc
+            self._commands[name] = (argv, env)
+
+    def command(self, name: str) -> tuple[list[str], Mapping[str, str]]:
+        """The argv and environment `name` was first started with."""
+        with self.lock:
+            return self._commands[name]
+
+    def all(self) -> dict[str, ManagedProcess]:
+        """Every process recorded so far by name."""
+        with self.lock:
+            return dict(self._procs)
+
+    def new_worker_name(self, env: Mapping[str, str]) -> str:
+        """The process name of the next worker (worker-N), remembering its own extra `env`."""
+        with self.lock:
+            self._worker_count += 1
+            name = f"worker-{self._worker_count}"
+            self._worker_env[name] = dict(env)
+            return name
+
+    def name_worker(self, worker_id: str, name: str) -> None:
+        """Note that worker `worker_id` runs as process `name`."""
+        with self.lock:
+            self._worker_names[worker_id] = name
+
+    def worker_name(self, worker_id: str) -> str:
+        """The process name of worker `worker_id`."""
+        with self.lock:
+            return self._worker_names[worker_id]
+
+    def worker_env(self, name: str) -> Mapping[str, str]:
+        """The extra variables worker process `name` was started with."""
+        with self.lock:
+            return self._worker_env.get(name, {})
+
+    def worker_process(self, name: str) -> ManagedProcess:
+        """The process of a worker given by worker id or process name."""
+        with self.lock:
+            proc = self._procs.get(self._worker_names.get(name, name))
+            if proc is None or not proc.name.startswith("worker-"):
+                raise KeyError(f"no worker named {name!r}; known: {', '.join(self._worker_names)}")
+            return proc
+
+    def running_worker_ids(self) -> list[str]:
+        """Ids of the workers neither stopped, killed, replaced nor exited, in start order."""
+        with self.lock:
+            return [wid for wid, name in self._worker_names.items() if self._is_running_worker(name)]
+
+    def _is_running_worker(self, name: str) -> bool:
+        proc = self._procs[name]
+        gone = name in self._retired or proc in self._injected or proc.stopped_on_purpose
+        return not gone and not proc.has_exited()
+
+    def essential(self, name: str) -> ManagedProcess:
+        """The current broker or master process."""
+        with self.lock:
+            proc = self._procs.get(name)
+        if proc is None:
+            raise RuntimeError(f"{name} was not started")
+        return proc
+
+    def inject(self, proc: ManagedProcess) -> None:
+        """Note that the lab kills `proc` as a fault (not a crash)."""
+        with self.lock:
+            self._injected.add(proc)
+
+    def was_injected(self, proc: ManagedProcess) -> bool:
+        """Whether `proc` was killed as a fault."""
+        with self.lock:
+            return proc in self._injected
+
+    def retire(self, name: str) -> None:
+        """Note that worker process `name` is gone for good (stopped on purpose, or replaced)."""
+        with self.lock:
+            self._retired.add(name)
+
+    def supervised(self) -> list[ManagedProcess]:
+        """What a supervisor keeps running: the broker, the master and every worker not stopped or replaced."""
+        with self.lock:
+            names = [*ESSENTIALS, *(n for n in self._worker_names.values() if n not in self._retired)]
+            return [self._procs[n] for n in names if n in self._procs]
+
+    def exited(self) -> dict[str, int]:
+        """Processes that exited although the lab neither stopped nor killed them: name -> exit code."""
+        with self.lock:
+            procs = [p for p in self._procs.values() if p not in self._injected]
+        codes = {p.name: p.returncode for p in procs if not p.stopped_on_purpose}
+        return {name: code for name, code in codes.items() if code is not None}

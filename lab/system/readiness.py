@@ -1,0 +1,106 @@
+"""Waiting for a local cluster's processes to be ready, and asking its master over HTTP."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from lab.system.procs import ManagedProcess
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["ClusterStartError", "MasterHttp", "tail_text", "wait_ready"]
+
+_TAIL_IN_ERRORS = 20
+
+
+class ClusterStartError(RuntimeError):
+    """The cluster did not become ready; the message carries the failing process's last log lines."""
+
+
+def tail_text(proc: ManagedProcess) -> str:
+    """The last log lines of `proc`, formatted for an error message."""
+    lines = proc.tail(_TAIL_IN_ERRORS)
+    if not lines:
+        return f"({proc.name} wrote no output)"
+    head = f"last {len(lines)} lines of {proc.name}:" if len(lines) > 1 else f"last line of {proc.name}:"
+    return head + "\n" + "\n".join(f"  {proc.name} | {x}" for x in lines)
+
+
+def wait_ready(
+    what: str,
+    ready: Callable[[], bool],
+    watched: list[ManagedProcess],
+    deadline: float,
+    timeout_s: float,
+    explain: Callable[[], str] | None = None,
+) -> None:
+    """Poll `ready` until true; fail early if a watched process exits, or at the deadline (`timeout_s` after
+    the start, for the message)."""
+    while True:
+        for proc in watched:
+            code = proc.returncode
+            if code is not None:
+                raise ClusterStartError(
+                    f"{proc.name} exited with code {code} while waiting for {what}\n{tail_text(proc)}"
+                )
+        if ready():
+            return
+        if time.monotonic() >= deadline:
+            detail = explain() if explain else tail_text(watched[-1])
+            raise ClusterStartError(f"timed out after {timeout_s:g} s waiting for {what}\n{detail}")
+        time.sleep(0.1)
+
+
+class MasterHttp:
+    """The master's HTTP API (/healthz, /api/status), over one client created on first use."""
+
+    def __init__(self, web_url: str) -> None:
+        self.web_url = web_url
+        self._lock = threading.Lock()
+        self._http: httpx.Client | None = None
+
+    def _client(self) -> httpx.Client:
+        import httpx  # here, not at the top: the `lab` command's parser must not load it
+
+        with self._lock:
+            if self._http is None:
+                self._http = httpx.Client(base_url=self.web_url, timeout=5.0)
+            return self._http
+
+    def status(self) -> dict[str, Any]:
+        """GET /api/status as a dict."""
+        response = self._client().get("/api/status")
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        return body
+
+    def healthy(self) -> bool:
+        """Whether the master answers /healthz with 200."""
+        import httpx
+
+        try:
+            return self._client().get("/healthz", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def missing_workers(self, worker_ids: Iterable[str]) -> list[str]:
+        """Those of `worker_ids` that /api/status does not list as idle or busy (all, if it cannot tell)."""
+        import httpx
+
+        wanted = list(worker_ids)
+        try:
+            listed = self.status().get("workers", [])
+        except (httpx.HTTPError, ValueError):
+            return wanted
+        present = {w.get("worker_id") for w in listed if w.get("state") not in (None, "offline")}
+        return [wid for wid in wanted if wid not in present]
+
+    def close(self) -> None:
+        """Close the client, if one was made."""
+        with self._lock:
+            if self._http is not None:
+                self._http.close()
