@@ -22,6 +22,7 @@ from lab.runs import Run, capture_environment, new_run_id
 from lab.system.local import LocalCluster
 from lab.system.presets import GEMINI_LIKE_LATENCY_MS, lab_cluster
 from lab.system.target import Target
+from services.worker.settings import WorkerSettings
 
 SETTLE_S = 5.0  # after the last answer, how long to wait for the master to see every delivery acknowledged
 
@@ -142,17 +143,16 @@ def _as_target(system: LocalCluster | Target) -> Target:
 def _system_params(system: LocalCluster | Target) -> dict[str, Any]:
     """What is known about the system: workers now, and for a local one its work time and model latency."""
     target = _as_target(system)
-    status = target.status()
-    online = [w for w in status.get("workers", []) if w.get("state") in ("idle", "busy")]
+    online = [w for w in target.status_report().workers if w.state in ("idle", "busy")]
     params: dict[str, Any] = {"url": target.web_url, "workers": len(online)}
     if isinstance(system, LocalCluster):
-        env = system.config.extra_env
+        env = system.config.extra_env  # what the workers were told beyond the cluster's own settings
         params.update(
             workers=len(system.worker_ids),
             work_seconds=system.config.work_seconds,
             model_mode=system.config.model_mode,
-            model_latency_ms=float(env.get("OFFLINE_LATENCY_MS", 0.0)),
-            model_latency_sd_ms=float(env.get("OFFLINE_LATENCY_SD_MS", 0.0)),
+            model_latency_ms=WorkerSettings.read_one("offline_latency_ms", env),
+            model_latency_sd_ms=WorkerSettings.read_one("offline_latency_sd_ms", env),
         )
     return params
 
@@ -192,7 +192,8 @@ def _measure(
     return Run(new_run_id(label), known, environment, tasks, events)
 
 
-def run_open(
+# The notebooks' entry points: one keyword per knob of a run reads best in a parameters cell.
+def run_open(  # noqa: PLR0913
     system: LocalCluster | Target,
     schedule: Sequence[float],
     *,
@@ -235,7 +236,7 @@ def run_open(
     return _measure(system, label, drive, faults, known)
 
 
-def run_closed(
+def run_closed(  # noqa: PLR0913 (the notebooks' keywords, as run_open)
     system: LocalCluster | Target,
     *,
     label: str,

@@ -46,9 +46,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     with measurement_cluster(workers=args.workers, work_seconds=args.work_seconds) as cluster:
         start, elapsed, users = run_loop(_burst(cluster.web_url, args.questions))
     answers = [a for u in users for e in u.exchanges.values() for a in e.answers]
-    per_worker = Counter(str(a["workerId"]) for a in answers)
+    per_worker = Counter(a.workerId for a in answers)
     answered_at = sorted(e.answered_at - start for u in users for e in u.exchanges.values() if e.answered_at)
-    tasks = {str(a["taskId"]) for a in answers}
+    tasks = {a.taskId for a in answers}
     return {
         "name": NAME,
         "workers": args.workers,

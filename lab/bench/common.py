@@ -7,6 +7,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from services.protocol.worker_ids import SEPARATOR
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -36,6 +38,6 @@ def tasks_per_worker_bars(ax: Axes, per_worker: Mapping[str, int]) -> None:
     """Bars of how many tasks each worker did, labelled with the worker id's end."""
     names = list(per_worker)
     ax.bar(range(len(names)), [per_worker[n] for n in names], color="tab:blue")
-    ax.set_xticks(range(len(names)), [n.split("-worker-")[-1] for n in names], rotation=30, fontsize="small")
+    ax.set_xticks(range(len(names)), [n.rpartition(SEPARATOR)[2] for n in names], rotation=30, fontsize="small")
     ax.set_ylabel("tasks")
     ax.set_title("Tasks per worker")

@@ -17,7 +17,7 @@ from typing import Any
 import socketio
 from aiohttp import web
 
-from services.protocol import Events
+from services.protocol import AiResponse, DecodeError, Events, QueryAck, TaskAssigned, UserQuery, validate
 
 FREEZE_EVERY_S = 1.0
 _FREEZER = web.AppKey("freezer", asyncio.Task[None])
@@ -36,30 +36,32 @@ def build() -> web.Application:
 
     async def answer(sid: str, task_id: str, query: str) -> None:
         now_ms = int(time.time() * 1000)
-        await sio.emit(Events.TASK_ASSIGNED, {"taskId": task_id, "workerId": "echo"}, to=sid)
-        payload = {
-            "taskId": task_id,
-            "query": query,
-            "response": "echo",
-            "workerId": "echo",
-            "processingTime": 0,
-            "timestamp": now_ms,
-            "queryTimestamp": now_ms,
-            "model": "echo",
-            "error": "",
-        }
+        await sio.emit(Events.TASK_ASSIGNED, TaskAssigned(taskId=task_id, workerId="echo").dump(), to=sid)
+        payload = AiResponse(
+            taskId=task_id,
+            query=query,
+            response="echo",
+            workerId="echo",
+            processingTime=0,
+            timestamp=now_ms,
+            queryTimestamp=now_ms,
+            model="echo",
+        ).dump()
         # With a callback like the master's delivery, so the client pays for acknowledging answers too.
         await sio.emit(Events.AI_RESPONSE, payload, to=sid, callback=lambda *_: None)
 
     @sio.on(Events.USER_QUERY)  # type: ignore[untyped-decorator]
     async def user_query(sid: str, data: object = None) -> dict[str, Any]:
-        query = str(data.get("query", "")) if isinstance(data, dict) else ""
+        try:
+            query = validate(UserQuery, data).query
+        except DecodeError:
+            query = ""  # the stand-in answers anything
         task_id = str(uuid.uuid4())
         # After the ack, as from the real master: the answer comes from elsewhere, later.
         task = asyncio.create_task(answer(sid, task_id, query))
         answering.add(task)
         task.add_done_callback(answering.discard)
-        return {"taskId": task_id, "position": 0}
+        return QueryAck.accept(task_id, 0).dump()
 
     app.on_startup.append(_start_freezing)
     return app

@@ -36,7 +36,7 @@ async def _overheads(url: str, questions: int, warmup: int) -> list[float]:
             assert answer is not None and exchange.answered_at is not None
             if i >= warmup:
                 total_ms = (exchange.answered_at - exchange.sent_at) * 1000
-                overheads.append(total_ms - float(answer["processingTime"]))
+                overheads.append(total_ms - answer.processingTime)
     return overheads
 
 

@@ -154,7 +154,7 @@ async def _ours(url: str, clients: int, phase: Phase) -> None:
 
     def answered(exchange: Exchange, done: float) -> None:
         assert exchange.answer is not None
-        phase.answered(str(exchange.answer["workerId"]), exchange.sent_at, done)
+        phase.answered(exchange.answer.workerId, exchange.sent_at, done)
 
     async def mark() -> None:
         await started.wait()

@@ -1,13 +1,15 @@
 """The peer of `lab bench peer`: our zero-work job as a Celery task, with Redis as broker and result backend.
 
-`celery -A lab.bench.peer_celery worker` imports this module and finds `app`, configured from the environment that
-`lab bench peer` sets (PEER_BROKER_URL, PEER_BACKEND_URL); the benchmark's own clients build theirs with
-`make_app`.
+`celery -A lab.bench.peer_celery worker` imports this module and asks for `app`, which `worker_app` builds then from
+the environment that `lab bench peer` sets (PEER_BROKER_URL, PEER_BACKEND_URL); importing the module reads
+nothing. The benchmark's own clients build theirs with `make_app`.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from celery import Celery
@@ -54,5 +56,20 @@ def make_app(broker_url: str, backend_url: str, *, pool_limit: int = 10) -> Any:
     return app
 
 
-# Environment read here only, for the worker command.
-app = make_app(os.environ.get(BROKER_ENV, _DEFAULT_URL), os.environ.get(BACKEND_ENV, _DEFAULT_URL))
+def worker_app(environ: Mapping[str, str] | None = None) -> Any:
+    """The app of the Celery worker command, on the broker and result backend `environ` names (default: this
+    process's environment, as `lab bench peer` sets it)."""
+    env = os.environ if environ is None else environ
+    return make_app(env.get(BROKER_ENV, _DEFAULT_URL), env.get(BACKEND_ENV, _DEFAULT_URL))
+
+
+@functools.cache
+def _app() -> Any:
+    return worker_app()
+
+
+def __getattr__(name: str) -> Any:
+    """`app`, built on first use: what `celery -A lab.bench.peer_celery` looks up."""
+    if name == "app":
+        return _app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from lab.analysis.stats import percentile
 from lab.loadgen.client import ChatClient
 from lab.loadgen.users import close_users, connect_users, load_corpus
-from lab.system.presets import measurement_cluster
+from lab.system.presets import measurement_cluster, sessions_unlimited
 from lab.system.procs import cpu_seconds
 from services.loop import run as run_loop
 
@@ -162,7 +162,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from lab.bench.sim_workers import SimFleet
     from lab.observe.master_probe import Sampler, WatchLog
 
-    extra = {"MAX_IN_FLIGHT_PER_SESSION": str(args.tasks + 1), "RATE_PER_MINUTE": str(max(args.tasks * 2, 1_000_000))}
+    # The sessions share every task of the run: lift the per-session limits above all of them.
+    extra = sessions_unlimited(args.tasks * 2)
     records_dir = Path(tempfile.mkdtemp(prefix="lab-scale-"))
     timeline = Timeline()
     try:

@@ -38,6 +38,7 @@ from lab.system.procs import ManagedProcess
 from services.loop import run as run_loop
 from services.protocol import TaskMessage
 from services.protocol.rpc import pb
+from services.protocol.worker_ids import SEPARATOR
 from services.worker.callback import ResultSender
 from services.worker.models import OfflineModel
 from services.worker.runner import WorkerRunner
@@ -45,7 +46,8 @@ from services.worker.settings import LANGUAGE, WorkerSettings
 
 log = logging.getLogger(__name__)
 
-ID_PREFIX = f"{LANGUAGE}-worker-sim"
+# The protocol's convention with a mark of our own: `python-worker-sim-<8 hex>` (see `worker_ids`).
+ID_PREFIX = f"{LANGUAGE}{SEPARATOR}sim"
 STOP_GRACE_S = 15.0  # goodbyes and the records file of a hundred workers take well under a second
 
 
@@ -170,7 +172,7 @@ class SimFleet:
     def start(self) -> None:
         """Start the processes (they connect and register by themselves)."""
         env = self.cluster.config.worker_env("unused", os.environ)
-        env.pop("WORKER_ID", None)
+        env.pop(WorkerSettings.env_name("worker_id"), None)  # each simulated worker gets an id of its own
         self.records_dir.mkdir(parents=True, exist_ok=True)
         self.started_ns = time.time_ns()
         for i, count in enumerate(self._counts()):
@@ -183,12 +185,8 @@ class SimFleet:
 
     def online(self) -> int:
         """How many simulated workers the master lists as idle or busy."""
-        workers = self.cluster.status().get("workers", [])
-        return sum(
-            1
-            for w in workers
-            if str(w.get("worker_id", "")).startswith(ID_PREFIX) and w.get("state") in ("idle", "busy")
-        )
+        workers = self.cluster.status_report().workers
+        return sum(1 for w in workers if w.worker_id.startswith(ID_PREFIX) and w.state in ("idle", "busy"))
 
     def wait_online(self, timeout: float = 60.0) -> float:
         """Wait until every simulated worker is registered; seconds since start()."""
@@ -260,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     records: list[TaskRecord] = []
     with contextlib.suppress(KeyboardInterrupt):
-        records = run_loop(_serve(settings, args.count))
+        records = run_loop(_serve(settings, args.count), settings.event_loop)  # the loop a worker runs on
     if args.records is not None:
         args.records.write_text("".join(r.to_json() + "\n" for r in records))
     return 0

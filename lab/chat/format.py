@@ -7,15 +7,14 @@ import html
 from typing import Any
 
 from lab.loadgen.client import Exchange
-from services.protocol import Events
+from services.protocol import Events, SystemStatus, worker_language
 
 _COLOURS = {"connecting": "#888", "connected": "#2a9d3a", "reconnecting": "#d98b00", "disconnected": "#c62828"}
 
 
 def language_of(worker_id: str) -> str:
-    """The worker's language, read from its id (`<language>-worker-<random>`, docs/PROTOCOL.md)."""
-    language, sep, _ = worker_id.partition("-worker-")
-    return language if sep else ""
+    """The worker's language, read from its id by the protocol's convention ("" when it does not follow it)."""
+    return worker_language(worker_id) or ""
 
 
 def text_html(text: str, style: str = "") -> str:
@@ -28,20 +27,19 @@ def question_record(query: str, exchange: Exchange | None, failure: str | None) 
     a task, if it did not."""
     ex = exchange
     reply = ex.answer if ex else None
-    error = failure if failure is not None else str(reply.get("error") or "") if reply else ""
-    worker_id = str(reply.get("workerId") or "") if reply else ex.worker_id if ex else ""
+    error = failure if failure is not None else reply.error if reply else ""
+    worker_id = reply.workerId if reply else ex.worker_id if ex else ""
     total = ex.answered_at - ex.sent_at if ex and ex.answered_at is not None else None
-    processing = reply.get("processingTime") if reply else None
     return {
         "task_id": ex.task_id if ex else "",
         "question": query,
         "worker_id": worker_id,
         "language": language_of(worker_id),
-        "processing_time_ms": int(processing) if isinstance(processing, (int, float)) else None,
+        "processing_time_ms": reply.processingTime if reply else None,
         "total_ms": round(total * 1000) if total is not None else None,
         "positions": list(ex.positions) if ex else [],
-        "model": str(reply.get("model") or "") if reply else "",
-        "answer": None if error or reply is None else str(reply.get("response", "")),
+        "model": reply.model if reply else "",
+        "answer": None if error or reply is None else reply.response,
         "error": error or None,
     }
 
@@ -84,7 +82,6 @@ def session_html(session_id: object) -> str:
     return f"session <code>{html.escape(str(session_id))}</code>"
 
 
-def system_html(status: dict[str, Any]) -> str:
+def system_html(status: SystemStatus) -> str:
     """The master's system status (workers, busy, queued) as one line."""
-    parts = [f"{status[k]} {k}" for k in ("workers", "busy", "queued") if k in status]
-    return html.escape(" · ".join(parts))
+    return html.escape(f"{status.workers} workers · {status.busy} busy · {status.queued} queued")

@@ -27,8 +27,8 @@ from lab.chat.format import (
     text_html,
 )
 from lab.chat.session import CLOSE_TIMEOUT_S, ChatSession
-from lab.loadgen.client import Exchange
-from services.protocol import Events
+from lab.loadgen.client import Exchange, TaskEvent
+from services.protocol import SystemStatus
 
 __all__ = [
     "ACK_TIMEOUT_S",
@@ -279,7 +279,7 @@ class ChatPanel:
                 view.render(self._last_event.get(exchange.task_id, ""))
                 self._lock.notify_all()
                 return exchange.task_id
-        self._fail(view, str(exchange.ack.get("error") or f"unexpected acknowledgement {exchange.ack!r}"))
+        self._fail(view, exchange.ack.error or f"unexpected acknowledgement {exchange.ack.dump()!r}")
         raise QuestionRefused(f"the master refused the question: {view.failure}")
 
     def _fail(self, view: QuestionView, message: str) -> None:
@@ -288,13 +288,11 @@ class ChatPanel:
             view.render("")
             self._lock.notify_all()
 
-    def _on_event(self, event: str, data: Any) -> None:
-        if event == Events.SESSION_ID:
+    def _on_event(self, event: str, data: TaskEvent | str) -> None:
+        if isinstance(data, str):  # the session id
             self.session_html.value = session_html(data)
             return
-        if not isinstance(data, dict):
-            return
-        task_id = str(data.get("taskId", ""))
+        task_id = data.taskId
         with self._lock:
             self._last_event[task_id] = event
             view = self._by_task.get(task_id)
@@ -302,7 +300,5 @@ class ChatPanel:
                 view.render(event)
             self._lock.notify_all()
 
-    def _on_system_status(self, data: Any) -> None:
-        if not isinstance(data, dict):
-            return
-        self.system_html.value = system_html(data)
+    def _on_system_status(self, status: SystemStatus) -> None:
+        self.system_html.value = system_html(status)

@@ -14,8 +14,8 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from lab.loadgen.client import ChatClient, Exchange
-from services.protocol import Events
+from lab.loadgen.client import ChatClient, Exchange, TaskEvent
+from services.protocol import DecodeError, Events, SystemStatus, validate
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +25,10 @@ CLOSE_TIMEOUT_S = 5.0
 
 
 class _NotifyingClient(ChatClient):
-    """A ChatClient that tells the panel about every event once it has recorded it."""
+    """A ChatClient that tells the panel about every event once it has recorded it: the session id (a str), or
+    the task event read into its model."""
 
-    def __init__(self, url: str, notify: Callable[[str, Any], None]) -> None:
+    def __init__(self, url: str, notify: Callable[[str, TaskEvent | str], None]) -> None:
         self._notify = notify  # set first: the base constructor registers the handlers below
         super().__init__(url)
 
@@ -35,30 +36,25 @@ class _NotifyingClient(ChatClient):
         await super()._on_session(session_id)
         self._notify(Events.SESSION_ID, session_id)
 
-    def _handler(self, event: str) -> Any:
-        record = super()._handler(event)
-
-        async def handle(data: Any) -> bool:
-            acked: bool = await record(data)
-            self._notify(event, data)
-            return acked
-
-        return handle
+    def _received(self, event: str, message: TaskEvent) -> None:
+        super()._received(event, message)
+        self._notify(event, message)
 
 
 class ChatSession:
     """One chat connection to the master on a loop thread of its own, with blocking and future-based calls.
 
-    `on_event(event, data)` gets the session id and every task event, `on_status(state)` the connection
-    state ("connected", "reconnecting", "disconnected"), `on_system_status(data)` the master's status.
+    `on_event(event, data)` gets the session id and every task event (read), `on_status(state)` the connection
+    state ("connected", "reconnecting", "disconnected"), `on_system_status(status)` the master's status (a
+    malformed one is dropped).
     """
 
     def __init__(
         self,
         url: str,
-        on_event: Callable[[str, Any], None],
+        on_event: Callable[[str, TaskEvent | str], None],
         on_status: Callable[[str], None],
-        on_system_status: Callable[[Any], None],
+        on_system_status: Callable[[SystemStatus], None],
     ) -> None:
         self.url = url
         self._on_event = on_event
@@ -104,7 +100,7 @@ class ChatSession:
             sio = self._client.sio
             sio.on("connect", lambda: self._on_status("connected"))
             sio.on("disconnect", self._on_disconnect)
-            sio.on(Events.STATUS, self._on_system_status)
+            sio.on(Events.STATUS, self._on_status_event)
         try:
             await self._client.connect(timeout)
         except BaseException:
@@ -128,6 +124,13 @@ class ChatSession:
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(CLOSE_TIMEOUT_S)
+
+    def _on_status_event(self, data: object) -> None:
+        try:
+            status = validate(SystemStatus, data)
+        except DecodeError:
+            return  # as before: a status that is not one shows nothing
+        self._on_system_status(status)
 
     def _on_disconnect(self, reason: object = None) -> None:
         # The client retries by itself unless we closed it or the server sent us away.

@@ -174,7 +174,7 @@ def _drive(system: LocalCluster | Target, args: argparse.Namespace) -> Run:
 
 
 def _online(target: Target) -> int:
-    return sum(w.get("state") in ("idle", "busy") for w in target.status().get("workers", []))
+    return sum(w.state in ("idle", "busy") for w in target.status_report().workers)
 
 
 def run(args: argparse.Namespace) -> int:

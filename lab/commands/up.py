@@ -129,11 +129,10 @@ def _plural(n: int, word: str) -> str:
 
 def _ready_line(cluster: LocalCluster) -> str:
     """The one-line summary printed once everything is up."""
-    status = cluster.status()
-    workers = len(status.get("workers", []))
-    idle = status.get("idle", 0)
+    status = cluster.status_report()
+    workers, idle = len(status.workers), status.idle
     who = _plural(workers, "worker") + (" idle" if idle == workers else f" ({idle} idle)")
-    return f"ready: {who}, queue {status.get('queue_length', 0)} — chat at {cluster.web_url}  (Ctrl-C to stop)"
+    return f"ready: {who}, queue {status.queue_length} — chat at {cluster.web_url}  (Ctrl-C to stop)"
 
 
 def _watch(cluster: LocalCluster, out: _Printer, restart: bool) -> int:

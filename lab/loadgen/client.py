@@ -6,12 +6,18 @@ import asyncio
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from services.protocol import Events
+from services.protocol import AiResponse, DecodeError, Events, QueryAck, TaskAssigned, TaskQueued, UserQuery, validate
 
-if TYPE_CHECKING:
-    pass
+# What the master says about a task, by event (the client reads each event once, into its model).
+TaskEvent = TaskQueued | TaskAssigned | AiResponse
+TASK_EVENTS: dict[str, type[TaskEvent]] = {
+    Events.TASK_QUEUED: TaskQueued,
+    Events.TASK_ASSIGNED: TaskAssigned,
+    Events.AI_RESPONSE: AiResponse,
+}
+NOT_ACKNOWLEDGED = QueryAck.refuse("not acknowledged")
 
 
 @dataclass
@@ -21,11 +27,12 @@ class Exchange:
     query: str
     sent_at: float
     task_id: str = ""
-    ack: dict[str, Any] = field(default_factory=dict)
+    ack: QueryAck = NOT_ACKNOWLEDGED  # the master's acknowledgement, once it came
+
     positions: list[int] = field(default_factory=list)
     worker_id: str = ""
     assignments: list[tuple[float, str]] = field(default_factory=list)  # (time.monotonic(), worker id)
-    answers: list[dict[str, Any]] = field(default_factory=list)
+    answers: list[AiResponse] = field(default_factory=list)
     answered_at: float | None = None
 
     def note_position(self, position: int) -> None:
@@ -34,7 +41,7 @@ class Exchange:
             self.positions.append(position)
 
     @property
-    def answer(self) -> dict[str, Any] | None:
+    def answer(self) -> AiResponse | None:
         """The first answer (there should be exactly one)."""
         return self.answers[0] if self.answers else None
 
@@ -51,12 +58,12 @@ class ChatClient:
         self.exchanges: dict[str, Exchange] = {}
         # Events for tasks this client has not asked about (yet): they came before the ack, or they
         # belong to questions this session asked over an earlier connection.
-        self.unclaimed: dict[str, list[tuple[str, dict[str, Any], float]]] = defaultdict(list)
+        self.unclaimed: dict[str, list[tuple[str, TaskEvent, float]]] = defaultdict(list)
         self.answered_count = 0  # exchanges with at least one answer (waiting must not rescan them all)
         self._changed = asyncio.Event()
         self._session = asyncio.Event()
         self.sio.on(Events.SESSION_ID, self._on_session)
-        for event in (Events.TASK_QUEUED, Events.TASK_ASSIGNED, Events.AI_RESPONSE):
+        for event in TASK_EVENTS:
             self.sio.on(event, self._handler(event))
 
     async def __aenter__(self) -> ChatClient:
@@ -81,21 +88,24 @@ class ChatClient:
 
     async def ask(self, query: str, api_key: str | None = None, timeout: float = 10.0) -> Exchange:
         """Send one question and return it once acknowledged."""
-        payload = {"query": query, **({"apiKey": api_key} if api_key else {})}
+        payload = UserQuery(query=query, apiKey=api_key or None).dump()
         return await self.send_raw(payload, timeout, query=query)
 
     async def send_raw(self, payload: object, timeout: float = 10.0, query: str | None = None) -> Exchange:
         """Send any `user-query` payload (tests of bad input use this) and return it once acknowledged."""
         exchange = Exchange(query=str(payload) if query is None else query, sent_at=time.monotonic())
         ack = await self.sio.call(Events.USER_QUERY, payload, timeout=timeout)
-        exchange.ack = ack if isinstance(ack, dict) else {"error": f"unexpected ack {ack!r}"}
-        exchange.task_id = str(exchange.ack.get("taskId", ""))
+        try:
+            exchange.ack = validate(QueryAck, ack)
+        except DecodeError:
+            exchange.ack = QueryAck.refuse(f"unexpected ack {ack!r}")
+        exchange.task_id = exchange.ack.taskId or ""
         if exchange.task_id:
             self.exchanges[exchange.task_id] = exchange
-            if exchange.ack.get("position"):
-                exchange.note_position(int(exchange.ack["position"]))
-            for event, data, at in self.unclaimed.pop(exchange.task_id, []):
-                self._claim(exchange, event, data, at)
+            if exchange.ack.position:
+                exchange.note_position(exchange.ack.position)
+            for event, message, at in self.unclaimed.pop(exchange.task_id, []):
+                self._claim(exchange, event, message, at)
         return exchange
 
     def answered(self) -> list[Exchange]:
@@ -121,34 +131,41 @@ class ChatClient:
         self._session.set()
 
     def _handler(self, event: str) -> Any:
+        model = TASK_EVENTS[event]
+
         async def handle(data: Any) -> bool:
             # The return value acknowledges the event: the master keeps an answer until then.
-            if not isinstance(data, dict):
-                return True
-            task_id = str(data.get("taskId", ""))
-            exchange = self.exchanges.get(task_id)
-            at = time.monotonic()
-            if exchange is None:
-                self.unclaimed[task_id].append((event, data, at))  # arrived before the ack
-            else:
-                self._claim(exchange, event, data, at)
-            self._changed.set()
+            try:
+                message = validate(model, data)
+            except DecodeError:
+                return True  # not what the event carries: nothing to record
+            self._received(event, message)
             return True
 
         return handle
 
-    def _claim(self, exchange: Exchange, event: str, data: dict[str, Any], at: float) -> None:
-        first_answer = event == Events.AI_RESPONSE and not exchange.answers
-        self._apply(exchange, event, data, at)
+    def _received(self, event: str, message: TaskEvent) -> None:
+        """Record one task event, read (subclasses hear of it here, after it is recorded)."""
+        exchange = self.exchanges.get(message.taskId)
+        at = time.monotonic()
+        if exchange is None:
+            self.unclaimed[message.taskId].append((event, message, at))  # arrived before the ack
+        else:
+            self._claim(exchange, event, message, at)
+        self._changed.set()
+
+    def _claim(self, exchange: Exchange, event: str, message: TaskEvent, at: float) -> None:
+        first_answer = isinstance(message, AiResponse) and not exchange.answers
+        self._apply(exchange, message, at)
         self.answered_count += first_answer
 
     @staticmethod
-    def _apply(exchange: Exchange, event: str, data: dict[str, Any], at: float) -> None:
-        if event == Events.TASK_QUEUED:
-            exchange.note_position(int(data.get("position", 0)))
-        elif event == Events.TASK_ASSIGNED:
-            exchange.worker_id = str(data.get("workerId", ""))
+    def _apply(exchange: Exchange, message: TaskEvent, at: float) -> None:
+        if isinstance(message, TaskQueued):
+            exchange.note_position(message.position)
+        elif isinstance(message, TaskAssigned):
+            exchange.worker_id = message.workerId
             exchange.assignments.append((at, exchange.worker_id))
-        elif event == Events.AI_RESPONSE:
-            exchange.answers.append(data)
+        else:
+            exchange.answers.append(message)
             exchange.answered_at = exchange.answered_at or at

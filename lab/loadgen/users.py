@@ -103,7 +103,7 @@ async def send(client: ChatClient, question: Question, api_key: str | None, time
     if question.exchange.task_id:
         answers.expect(question)
     else:
-        question.error = str(question.exchange.ack.get("error", "refused"))
+        question.error = question.exchange.ack.error or "refused"
 
 
 async def all_answered(clients: Sequence[ChatClient], timeout: float) -> None:

@@ -3,6 +3,7 @@ thread, and its Watch events kept small, for benchmarks that cannot afford panda
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ import grpc
 import httpx
 
 from lab.system.procs import cpu_seconds
+from services.protocol import StatusReport, validate
 from services.protocol.rpc import pb, pb_grpc
 
 SAMPLE_S = 0.5
@@ -56,11 +58,9 @@ class Sampler:
         """Take one sample now (also recorded)."""
         rss, hwm = read_memory_kb(self.pid)
         sample = Sample(time.time(), rss, hwm, cpu_seconds(self.pid))
-        try:
-            status = self._http.get("/api/status").json()
-            sample.queue = int(status.get("queue_length", 0))
-        except (httpx.HTTPError, ValueError):
-            pass  # a master too busy to answer in time: memory alone this time
+        # A master too busy to answer in time: memory alone this time. ValueError: not JSON, or not a status.
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            sample.queue = validate(StatusReport, self._http.get("/api/status").json()).queue_length
         self.samples.append(sample)
         return sample
 

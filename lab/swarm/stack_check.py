@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,37 +127,11 @@ def reference_problems(doc: Doc, base_dir: Path = REPO_ROOT) -> list[str]:
     return problems
 
 
-class _Recorder(Mapping[str, str]):
-    """An empty environment that remembers every name looked up in it."""
-
-    def __init__(self) -> None:
-        self.names: set[str] = set()
-
-    def __getitem__(self, name: str) -> str:
-        self.names.add(name)
-        raise KeyError(name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-
-def settings_reads(from_env: Callable[[Mapping[str, str]], object]) -> set[str]:
-    """Every variable a settings class reads, found by building it from an empty, recording environment.
-
-    With nothing set, every setting takes its code's default, so every read happens and none fails.
-    """
-    recorder = _Recorder()
-    from_env(recorder)
-    return recorder.names
-
-
-# Which code reads a service's environment, by the image it runs (the images' entrypoints run these).
-READERS: dict[str, Callable[[Mapping[str, str]], object]] = {
-    "swarm-ai-lab/master": MasterSettings.from_env,
-    "swarm-ai-lab/worker": WorkerSettings.from_env,
+# What a service built here reads of its environment, by the image it runs (the images' entrypoints read
+# these settings): every variable of its settings, the `NAME_FILE` of each secret included.
+READERS: dict[str, frozenset[str]] = {
+    "swarm-ai-lab/master": MasterSettings.env_names(),
+    "swarm-ai-lab/worker": WorkerSettings.env_names(),
 }
 
 
@@ -191,7 +165,7 @@ def environment_problems(doc: Doc) -> list[str]:
         image = str(service.get("image", ""))
         reader = next((r for key, r in READERS.items() if f"/{key}:" in image or image.startswith(f"{key}:")), None)
         if reader is not None:
-            reads = settings_reads(reader)
+            reads: set[str] | frozenset[str] = reader
         else:
             shell = _shell_reads(service)
             if shell is None:

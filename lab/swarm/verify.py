@@ -85,14 +85,19 @@ def web_check(url: str, desired_workers: int | None) -> Check:
     """The master's /healthz says ok and /api/status lists the workers online."""
     import httpx  # here, not at the top: the `lab` command's parser must not load it
 
+    from services.protocol import StatusReport, validate
+
     try:
         health = httpx.get(f"{url}/healthz", timeout=5.0)
         status = httpx.get(f"{url}/api/status", timeout=5.0)
         status.raise_for_status()
     except httpx.HTTPError as exc:
         return Check("master web", False, f"{url}: {exc} (published port unreachable? see DEPLOY.md)")
-    workers = status.json().get("workers", [])
-    online = sum(w.get("state") in ("idle", "busy") for w in workers)
+    try:
+        report = validate(StatusReport, status.json())
+    except ValueError as exc:  # not JSON, or not a status (DecodeError)
+        return Check("master web", False, f"{url}/api/status: {exc}")
+    online = sum(w.state in ("idle", "busy") for w in report.workers)
     wanted = desired_workers if desired_workers is not None else 1
     ok = health.status_code == 200 and online >= max(wanted, 1)
     detail = f"/healthz {health.status_code} {health.text.strip()}; {online} workers online"
@@ -105,16 +110,18 @@ async def _ask(url: str, timeout: float) -> Check:
     async with ChatClient(url) as user:
         exchange = await user.ask(QUESTION, timeout=timeout)
         if not exchange.task_id:
-            return Check("question answered", False, f"refused: {exchange.ack.get('error')}")
+            return Check("question answered", False, f"refused: {exchange.ack.error}")
         await user.wait_answers(1, timeout)
-    answer = exchange.answer or {}
-    if answer.get("error"):
-        return Check("question answered", False, f"task {exchange.task_id} failed: {answer['error']}")
-    text = " ".join(str(answer.get("response", "")).split())
+    answer = exchange.answer
+    if answer is None:  # wait_answers raises first; kept for the type
+        return Check("question answered", False, f"task {exchange.task_id} got no answer")
+    if answer.failed:
+        return Check("question answered", False, f"task {exchange.task_id} failed: {answer.error}")
+    text = " ".join(answer.response.split())
     return Check(
         "question answered",
         True,
-        f"by {answer.get('workerId')} ({answer.get('model')}) in {answer.get('processingTime')} ms: {text[:80]!r}",
+        f"by {answer.workerId} ({answer.model}) in {answer.processingTime} ms: {text[:80]!r}",
     )
 
 

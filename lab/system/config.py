@@ -9,6 +9,7 @@ from pathlib import Path
 from lab.system.broker import BrokerTls
 from lab.system.credentials import Credentials, User
 from lab.system.ports import free_port
+from services.envconfig import ServiceSettings, file_variable
 from services.master.settings import MasterSettings
 from services.protocol.topics import DEFAULT_PREFIX, Topics
 from services.worker.settings import MODEL_MODES, WorkerSettings, new_worker_id
@@ -30,9 +31,15 @@ def resolve_port(port: int, host: str) -> int:
     return port or free_port(host)
 
 
-def _seconds(value: float) -> str:
-    """A duration as the shortest decimal text (10.0 -> '10', 0.2 -> '0.2')."""
-    return f"{value:g}"
+# The login and the broker's CA a service might find in the shell: the lab decides them, so they are dropped.
+_LOGIN_VARIABLES = (
+    ServiceSettings.env_name("mqtt_username"),
+    ServiceSettings.env_name("mqtt_password"),
+    file_variable(ServiceSettings.env_name("mqtt_password")),
+    ServiceSettings.env_name("mqtt_tls_ca"),
+)
+# Not a setting of ours: Python's own, so that lines reach the log stream as they are written.
+_UNBUFFERED = {"PYTHONUNBUFFERED": "1"}
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,7 @@ class ClusterConfig:
         Topics(self.topic_prefix)  # raises ValueError on an invalid prefix
 
     @classmethod
-    def resolve(
+    def resolve(  # noqa: PLR0913 (keyword-only, one per field of the config it makes)
         cls,
         *,
         web_port: int,
@@ -114,52 +121,48 @@ class ClusterConfig:
         env = dict(base)
         # Whatever the shell says, a service logs in only as the lab tells it to (or not at all).
         # Likewise it speaks TLS exactly when the lab's broker does.
-        for name in ("MQTT_USERNAME", "MQTT_PASSWORD", "MQTT_PASSWORD_FILE", "MQTT_TLS_CA"):
+        for name in _LOGIN_VARIABLES:
             env.pop(name, None)
         if self.auth:
-            env["MQTT_USERNAME"], env["MQTT_PASSWORD"] = self.credentials.login(user)
+            username, password = self.credentials.login(user)
+            env.update(ServiceSettings.env_of(mqtt_username=username, mqtt_password=password))
         if self.broker_tls is not None:
-            env["MQTT_TLS_CA"] = str(self.broker_tls.ca)
+            env.update(ServiceSettings.env_of(mqtt_tls_ca=str(self.broker_tls.ca)))
         env.update(
-            {
-                "MQTT_HOST": self.host,
-                "MQTT_PORT": str(self.mqtt_port),
-                "TOPIC_PREFIX": self.topic_prefix,
-                "GRPC_ENDPOINT": self.grpc_endpoint,
-                # Lines reach the log stream as they are written, not when a pipe buffer fills.
-                "PYTHONUNBUFFERED": "1",
-            }
+            ServiceSettings.env_of(mqtt_host=self.host, mqtt_port=self.mqtt_port, topic_prefix=self.topic_prefix)
         )
+        env.update(_UNBUFFERED)  # lines reach the log stream as they are written, not when a pipe buffer fills
         return env
 
     def master_env(self, base: Mapping[str, str], journal_path: Path | None = None) -> dict[str, str]:
         """The master's environment: `base`, then the cluster's settings, then extra_env."""
         env = self._common_env(base, "master")
         if journal_path is not None:
-            env["JOURNAL_PATH"] = str(journal_path)
+            env.update(MasterSettings.env_of(journal_path=str(journal_path)))
         env.update(
-            {
+            MasterSettings.env_of(
                 # Bind where the lab connects, not 0.0.0.0: a local lab should not be reachable from outside.
-                "WEB_HOST": self.host,
-                "WEB_PORT": str(self.web_port),
-                "GRPC_HOST": self.host,
-                "GRPC_PORT": str(self.grpc_port),
-            }
+                web_host=self.host,
+                web_port=self.web_port,
+                grpc_host=self.host,
+                grpc_port=self.grpc_port,
+                grpc_endpoint=self.grpc_endpoint,  # where the workers send results back
+            )
         )
         env.update(self.extra_env)
         return env
 
-    def worker_env(self, worker_id: str, base: Mapping[str, str]) -> dict[str, str]:
-        """A worker's environment: `base`, then the cluster's settings and its id, then extra_env."""
+    def worker_env(self, worker_id: str, base: Mapping[str, str], health_file: Path | None = None) -> dict[str, str]:
+        """A worker's environment: `base`, then the cluster's settings and its id, then extra_env, then its own
+        heartbeat file for `--check` if one is given (workers that share a filesystem need one each)."""
         env = self._common_env(base, "worker")
+        # 10.0 s is written "10": the settings render a number as its shortest text.
         env.update(
-            {
-                "WORKER_ID": worker_id,
-                "WORK_SECONDS": _seconds(self.work_seconds),
-                "MODEL_MODE": self.model_mode,
-            }
+            WorkerSettings.env_of(worker_id=worker_id, work_seconds=self.work_seconds, model_mode=self.model_mode)
         )
         env.update(self.extra_env)
+        if health_file is not None:
+            env.update(WorkerSettings.env_of(health_file=str(health_file)))
         return env
 
     def broker_env(self, base: Mapping[str, str]) -> dict[str, str]:

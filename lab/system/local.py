@@ -26,6 +26,7 @@ from lab.system.readiness import MasterHttp, tail_text, wait_ready
 from lab.system.spec import ClusterOptions, ClusterSpec
 from lab.system.statedir import open_state_dir
 from lab.system.supervision import Restart, Supervisor
+from services.protocol import StatusReport
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -160,6 +161,10 @@ class LocalCluster:
     def status(self) -> dict[str, Any]:
         """The master's GET /api/status as a dict."""
         return self._master.status()
+
+    def status_report(self) -> StatusReport:
+        """The master's GET /api/status, read into the protocol's model."""
+        return self._master.status_report()
 
     def add_worker(self, wait: bool = True, env: Mapping[str, str] | None = None) -> str:
         """Start one more worker and return its worker id; with `wait`, until it shows up not offline.
@@ -297,10 +302,9 @@ class LocalCluster:
         """Start one worker with a fresh id and its own extra `env`; return the id."""
         name = self._table.new_worker_name(env)
         worker_id = new_worker_id()
-        full_env = {**self.config.worker_env(worker_id, os.environ), **env}
-        if self._state_dir is not None and "HEALTH_FILE" not in env:
-            # Workers here share one filesystem: each keeps its own heartbeat for `--check`.
-            full_env["HEALTH_FILE"] = str(self._state_dir / f"{worker_id}.health")
+        # Workers here share one filesystem: each keeps its own heartbeat for `--check`.
+        health = None if self._state_dir is None else self._state_dir / f"{worker_id}.health"
+        full_env = {**self.config.worker_env(worker_id, os.environ, health_file=health), **env}
         self._spawn(name, [sys.executable, "-m", "services.worker"], full_env)
         self._table.name_worker(worker_id, name)
         return worker_id

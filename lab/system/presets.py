@@ -6,21 +6,44 @@ from typing import TYPE_CHECKING
 
 from lab.system.local import LocalCluster
 from lab.system.spec import ClusterSpec
+from services.envconfig import ServiceSettings
+from services.master.settings import MasterSettings
+from services.worker.settings import WorkerSettings
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from lab.system.spec import ServiceOptions
 
-__all__ = ["GEMINI_LIKE_LATENCY_MS", "GEMINI_LIKE_SD_MS", "UNLIMITED_SESSIONS", "lab_cluster", "measurement_cluster"]
+__all__ = [
+    "GEMINI_LIKE_LATENCY_MS",
+    "GEMINI_LIKE_SD_MS",
+    "LIFTED_LIMIT",
+    "UNLIMITED_SESSIONS",
+    "lab_cluster",
+    "measurement_cluster",
+    "sessions_unlimited",
+]
 
 # The offline model's latency when it stands in for Gemini: a Flash model answers a short question in
 # about 1-2 s. Lognormal with this mean and spread (see services/worker/models.py).
 GEMINI_LIKE_LATENCY_MS = 1500.0
 GEMINI_LIKE_SD_MS = 700.0
 
-UNLIMITED_SESSIONS = {"RATE_PER_MINUTE": "1000000", "MAX_IN_FLIGHT_PER_SESSION": "1000000"}
-"""The master's per-session limits lifted: a load generator's users ask far more often than people do."""
+LIFTED_LIMIT = 1_000_000
+"""A per-session limit high enough that no load the lab generates reaches it."""
+
+
+def sessions_unlimited(questions: int = LIFTED_LIMIT) -> dict[str, str]:
+    """The master's environment with its per-session limits lifted: a load generator's users ask far more
+    often than people do. Questions per minute and unanswered questions are allowed up to `questions` or
+    LIFTED_LIMIT, whichever is more (one session that asks `questions` at once needs no more)."""
+    limit = max(questions, LIFTED_LIMIT)
+    return MasterSettings.env_of(rate_per_minute=limit, max_in_flight_per_session=limit)
+
+
+UNLIMITED_SESSIONS = sessions_unlimited()
+"""`sessions_unlimited()`, for callers that want the mapping itself."""
 
 
 def lab_cluster(
@@ -33,10 +56,9 @@ def lab_cluster(
     """A local system for experiments: free ports, the offline model at the given latency, quiet logs, and
     no per-session limits. `options` are further `ClusterSpec` fields; `extra_env` is added to the preset's."""
     env = {
-        "LOG_LEVEL": "WARNING",
-        "OFFLINE_LATENCY_MS": str(model_latency_ms),
-        "OFFLINE_LATENCY_SD_MS": str(model_latency_sd_ms),
-        **UNLIMITED_SESSIONS,
+        **ServiceSettings.env_of(log_level="WARNING"),
+        **WorkerSettings.env_of(offline_latency_ms=model_latency_ms, offline_latency_sd_ms=model_latency_sd_ms),
+        **sessions_unlimited(),
     }
     env.update(options.get("extra_env") or {})
     options["extra_env"] = env

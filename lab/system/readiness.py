@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from lab.system.procs import ManagedProcess
+from services.protocol import StatusReport, validate
 
 if TYPE_CHECKING:
     import httpx
@@ -78,6 +79,10 @@ class MasterHttp:
         body: dict[str, Any] = response.json()
         return body
 
+    def status_report(self) -> StatusReport:
+        """GET /api/status, read (a DecodeError, a ValueError, when the body is not a status)."""
+        return validate(StatusReport, self.status())
+
     def healthy(self) -> bool:
         """Whether the master answers /healthz with 200."""
         import httpx
@@ -93,10 +98,10 @@ class MasterHttp:
 
         wanted = list(worker_ids)
         try:
-            listed = self.status().get("workers", [])
-        except (httpx.HTTPError, ValueError):
+            listed = self.status_report().workers
+        except (httpx.HTTPError, ValueError):  # ValueError: not JSON, or not a status (DecodeError)
             return wanted
-        present = {w.get("worker_id") for w in listed if w.get("state") not in (None, "offline")}
+        present = {w.worker_id for w in listed if w.state != "offline"}
         return [wid for wid in wanted if wid not in present]
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ import grpc
 import httpx
 
 from lab.system.local import LocalCluster
+from services.protocol import DecodeError, StatusReport, validate
 from services.protocol.rpc import pb, pb_grpc
 from services.protocol.topics import DEFAULT_PREFIX
 
@@ -90,6 +91,14 @@ class Target:
             raise AttachError(f"cannot read {self.web_url}/api/status: {exc}") from exc
         body: dict[str, Any] = response.json()
         return body
+
+    def status_report(self) -> StatusReport:
+        """The master's GET /api/status, read into the protocol's model (AttachError when it is not one)."""
+        body = self.status()
+        try:
+            return validate(StatusReport, body)
+        except DecodeError as exc:
+            raise AttachError(f"{self.web_url}/api/status is not the master's status: {exc}") from exc
 
     def check(self) -> dict[str, Any]:
         """Check that the master answers on the web URL and that its Watch stream opens; return the status."""

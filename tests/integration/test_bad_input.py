@@ -31,8 +31,8 @@ from tests.waiting import wait_until
 async def test_bad_user_query_gets_a_clear_error(system: LocalCluster, payload: object, expected: str) -> None:
     async with ChatClient(system.web_url) as user:
         bad = await user.send_raw(payload)
-        assert "error" in bad.ack and expected in bad.ack["error"], bad.ack
-        assert "taskId" not in bad.ack
+        assert bad.ack.error is not None and expected in bad.ack.error, bad.ack
+        assert bad.ack.taskId is None and not bad.ack.accepted
         good = await user.ask("still there?")
         assert good.task_id
         await user.wait_answers(1, timeout=20)

@@ -11,11 +11,12 @@ from matplotlib.figure import Figure
 from lab.bench import scale as bench_scale
 from lab.bench.sim_workers import ID_PREFIX, SimFleet
 from lab.loadgen.client import ChatClient
+from lab.system.presets import sessions_unlimited
 from tests.conftest import ClusterFactory, require_mosquitto
 
 pytestmark = pytest.mark.integration
 
-UNLIMITED = {"RATE_PER_MINUTE": "1000000", "MAX_IN_FLIGHT_PER_SESSION": "1000"}
+UNLIMITED = sessions_unlimited()
 
 
 async def test_simulated_workers_results_are_accepted_by_the_master(
@@ -32,8 +33,8 @@ async def test_simulated_workers_results_are_accepted_by_the_master(
         workers = {w["worker_id"]: w for w in cluster.status()["workers"]}
     records = fleet.stop()
     # The master answered through them: each result carried the task's id, attempt and token over gRPC.
-    assert {str(e.answer["workerId"]) for e in answered if e.answer} <= set(workers)
-    assert all(str(e.answer["workerId"]).startswith(ID_PREFIX) for e in answered if e.answer)
+    assert {e.answer.workerId for e in answered if e.answer} <= set(workers)
+    assert all(e.answer.workerId.startswith(ID_PREFIX) for e in answered if e.answer)
     assert sum(w["tasks_done"] for w in workers.values()) == 9
     assert sorted(r.task_id for r in records) == sorted(e.task_id for e in answered)
     assert all(r.accepted and r.attempt == 1 and r.sent_ns >= r.received_ns for r in records)

@@ -26,12 +26,12 @@ async def test_forty_questions_are_each_answered_once_and_spread_evenly(cluster_
         await asyncio.gather(*(u.close() for u in users))
     assert all(len(e.answers) == 1 for e in exchanges)
     answers = [e.answer for e in exchanges if e.answer]
-    assert {a["query"] for a in answers} == {f"question {i}" for i in range(40)}
-    assert all(a["error"] == "" and "question" in a["response"] for a in answers)
-    per_worker = Counter(a["workerId"] for a in answers)
+    assert {a.query for a in answers} == {f"question {i}" for i in range(40)}
+    assert all(a.error == "" and "question" in a.response for a in answers)
+    per_worker = Counter(a.workerId for a in answers)
     assert set(per_worker) == set(cluster.worker_ids)
     assert max(per_worker.values()) - min(per_worker.values()) <= 1, per_worker
-    assert all(a["processingTime"] >= 1000 for a in answers)
+    assert all(a.processingTime >= 1000 for a in answers)
 
 
 async def test_waiting_user_is_told_the_queue_position(cluster_factory: ClusterFactory) -> None:
@@ -40,12 +40,12 @@ async def test_waiting_user_is_told_the_queue_position(cluster_factory: ClusterF
         first = await user.ask("first")
         second = await user.ask("second")
         third = await user.ask("third")
-        assert first.ack["position"] == 0
-        assert (second.ack["position"], third.ack["position"]) == (1, 2)
+        assert first.ack.position == 0
+        assert (second.ack.position, third.ack.position) == (1, 2)
         await user.wait_answers(3, timeout=20)
     # The third question moved up as the queue drained, and was told so.
     assert third.positions[:2] == [2, 1], third.positions
-    assert [e.answer["workerId"] for e in (first, second, third) if e.answer] == cluster.worker_ids * 3
+    assert [e.answer.workerId for e in (first, second, third) if e.answer] == cluster.worker_ids * 3
     order = sorted((first, second, third), key=lambda e: e.answered_at or 0)
     assert [e.query for e in order] == ["first", "second", "third"]
 
@@ -94,6 +94,6 @@ async def test_task_of_a_worker_stopped_mid_task_is_answered_by_another(cluster_
         [answered] = await user.wait_answers(1, timeout=20)
         await asyncio.sleep(0.5)  # on purpose: a duplicate would arrive right after
     assert answered.answer is not None and len(answered.answers) == 1
-    assert answered.answer["workerId"] != first and answered.answer["error"] == ""
+    assert answered.answer.workerId != first and answered.answer.error == ""
     workers = {w["worker_id"]: w for w in cluster.status()["workers"]}
     assert workers[first]["state"] == "offline"

@@ -14,7 +14,7 @@ from lab.commands import load
 from lab.experiment import kill_worker, run_open
 from lab.loadgen import arrivals
 from lab.runs import Run, list_runs
-from lab.system.presets import GEMINI_LIKE_SD_MS
+from lab.system.presets import GEMINI_LIKE_SD_MS, sessions_unlimited
 from lab.system.target import AttachError, MqttAccess, Target, attach
 from tests.conftest import ClusterFactory, require_mosquitto
 
@@ -38,7 +38,7 @@ def test_attach_refuses_what_is_not_a_master() -> None:
 
 
 def test_a_run_against_a_system_attached_by_url(cluster_factory: ClusterFactory) -> None:
-    cluster = cluster_factory(workers=2, work_seconds=0.3, extra_env={"RATE_PER_MINUTE": "100000"})
+    cluster = cluster_factory(workers=2, work_seconds=0.3, extra_env=sessions_unlimited())
     target = attach(cluster.web_url, cluster.grpc_endpoint)
     assert isinstance(target, Target) and target.mqtt is None
     schedule = arrivals.constant(4, 3.0)
@@ -52,7 +52,7 @@ def test_a_run_against_a_system_attached_by_url(cluster_factory: ClusterFactory)
 
 
 def test_a_worker_killed_on_time_during_load_loses_nothing(cluster_factory: ClusterFactory) -> None:
-    cluster = cluster_factory(workers=3, work_seconds=1.0, extra_env={"RATE_PER_MINUTE": "100000"})
+    cluster = cluster_factory(workers=3, work_seconds=1.0, extra_env=sessions_unlimited())
     first = cluster.worker_ids[0]
     schedule = arrivals.constant(3, 6.0)
     run = run_open(cluster, schedule, label="fault", users=4, faults=[kill_worker(cluster, 2.0)], progress=False)

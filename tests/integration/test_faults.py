@@ -16,7 +16,7 @@ async def assigned_worker(exchange: Exchange) -> str:
 
 
 def answered_once(exchanges: list[Exchange]) -> bool:
-    failed = [e.answer for e in exchanges if e.answer is None or e.answer["error"]]
+    failed = [e.answer for e in exchanges if e.answer is None or e.answer.error]
     assert not failed, failed  # say which, and why
     return True
 
@@ -30,7 +30,7 @@ async def test_task_survives_a_worker_killed_with_sigkill(cluster_factory: Clust
         await user.wait_answers(1, timeout=30)
         await asyncio.sleep(0.5)  # on purpose: a duplicate would arrive right after
     assert asked.answer is not None and len(asked.answers) == 1
-    assert asked.answer["workerId"] != victim and asked.answer["error"] == ""
+    assert asked.answer.workerId != victim and asked.answer.error == ""
 
 
 async def test_task_of_a_hung_worker_goes_to_another_and_its_late_result_is_refused(
@@ -46,7 +46,7 @@ async def test_task_of_a_hung_worker_goes_to_another_and_its_late_result_is_refu
         finally:
             cluster.signal_worker(victim, signal.SIGCONT)
         await asyncio.sleep(3)  # the hung worker wakes up and sends its (stale) result
-    assert asked.answer is not None and asked.answer["workerId"] != victim
+    assert asked.answer is not None and asked.answer.workerId != victim
     assert len(asked.answers) == 1
 
 
@@ -60,7 +60,7 @@ async def test_nothing_is_lost_when_the_master_is_killed_and_restarted(cluster_f
         await user.wait_answers(6, timeout=60)  # the client reconnects with its session id
         await asyncio.sleep(0.5)  # on purpose: a third copy would arrive right after
     assert answered_once(asked)
-    assert {e.answer["query"] for e in asked if e.answer} == {f"before the crash {i}" for i in range(6)}
+    assert {e.answer.query for e in asked if e.answer} == {f"before the crash {i}" for i in range(6)}
     assert all(len(e.answers) <= 2 for e in asked)  # resent at most once after the reconnect
 
 

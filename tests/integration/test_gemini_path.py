@@ -53,12 +53,12 @@ async def test_gemini_answers_and_errors_reach_the_user(
         answer = asked[key].answer
         assert answer is not None
         if key.startswith("fake-ok"):
-            assert answer["response"] == expected and answer["error"] == ""
-            assert answer["model"] == "gemini-test-flash"
+            assert answer.response == expected and answer.error == ""
+            assert answer.model == "gemini-test-flash"
         else:
-            assert answer["error"] and expected.lower() in answer["error"].lower(), (key, answer["error"])
-            assert answer["response"] == answer["error"]
-    assert after.answer and after.answer["response"].startswith(ANSWER_PREFIX)
+            assert answer.error and expected.lower() in answer.error.lower(), (key, answer.error)
+            assert answer.response == answer.error
+    assert after.answer and after.answer.response.startswith(ANSWER_PREFIX)
     seen = {(r.api_key, r.model) for r in fake_gemini.requests}
     assert ("fake-ok-s3cr3t1", "gemini-test-flash") in seen
     await asyncio.sleep(0.2)  # on purpose: the processes' last log lines reach the sink
@@ -86,5 +86,5 @@ async def test_worker_key_from_a_file_is_used_when_the_user_brings_none(
     async with ChatClient(cluster.web_url) as user:
         asked = await user.ask("who pays for this?")
         await user.wait_answers(1, timeout=15)
-    assert asked.answer and asked.answer["response"] == ANSWER_PREFIX + "who pays for this?"
+    assert asked.answer and asked.answer.response == ANSWER_PREFIX + "who pays for this?"
     assert [r.api_key for r in fake_gemini.requests] == ["fake-ok-fromfile"]

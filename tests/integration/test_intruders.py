@@ -26,7 +26,7 @@ async def test_workers_with_a_wrong_or_no_password_never_join(cluster_factory: C
     async with ChatClient(cluster.web_url) as user:
         asked = [await user.ask(f"only real workers answer {i}") for i in range(4)]
         await user.wait_answers(4, timeout=20)
-    assert {e.answer["workerId"] for e in asked if e.answer} == set(cluster.worker_ids) - {wrong, anonymous}
+    assert {e.answer.workerId for e in asked if e.answer} == set(cluster.worker_ids) - {wrong, anonymous}
     refused = [line for line in lines if "refused" in line.lower() or "not authori" in line.lower()]
     assert refused, "the rejected workers should say why they cannot connect"
     assert not [line for line in lines if "not-the-password" in line]
@@ -48,5 +48,5 @@ async def test_a_flood_on_the_log_topic_does_not_stop_answers(cluster_factory: C
         await flooding
     finally:
         flooder.close()
-    assert all(e.answer and e.answer["error"] == "" for e in asked)
+    assert all(e.answer and e.answer.error == "" for e in asked)
     assert cluster.status()["mqtt_connected"] is True

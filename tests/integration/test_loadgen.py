@@ -9,11 +9,12 @@ import pytest
 
 from lab.loadgen import LoadOptions, Question, closed_loop_async, load_corpus, open_loop_async
 from lab.loadgen.arrivals import constant
+from lab.system.presets import sessions_unlimited
 from tests.conftest import ClusterFactory
 
 pytestmark = pytest.mark.integration
 
-UNLIMITED = {"RATE_PER_MINUTE": "1000000"}
+UNLIMITED = sessions_unlimited()
 QUIET = LoadOptions(progress=False)
 
 

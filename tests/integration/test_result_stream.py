@@ -59,8 +59,8 @@ async def test_one_stream_carries_refusals_and_the_answer_each_acked_in_order(
         assert [a.success for a in acks] == [False, False, True, False]
         assert "invalid token" in acks[0].message and "not the current attempt" in acks[1].message
         [answered] = await user.wait_answers(1, timeout=10)
-        assert answered.answer and answered.answer["response"] == "the real answer"
-        assert answered.answer["processingTime"] == 7
+        assert answered.answer and answered.answer.response == "the real answer"
+        assert answered.answer.processingTime == 7
 
 
 class BaselineMaster(pb_grpc.WorkerCallbackServicer):

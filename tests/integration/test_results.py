@@ -58,8 +58,8 @@ async def test_forged_and_stale_results_are_refused_and_the_real_one_lands(
         )
         assert ack.success, ack.message
         [answered] = await user.wait_answers(1, timeout=10)
-        assert answered.answer and answered.answer["response"] == "the real answer"
-        assert answered.answer["workerId"] == peer.worker_id
+        assert answered.answer and answered.answer.response == "the real answer"
+        assert answered.answer.workerId == peer.worker_id
         again = await asyncio.to_thread(send_result, endpoint, **dict(base, token=task.token))
         assert not again.success  # exactly one answer per question
         await asyncio.sleep(0.3)  # on purpose: a second answer would arrive right after
@@ -89,7 +89,7 @@ async def test_baseline_worker_results_are_matched_by_worker_when_allowed(cluste
             )
             assert ack.success, ack.message
             [answered] = await user.wait_answers(1, timeout=10)
-            assert answered.answer and answered.answer["response"] == "legacy answer"
+            assert answered.answer and answered.answer.response == "legacy answer"
             # A second baseline result from the same worker has no task to match any more.
             late = await asyncio.to_thread(
                 send_result, task.grpc_endpoint, worker_id=peer.worker_id, ai_response="again"
@@ -132,7 +132,7 @@ async def test_worker_going_offline_gives_its_task_to_another(lone_raw_worker: t
             )
             assert ack.success
             [answered] = await user.wait_answers(1, timeout=10)
-            assert answered.answer and answered.answer["response"] == "rescued"
+            assert answered.answer and answered.answer.response == "rescued"
         finally:
             rescuer.close()
 
@@ -170,7 +170,7 @@ async def test_task_whose_lease_runs_out_goes_to_another_worker(cluster_factory:
             )
             assert not late.success
             [answered] = await user.wait_answers(1, timeout=10)
-            assert answered.answer and answered.answer["response"] == "done by the helper"
+            assert answered.answer and answered.answer.response == "done by the helper"
         # The slow worker gets nothing new until it says it is idle again.
         states = {w["worker_id"]: w["state"] for w in cluster.status()["workers"]}
         assert states[sloth.worker_id] == "busy"

@@ -69,10 +69,10 @@ async def test_the_key_appears_only_in_the_task_message_to_the_assigned_worker(
                 await asyncio.sleep(0.5)  # the last status, log and result messages
         finally:
             tap.close()
-    assert asked.answer is not None and asked.answer["response"] == ANSWER_PREFIX + "keep my key safe"
-    assert KEY not in json.dumps(asked.answer)
+    assert asked.answer is not None and asked.answer.response == ANSWER_PREFIX + "keep my key safe"
+    assert KEY not in json.dumps(asked.answer.dump())
     leaks = [(topic, payload) for topic, payload in tap.messages if KEY.encode() in payload]
-    assert [topic for topic, _ in leaks] == [f"upb/workers/{asked.answer['workerId']}/tasks"]
+    assert [topic for topic, _ in leaks] == [f"upb/workers/{asked.answer.workerId}/tasks"]
     assert len(tap.messages) > 5  # register, status, logs, results: the tap saw the whole run
     assert lines and [line for line in lines if "LEAKCHECK" in line] == []
     async with httpx.AsyncClient(base_url=cluster.web_url) as http:

@@ -119,7 +119,7 @@ async def test_broker_restart_brings_the_master_and_every_worker_back(cluster_fa
     async with ChatClient(cluster.web_url) as user:
         await asyncio.gather(user.ask("after the restart 1"), user.ask("after the restart 2"))
         answered = await user.wait_answers(2, timeout=30)
-    assert {e.answer["workerId"] for e in answered if e.answer} == set(cluster.worker_ids)
+    assert {e.answer.workerId for e in answered if e.answer} == set(cluster.worker_ids)
 
 
 def test_queued_task_survives_a_broker_restart(cluster_factory: ClusterFactory) -> None:

@@ -29,7 +29,7 @@ async def test_results_reach_the_master_over_tls(cluster_factory: ClusterFactory
     async with ChatClient(cluster.web_url) as user:
         asked = await user.ask("over TLS please")
         await user.wait_answers(1, timeout=20)
-    assert asked.answer is not None and asked.answer["error"] == ""
+    assert asked.answer is not None and asked.answer.error == ""
 
     # A client that does not speak TLS gets nowhere; one that trusts the CA is heard (and refused).
     with grpc.insecure_channel(cluster.grpc_endpoint) as plain, pytest.raises(grpc.RpcError):
@@ -64,7 +64,7 @@ async def test_master_and_workers_talk_to_the_broker_over_tls(cluster_factory: C
     async with ChatClient(cluster.web_url) as user:
         asked = await user.ask("over TLS please")
         await user.wait_answers(1, timeout=20)
-    assert asked.answer is not None and asked.answer["error"] == ""
+    assert asked.answer is not None and asked.answer.error == ""
 
     # With the right password, a client that does not speak TLS gets no CONNACK; one that trusts the CA does.
     login = cluster.credentials.login("worker")

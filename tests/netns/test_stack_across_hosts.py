@@ -145,7 +145,7 @@ async def test_no_question_is_lost_or_repeated_when_a_worker_host_dies_and_anoth
         accepted = [e for e in asked if e.task_id]
 
         def everyone_answered() -> bool:
-            return len({e.answer["workerId"] for e in accepted if e.answer}) == len(hosts)
+            return len({e.answer.workerId for e in accepted if e.answer}) == len(hosts)
 
         # A first round shows every host working; the faults come in the second.
         await eventually(everyone_answered, "every worker answered a question", timeout=30)
@@ -174,7 +174,7 @@ async def test_no_question_is_lost_or_repeated_when_a_worker_host_dies_and_anoth
 
     cut_veth = stack.replicas[hosts[cut_id]].veth
     survivors = sorted(set(hosts) - {killed_id, cut_id})
-    late = Counter(e.answer["workerId"] for e in accepted if e.answer and (e.answered_at or 0) > faults_at + 0.5)
+    late = Counter(e.answer.workerId for e in accepted if e.answer and (e.answered_at or 0) > faults_at + 0.5)
     workers = {w["worker_id"]: w for w in status["workers"]}
     health_after = {name: dict(zip(("healthy", "output"), stack.check(name), strict=True)) for name in stack.replicas}
     summary = {
@@ -186,7 +186,7 @@ async def test_no_question_is_lost_or_repeated_when_a_worker_host_dies_and_anoth
             "answered": sum(1 for e in accepted if e.answers),
             "lost": sum(1 for e in accepted if not e.answers),
             "duplicates": sum(1 for e in accepted if len(e.answers) > 1),
-            "errors": [e.answer["error"] for e in accepted if e.answer and e.answer["error"]],
+            "errors": [e.answer.error for e in accepted if e.answer and e.answer.error],
             "sessions": SESSIONS,
         },
         "killed": {"replica": hosts[killed_id], "worker_id": killed_id, "pids": killed_pids, "signal": "SIGKILL"},
@@ -195,7 +195,7 @@ async def test_no_question_is_lost_or_repeated_when_a_worker_host_dies_and_anoth
             "killed": {"task": killed_task.task_id, "assignments": [w for _, w in killed_task.assignments]},
             "cut": {"task": cut_task.task_id, "assignments": [w for _, w in cut_task.assignments]},
         },
-        "answers_per_worker": Counter(e.answer["workerId"] for e in accepted if e.answer),
+        "answers_per_worker": Counter(e.answer.workerId for e in accepted if e.answer),
         "answers_after_faults_per_worker": late,
         "status_after": {wid: {k: w[k] for k in ("state", "tasks_done", "tasks_failed")} for wid, w in workers.items()},
         "health_after": health_after,
@@ -214,7 +214,7 @@ async def test_no_question_is_lost_or_repeated_when_a_worker_host_dies_and_anoth
     assert not summary["questions"]["errors"]
     # The two questions in flight went to a survivor.
     for task in (killed_task, cut_task):
-        assert task.answer is not None and task.answer["workerId"] in survivors, task.assignments
+        assert task.answer is not None and task.answer.workerId in survivors, task.assignments
     assert set(late) <= set(survivors) and late, late
     assert workers.get(killed_id, {"state": "offline"})["state"] == "offline"
     assert workers.get(cut_id, {"state": "offline"})["state"] == "offline"

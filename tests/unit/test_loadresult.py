@@ -8,16 +8,18 @@ import pytest
 
 from lab.loadgen import LoadResult, Question
 from lab.loadgen.client import Exchange
+from services.protocol import AiResponse, QueryAck
 
 
 def answered(user: int, due: float, sent: float, answered_at: float, answers: int = 1) -> Question:
     exchange = Exchange(query="q", sent_at=sent, task_id=f"t-{user}-{due}", answered_at=answered_at)
-    exchange.answers = [{"taskId": exchange.task_id}] * answers
+    reply = AiResponse(taskId=exchange.task_id, query="q", response="a", workerId="w", processingTime=0, timestamp=0)
+    exchange.answers = [reply] * answers
     return Question(user=user, query="q", scheduled_at=due, sent_at=sent, exchange=exchange)
 
 
 def refused(user: int, due: float) -> Question:
-    exchange = Exchange(query="q", sent_at=due, ack={"error": "too many questions"})
+    exchange = Exchange(query="q", sent_at=due, ack=QueryAck.refuse("too many questions"))
     return Question(user=user, query="q", scheduled_at=due, sent_at=due, exchange=exchange, error="too many")
 
 

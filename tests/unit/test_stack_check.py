@@ -10,16 +10,14 @@ import pytest
 
 from lab.swarm import stack_check
 from lab.swarm.stack_check import (
+    READERS,
     STACK,
     environment_problems,
     interpolation_problems,
     load,
     reference_problems,
     schema_errors,
-    settings_reads,
 )
-from services.master.settings import MasterSettings
-from services.worker.settings import WorkerSettings
 
 
 @pytest.fixture
@@ -84,9 +82,8 @@ def test_a_variable_the_broker_command_reads_must_be_set(doc: dict[str, Any]) ->
     assert problems == ["service mosquitto: its command reads $TOPIC_PREFIX, which the stack does not set"]
 
 
-def test_settings_reads_finds_every_variable_including_secret_files() -> None:
-    master = settings_reads(MasterSettings.from_env)
-    worker = settings_reads(WorkerSettings.from_env)
+def test_the_images_read_every_variable_of_their_settings_including_secret_files() -> None:
+    master, worker = READERS["swarm-ai-lab/master"], READERS["swarm-ai-lab/worker"]
     assert {"MQTT_PASSWORD", "MQTT_PASSWORD_FILE", "JOURNAL_PATH", "GRPC_ENDPOINT"} <= master
     assert {"GEMINI_API_KEY_FILE", "WORK_SECONDS", "MQTT_PASSWORD_FILE"} <= worker
     assert "WORK_SECONDS" not in master
