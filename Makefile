@@ -52,10 +52,11 @@ bench: setup-test ## run the benchmark suite one after another (~15 min); figure
 	$(VENV)/bin/lab bench scale
 	$(VENV)/bin/lab bench peer --workers 4 --clients 50
 
-lint: setup ## ruff and mypy
+lint: setup ## ruff, mypy and the layer rules (import-linter contracts in pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 proto: setup ## regenerate the gRPC stubs from proto/
 	$(PY) -m services.protocol.generate
