@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from lab.loadgen.client import ChatClient
 from lab.observe.collect import Collector
 from tests.conftest import ClusterFactory
@@ -13,12 +11,13 @@ from tests.waiting import eventually
 async def test_collector_gives_one_row_per_task_and_the_workers_busy_times(cluster_factory: ClusterFactory) -> None:
     cluster = cluster_factory(workers=2, work_seconds=0.4)
     with Collector.for_cluster(cluster) as collector:
-        await asyncio.sleep(0.3)
+        # The Watch stream opens with one event per known worker: then it is recording.
+        await eventually(lambda: len(collector.watch.events) >= 2, "the workers' snapshot on the Watch stream")
         async with ChatClient(cluster.web_url) as user:
             asked = [await user.ask(f"collect me {i}") for i in range(4)]
             await user.wait_answers(4, timeout=20)
             await eventually(lambda: collector.tasks().delivered.notna().sum() == 4, "four deliveries seen")
-            await asyncio.sleep(0.3)  # the last idle statuses
+            await eventually(lambda: len(collector.cross_check()) == 4, "every task's idle status on MQTT")
     tasks = collector.tasks().set_index("task_id")
     assert set(tasks.index) == {e.task_id for e in asked}
     assert (tasks.outcome == "answered").all() and (tasks.language == "python").all()
