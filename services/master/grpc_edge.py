@@ -39,20 +39,11 @@ def worker_result(message: pb.TaskResult) -> WorkerResult:
     )
 
 
-def translated(on_result: OnResult) -> Callable[[pb.TaskResult], Awaitable[tuple[bool, str]]]:
-    """`on_result` taking the wire's `TaskResult`."""
-
-    def handle(message: pb.TaskResult) -> Awaitable[tuple[bool, str]]:
-        return on_result(worker_result(message))
-
-    return handle
-
-
 class ResultService(pb_grpc.WorkerCallbackServicer):
-    """Hands each result of a `SendResult` call or a `StreamResults` message to `on_result(result) ->
-    (accepted, message)` (see `translated`) and answers with the `ResultAck` it says."""
+    """Hands each result of a `SendResult` call or a `StreamResults` message, as a `WorkerResult`, to
+    `on_result(result) -> (accepted, message)` and answers with the `ResultAck` it says."""
 
-    def __init__(self, on_result: Callable[[pb.TaskResult], Awaitable[tuple[bool, str]]]) -> None:
+    def __init__(self, on_result: OnResult) -> None:
         self._on_result = on_result
         self._handling: set[asyncio.Future[tuple[bool, str]]] = set()  # results being handled, kept alive
 
@@ -74,7 +65,7 @@ class ResultService(pb_grpc.WorkerCallbackServicer):
         # Shielded: gRPC cancels a handler when its caller gives up (a deadline, a worker closing a stalled
         # stream), and a result cut off halfway would leave its task answered but never delivered. The
         # handling runs to its end; a worker that sends the result again is told it already landed.
-        handling = asyncio.ensure_future(self._on_result(result))
+        handling = asyncio.ensure_future(self._on_result(worker_result(result)))
         self._handling.add(handling)
         handling.add_done_callback(self._handling.discard)
         try:
@@ -103,7 +94,7 @@ async def start_grpc(
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ]
     )
-    pb_grpc.add_WorkerCallbackServicer_to_server(ResultService(translated(on_result)), server)  # type: ignore[no-untyped-call]
+    pb_grpc.add_WorkerCallbackServicer_to_server(ResultService(on_result), server)  # type: ignore[no-untyped-call]
     pb_grpc.add_MasterEventsServicer_to_server(watch, server)  # type: ignore[no-untyped-call]
     address = f"{settings.grpc_host}:{settings.grpc_port}"
     if settings.grpc_tls_cert and settings.grpc_tls_key:

@@ -13,6 +13,7 @@ import pytest
 from lab.loadgen.client import ChatClient
 from lab.system.local import LocalCluster
 from services.master.grpc_edge import ResultService
+from services.master.results import WorkerResult
 from services.protocol import now_ms
 from services.protocol.rpc import pb, pb_grpc
 from services.worker.callback import CallbackError, ResultSender, ResultStream
@@ -242,7 +243,7 @@ class SlowHandling:
         self.release = asyncio.Event()
         self.finished: list[str] = []
 
-    async def __call__(self, result: pb.TaskResult) -> tuple[bool, str]:
+    async def __call__(self, result: WorkerResult) -> tuple[bool, str]:
         self.started.set()
         await self.release.wait()
         self.finished.append(result.task_id)
