@@ -32,9 +32,10 @@ class Instruction:
 
 @dataclass
 class Stage:
-    base: str
+    base: str  # with the global ARGs' defaults filled in
     name: str | None
     instructions: list[Instruction] = field(default_factory=list)
+    written: str = ""  # the base as written, e.g. ${PYTHON_IMAGE}
 
     def all(self, keyword: str) -> list[Instruction]:
         return [i for i in self.instructions if i.keyword == keyword]
@@ -45,8 +46,8 @@ class Stage:
         return found[-1]
 
 
-def parse_dockerfile(path: Path) -> list[Stage]:
-    """The stages of a Dockerfile, as Docker reads it: comments dropped, `\\` continues a line."""
+def logical_lines(path: Path) -> list[str]:
+    """A Dockerfile's instructions, as Docker reads it: comments dropped, `\\` continues a line."""
     logical: list[str] = []
     pending = ""
     for line in path.read_text().splitlines():
@@ -58,14 +59,34 @@ def parse_dockerfile(path: Path) -> list[Stage]:
         logical.append(pending + line)
         pending = ""
     assert not pending, f"{path}: the last line continues into nothing"
+    return logical
+
+
+def global_args(path: Path) -> dict[str, str]:
+    """The ARGs before the first FROM (the only ones a FROM can use) and their defaults."""
+    found = {}
+    for text in logical_lines(path):
+        keyword, _, args = text.strip().partition(" ")
+        if keyword.upper() == "FROM":
+            break
+        assert keyword.upper() == "ARG", f"{path}: {keyword} before the first FROM"
+        name, _, default = args.strip().partition("=")
+        found[name] = default
+    return found
+
+
+def parse_dockerfile(path: Path) -> list[Stage]:
+    """The stages of a Dockerfile, each base with its build argument's default filled in."""
+    defaults = global_args(path)
     stages: list[Stage] = []
-    for text in logical:
+    for text in logical_lines(path)[len(defaults) :]:
         keyword, _, args = text.strip().partition(" ")
         keyword, args = keyword.upper(), args.strip()
         if keyword == "FROM":
             words = args.split()
             name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
-            stages.append(Stage(words[0], name))
+            base = re.sub(r"\$\{(\w+)\}", lambda m: defaults[m[1]], words[0])
+            stages.append(Stage(base, name, written=words[0]))
         else:
             assert stages, f"{path}: {keyword} before the first FROM"
             stages[-1].instructions.append(Instruction(keyword, args))
@@ -209,6 +230,48 @@ def test_every_base_image_is_pinned_to_an_exact_version(service: str) -> None:
         image, _, tag = stage.base.partition("@")[0].rpartition(":")
         assert image and "/" not in tag, f"{stage.base}: no tag"
         assert tag != "latest" and re.match(r"\d+\.\d+\.\d+", tag), f"{stage.base}: not an exact version"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_base_images_are_build_arguments_defaulting_to_the_pinned_upstream_images(service: str) -> None:
+    path = REPO / "services" / service / "Dockerfile"
+    wanted = {"PYTHON_IMAGE": "python:3.11.13-slim-bookworm", "NODE_IMAGE": "node:22.12.0-bookworm-slim"}
+    used = {s.written for s in parse_dockerfile(path) if s.written not in {x.name for x in parse_dockerfile(path)}}
+    assert used <= {"${PYTHON_IMAGE}", "${NODE_IMAGE}"}, f"a base is not a build argument: {used}"
+    assert global_args(path) == {k: v for k, v in wanted.items() if f"${{{k}}}" in used}
+    # A `# syntax=` line would pull a Dockerfile frontend image at build time (Docker Hub): none.
+    assert not path.read_text().startswith("# syntax")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_extra_ca_is_an_optional_build_secret_of_every_download(service: str) -> None:
+    """pip and npm trust an extra CA when the build is given one (--secret id=extra_ca), and it is in no layer."""
+    runs = [r.args for stage in dockerfile(service) for r in stage.all("RUN")]
+    downloads = [r for r in runs if "pip install" in r or "npm ci" in r]
+    assert downloads
+    for run in downloads:
+        assert run.startswith("--mount=type=secret,id=extra_ca,required=false "), run
+        if "pip install" in run:
+            # PIP_CERT replaces pip's roots: the bundle is certifi's roots plus the extra CA, removed afterwards.
+            assert "c.where()" in run and "/run/secrets/extra_ca" in run and "PIP_CERT=/tmp/ca-bundle.pem" in run
+            assert run.rstrip().endswith("rm -f /tmp/ca-bundle.pem")
+        else:
+            assert "NODE_EXTRA_CA_CERTS=/run/secrets/extra_ca" in run
+    for stage in dockerfile(service):
+        for copy in stage.all("COPY") + stage.all("ADD"):
+            assert not any(w.endswith((".crt", ".pem")) for w in flags_and_words(copy.args)[1]), copy.args
+
+
+def test_the_stand_in_images_are_what_the_builds_and_the_stack_use() -> None:
+    from lab.swarm.standins import BUILD_ARGS, STANDINS, STANDINS_DIR
+
+    for standin in STANDINS:
+        path = STANDINS_DIR / standin.dockerfile
+        assert global_args(path) == {"BASE": "local/debian:bookworm"}
+        assert [s.written for s in parse_dockerfile(path)] == ["${BASE}"]
+    stack = (REPO / "stack.yml").read_text()
+    assert f"image: {STANDINS[2].tag}" in stack  # Mosquitto's stand-in carries the stack's own tag
+    assert {"PYTHON_IMAGE": STANDINS[0].tag, "NODE_IMAGE": STANDINS[1].tag} == BUILD_ARGS
 
 
 @pytest.mark.parametrize("service", SERVICES)
