@@ -25,7 +25,7 @@ help: ## list the targets
 
 setup: system-packages $(STAMP) $(WEB)/node_modules/.package-lock.json ## install everything `make up` needs (idempotent)
 
-setup-test: setup test-packages ## everything `make test` needs too (Chromium, the Docker client, ip, mosquitto_sub)
+setup-test: setup test-packages ## everything `make test` needs too (Chromium, a Docker engine, ip, mosquitto_sub)
 
 up: setup ## start Mosquitto, the master and 2 workers; chat on http://127.0.0.1:8888
 	$(VENV)/bin/lab up $(ARGS)
@@ -37,7 +37,7 @@ notebooks: setup ## open the lab's notebooks in JupyterLab on http://127.0.0.1:8
 test: setup-test lint ## run the whole test suite (unit, integration, browser)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Each test folder is a marker (tests/conftest.py): unit, integration, browser, notebooks, netns.
+# Each test folder is a marker (tests/conftest.py): unit, integration, browser, notebooks, netns, engine.
 unit: setup ## run the unit tests only (no processes, under a minute)
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
@@ -84,7 +84,7 @@ system-packages:
 	$(call apt_install,"command -v mosquitto || test -x /usr/sbin/mosquitto:mosquitto" "$(PYTHON) -c 'import ensurepip':python3-venv" "command -v npm:npm")
 
 test-packages:
-	$(call apt_install,"test -x /usr/bin/chromium:chromium" "command -v mosquitto_sub:mosquitto-clients" "command -v ip:iproute2" "command -v unshare:util-linux" "command -v docker:docker.io" "command -v redis-server:redis-server")
+	$(call apt_install,"test -x /usr/bin/chromium:chromium" "command -v mosquitto_sub:mosquitto-clients" "command -v ip:iproute2" "command -v unshare:util-linux" "command -v docker:docker.io" "command -v dockerd || test -x /usr/sbin/dockerd:docker.io" "command -v debootstrap || test -x /usr/sbin/debootstrap:debootstrap" "command -v docker-registry:docker-registry" "command -v nft || test -x /usr/sbin/nft:nftables" "command -v redis-server:redis-server")
 
 # pyproject.toml's extras are by role: dev is the test tools and the lab, which has the master's and the worker's.
 $(STAMP): pyproject.toml constraints.txt

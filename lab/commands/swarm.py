@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lab.commands.swarm_local import register_local
 from lab.swarm import verify as swarm_verify
 from lab.swarm.docker import Docker, DockerError
 from lab.swarm.preflight import check_labels, check_network
@@ -291,3 +292,5 @@ def register(commands: Any) -> None:
     p.add_argument("service", choices=SERVICES, metavar="SERVICE", help=", ".join(SERVICES))
 
     _add(sub, "stop", stop, common, "remove the stack (docker stack rm), keeping its volumes and the secrets")
+
+    register_local(sub)

@@ -1,6 +1,7 @@
 """The system as a Docker Swarm stack: the stack's facts (services, images, secrets), docker itself, the
-checks before a deploy, secrets, verifying a deployed stack, and checking stack.yml (``stack_check``).
-The `lab swarm` command is ``lab.commands.swarm``."""
+checks before a deploy, secrets, verifying a deployed stack, and checking stack.yml (``stack_check``); a
+one-node Swarm on this machine (``local``, on ``engine`` and ``standins``). The `lab swarm` command is
+``lab.commands.swarm``."""
 
 from __future__ import annotations
 

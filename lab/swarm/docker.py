@@ -63,10 +63,10 @@ def gist(text: str) -> str:
     return joined if len(joined) <= _GIST_CHARS else joined[: _GIST_CHARS - 3] + "..."
 
 
-def command_line(args: list[str], env: Mapping[str, str] | None = None, note: str = "") -> str:
+def command_line(args: list[str], env: Mapping[str, str] | None = None, note: str = "", program: str = "docker") -> str:
     """The shell equivalent of `docker ARGS` with `env` set, as printed before it runs."""
     prefix = "".join(f"{name}={shlex.quote(value)} " for name, value in sorted((env or {}).items()))
-    return f"$ {prefix}{shlex.join(['docker', *args])}" + (f"  # {note}" if note else "")
+    return f"$ {prefix}{shlex.join([program, *args])}" + (f"  # {note}" if note else "")
 
 
 class Docker:
@@ -80,15 +80,25 @@ class Docker:
         environ: Mapping[str, str] | None = None,
         out: Callable[[str], None] | None = None,
         runner: Runner = subprocess.run,
+        client: str | None = None,
     ) -> None:
         self.dry_run = dry_run
+        # A client by path (e.g. Debian's own /usr/bin/docker for BuildKit), printed as such; else `docker`.
+        self.client = client
         self.cwd = cwd
         self.environ = dict(os.environ if environ is None else environ)
         self.out = out or (lambda line: print(line, flush=True))
         self._runner = runner
 
+    @property
+    def program(self) -> str:
+        """The client as printed: `docker`, or the path it was given."""
+        return self.client or "docker"
+
     def executable(self) -> str:
         """The path of the `docker` client, or DockerNotFoundError saying how to install it."""
+        if self.client is not None:
+            return self.client
         found = shutil.which("docker", path=self.environ.get("PATH", os.defpath))
         if found is None:
             raise DockerNotFoundError(
@@ -100,7 +110,7 @@ class Docker:
     def query(self, *args: str, echo: bool = True) -> Result | None:
         """Run a read-only command and capture its output; None in a dry run (skipped: it needs the daemon)."""
         if echo:
-            self.out(command_line(list(args), note="skipped: dry run" if self.dry_run else ""))
+            self.out(command_line(list(args), note="skipped: dry run" if self.dry_run else "", program=self.program))
         if self.dry_run:
             return None
         return self._execute(list(args), capture=True)
@@ -119,7 +129,7 @@ class Docker:
         `stdin` is fed to the command and never printed; `env` is added to the environment and printed.
         Raises DockerCommandError on a non-zero exit when `check`; returns None in a dry run.
         """
-        self.out(command_line(list(args), env, note))
+        self.out(command_line(list(args), env, note, self.program))
         if self.dry_run:
             return None
         result = self._execute(list(args), stdin=stdin, env=env, capture=capture or stdin is not None)

@@ -169,6 +169,12 @@ def _swarm_checks(docker: Docker, stack: str, echo: bool) -> tuple[list[Check], 
     return checks, workers[1] if workers else None
 
 
+def converged(docker: Docker, stack: str) -> tuple[list[Check], int | None] | None:
+    """The swarm's checks now, without printing the commands (services, tasks, health here) and the desired
+    workers; None in a dry run."""
+    return _swarm_checks(docker, stack, echo=False)
+
+
 def verify(
     docker: Docker,
     stack: str,

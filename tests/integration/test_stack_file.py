@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ from lab.paths import REPO_ROOT as ROOT
 from lab.swarm.stack_check import reference_problems, schema_errors
 from tests.conftest import require
 
-STACK, ENCRYPTED = ROOT / "stack.yml", ROOT / "stack.encrypted.yml"
+STACK, ENCRYPTED, NO_IPVS = ROOT / "stack.yml", ROOT / "stack.encrypted.yml", ROOT / "stack.no-ipvs.yml"
 VARIABLES = ("REGISTRY", "TAG", "WORKERS", "WEB_PUBLISHED_PORT", "GRPC_PUBLISHED_PORT", "TOPIC_PREFIX")
 
 
@@ -63,6 +64,30 @@ def test_the_encryption_file_keeps_the_network_whole() -> None:
     assert network == {"driver": "overlay", "attachable": True, "driver_opts": {"encrypted": ""}}
     assert schema_errors(config) == []
     assert reference_problems(config) == []
+
+
+def unordered(value: Any) -> Any:
+    """`value` with its lists sorted (merging stack files reorders secrets and configs)."""
+    if isinstance(value, dict):
+        return {k: unordered(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return sorted((unordered(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
+    return value
+
+
+def test_the_no_ipvs_override_changes_only_endpoints_and_port_modes() -> None:
+    plain, merged = unordered(config_of(STACK)), unordered(config_of(STACK, NO_IPVS))
+    for name, service in merged["services"].items():
+        assert service["deploy"].pop("endpoint_mode") == "dnsrr", name
+        ports = service.pop("ports", None)
+        original = plain["services"][name]
+        if ports is not None:
+            assert [p["mode"] for p in ports] == ["host", "host"]
+            assert [{**p, "mode": "ingress"} for p in ports] == original.pop("ports")
+        assert service == original, f"{name}: the override changes more than endpoints and ports"
+    assert {k: v for k, v in merged.items() if k != "services"} == {k: v for k, v in plain.items() if k != "services"}
+    assert schema_errors(config_of(STACK, NO_IPVS)) == []
+    assert reference_problems(config_of(STACK, NO_IPVS)) == []
 
 
 def test_docker_rejects_a_broken_stack(tmp_path: Path) -> None:
