@@ -161,6 +161,10 @@ def scale(docker: Docker, args: argparse.Namespace) -> int:
     return 0
 
 
+# The state of a service's last update (empty when it never had one: UpdateStatus is then absent).
+UPDATE_STATE = "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}"
+
+
 def update(docker: Docker, args: argparse.Namespace) -> int:
     """Rolling update of the lab's services to another image tag (one task at a time, rollback on failure)."""
     services = args.services or list(IMAGES)
@@ -181,6 +185,13 @@ def update(docker: Docker, args: argparse.Namespace) -> int:
             raise DockerError(
                 f"{exc}; a failed update rolls back by itself: `lab swarm logs {service}` says why"
             ) from exc
+        # Some clients (Debian's 20.10) exit 0 from an update that Swarm rolled back: ask the service.
+        state = docker.query("service", "inspect", "--format", UPDATE_STATE, name, echo=False)
+        if state is not None and state.stdout.strip().startswith("rollback"):
+            raise DockerError(
+                f"the update of {service} to {tag} failed and Swarm rolled it back ({state.stdout.strip()}): "
+                f"`lab swarm logs {service}` says why"
+            )
     docker.out("# the next `lab swarm deploy` sets the images of --tag (or TAG) again")
     return 0
 

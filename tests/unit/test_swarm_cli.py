@@ -537,3 +537,18 @@ def test_verify_of_a_stack_that_is_not_deployed_says_so(
     assert [c.name for c in checks] == ["services converged", "master web", "question answered"]
     assert not checks[0].ok and "`lab swarm deploy` first" in checks[0].detail
     assert swarm_verify.health_check(None).ok
+
+
+@pytest.mark.parametrize(("state", "fails"), [("completed", False), ("", False), ("rollback_completed", True)])
+def test_update_fails_when_swarm_rolled_it_back_even_if_the_client_exits_0(
+    make_docker: Callable[..., Made], state: str, fails: bool
+) -> None:
+    docker, fake, _ = make_docker({"service inspect": (0, state + "\n", "")})
+    args = parse("update", "--tag", "v5", "--registry", "r:5000", "worker-python")
+    if fails:
+        with pytest.raises(DockerError, match="rolled it back"):
+            swarm.update(docker, args)
+    else:
+        assert swarm.update(docker, args) == 0
+    assert len(fake.ran("service update --image r:5000/swarm-ai-lab/worker:v5")) == 1
+    assert fake.ran("service inspect")[0].args[-1] == "ai-system_worker-python"
