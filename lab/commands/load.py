@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lab.commands.fleet import add_workers_option, workers_count
 from lab.commands.report import print_report
 from lab.loadgen import arrivals
 from lab.paths import RUNS_DIR
@@ -18,6 +19,7 @@ from lab.system.broker import MosquittoNotFoundError
 from lab.system.local import LocalCluster
 from lab.system.presets import GEMINI_LIKE_LATENCY_MS, GEMINI_LIKE_SD_MS, lab_cluster
 from lab.system.readiness import ClusterStartError
+from lab.system.workers import WorkerUnavailableError, fleet_text
 
 if TYPE_CHECKING:
     from lab.runs import Run
@@ -31,13 +33,13 @@ def register(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "load",
         help="drive load at a local (or running) system and save the run with its KPIs and charts",
-        description="Start Mosquitto, the master and N workers locally (or attach to a running system with "
+        description="Start Mosquitto, the master and workers locally (or attach to a running system with "
         "--url), send questions over Socket.IO on an arrival schedule while collecting every task and worker "
         "event over gRPC and MQTT, then print the KPI table and save the run under data/runs/.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     system = parser.add_argument_group("the system")
-    system.add_argument("--workers", type=int, default=4, metavar="N", help="workers to start")
+    add_workers_option(system, default=4)
     system.add_argument("--work-seconds", type=float, default=10.0, metavar="S", help="simulated work per task")
     system.add_argument(
         "--model-latency-ms", type=float, default=GEMINI_LIKE_LATENCY_MS, help="offline model's mean latency"
@@ -80,8 +82,8 @@ def register(commands: Any) -> None:
 
 def check(args: argparse.Namespace) -> None:
     """Refuse bad arguments before anything starts (ValueError naming the option)."""
-    if not args.url and args.workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    if not args.url and workers_count(args.workers) < 1:
+        raise ValueError(f"--workers must name at least 1 worker, got {fleet_text(args.workers)}")
     if args.duration <= 0:
         raise ValueError(f"--duration must be > 0, got {args.duration}")
     if args.users < 1:
@@ -189,13 +191,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"attached to {target.web_url} ({_online(target)} workers online)", flush=True)
             result = _drive(target, args)
         else:
-            print(f"starting {args.workers} workers (work {args.work_seconds:g} s, offline model)", flush=True)
+            print(
+                f"starting workers ({fleet_text(args.workers)}, work {args.work_seconds:g} s, offline model)",
+                flush=True,
+            )
             with lab_cluster(args.workers, args.work_seconds, args.model_latency_ms, model_sd_ms(args)) as cluster:
                 result = _drive(cluster, args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"lab load: {exc}", file=sys.stderr)
         return 2
-    except (AttachError, ClusterStartError, MosquittoNotFoundError) as exc:
+    except (AttachError, ClusterStartError, MosquittoNotFoundError, WorkerUnavailableError) as exc:
         print(f"lab load: {exc}", file=sys.stderr)
         return 1
     folder = save_run(result, args.runs_dir) if args.charts else result.save(args.runs_dir)

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
+from lab.commands.fleet import add_workers_option, workers_count
 from lab.system.broker import MosquittoNotFoundError
 from lab.system.config import (
     DEFAULT_GRPC_PORT,
@@ -26,6 +27,7 @@ from lab.system.ports import PortInUseError, free_port
 from lab.system.readiness import ClusterStartError
 from lab.system.spec import ClusterSpec
 from lab.system.supervision import describe_exit
+from lab.system.workers import WorkerUnavailableError, fleet_text
 
 _PORT_FLAGS = {"MQTT": "--mqtt-port", "web": "--web-port", "gRPC": "--grpc-port"}
 _ESSENTIAL = ("mosquitto", "master")  # without these the system is down; a lost worker is survivable
@@ -36,11 +38,12 @@ def register(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "up",
         help="start Mosquitto, the master and workers locally (Ctrl-C stops them)",
-        description="Start Mosquitto, the master and N Python workers as local processes, print the chat URL "
-        "and stream their logs until Ctrl-C or SIGTERM, then stop them all. A port of 0 means any free port.",
+        description="Start Mosquitto, the master and workers (Python, Go, Java in any mix) as local processes, "
+        "print the chat URL and stream their logs until Ctrl-C or SIGTERM, then stop them all. "
+        "A port of 0 means any free port.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--workers", type=int, default=2, metavar="N", help="number of Python workers")
+    add_workers_option(parser, default=2)
     parser.add_argument(
         "--work-seconds", type=float, default=DEFAULT_WORK_SECONDS, metavar="S", help="simulated long work per task"
     )
@@ -158,7 +161,7 @@ def _watch(cluster: LocalCluster, out: _Printer, restart: bool) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run `lab up` with parsed `args`; returns the exit code."""
     # Room for the names of a few generations of restarted workers too.
-    out = _Printer(max(len("mosquitto"), len(f"worker-{args.workers * 10}")))
+    out = _Printer(max(len("mosquitto"), len(f"worker-{workers_count(args.workers) * 10}")))
     try:
         spec = ClusterSpec(
             workers=args.workers,
@@ -182,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
             cluster.check_ports()
             out.say(
                 f"lab up: starting Mosquitto on {cfg.host}:{cfg.mqtt_port}, the master (web {cfg.web_port}, "
-                f"gRPC {cfg.grpc_port}) and {_plural(args.workers, 'worker')}"
+                f"gRPC {cfg.grpc_port}) and workers ({fleet_text(args.workers)})"
             )
             cluster.start()
             out.say(_ready_line(cluster))
@@ -190,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
         except PortInUseError as error:
             out.say(port_advice(error), error=True)
             return 2
-        except (MosquittoNotFoundError, ClusterStartError) as error:
+        except (MosquittoNotFoundError, ClusterStartError, WorkerUnavailableError) as error:
             out.say(f"lab up: {error}", error=True)
             return 1
         except (KeyboardInterrupt, _Stop):

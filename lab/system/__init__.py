@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from lab.system.readiness import ClusterStartError
     from lab.system.spec import ClusterSpec
     from lab.system.target import AttachError, Target, attach
+    from lab.system.workers import WorkerUnavailableError, parse_fleet, worker_kind
 
 __all__ = [
     "AttachError",
@@ -24,9 +25,12 @@ __all__ = [
     "LocalCluster",
     "MosquittoNotFoundError",
     "Target",
+    "WorkerUnavailableError",
     "attach",
     "lab_cluster",
     "measurement_cluster",
+    "parse_fleet",
+    "worker_kind",
 ]
 
 __getattr__ = lazy_exports(
@@ -42,5 +46,8 @@ __getattr__ = lazy_exports(
         "attach": "target",
         "lab_cluster": "presets",
         "measurement_cluster": "presets",
+        "parse_fleet": "workers",
+        "worker_kind": "workers",
+        "WorkerUnavailableError": "workers",
     },
 )

@@ -1,4 +1,4 @@
-"""LocalCluster: a real local system (Mosquitto, master, N Python workers) as child processes."""
+"""LocalCluster: a real local system (Mosquitto, master, workers in any mix of languages) as child processes."""
 
 from __future__ import annotations
 
@@ -12,12 +12,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from lab.paths import REPO_ROOT
 from lab.system import broker
-from lab.system.config import new_worker_id
 from lab.system.credentials import Credentials
 from lab.system.ports import PortInUseError, accepts_tcp, port_in_use
 from lab.system.process_table import ESSENTIALS, ProcessTable
@@ -26,6 +24,7 @@ from lab.system.readiness import MasterHttp, tail_text, wait_ready
 from lab.system.spec import ClusterOptions, ClusterSpec
 from lab.system.statedir import open_state_dir
 from lab.system.supervision import Restart, Supervisor
+from lab.system.workers import spawn_order, worker_kind
 from services.protocol import StatusReport
 
 if TYPE_CHECKING:
@@ -37,8 +36,8 @@ JOURNAL_NAME = "journal.sqlite3"
 
 
 class LocalCluster:
-    """Mosquitto, the master and N Python workers as processes on this machine (see `ClusterSpec` for what
-    can be asked of them); a context manager.
+    """Mosquitto, the master and a fleet of workers (Python, Go, Java in any mix) as processes on this
+    machine (see `ClusterSpec` for what can be asked of them); a context manager.
 
     With `restart` (the default), a process that dies without the lab stopping it is started again, like
     Swarm's restart policy: the broker and the master on the same ports (the master with the same journal),
@@ -124,12 +123,7 @@ class LocalCluster:
         self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         """Stop everything."""
         self.stop()
 
@@ -141,6 +135,8 @@ class LocalCluster:
             self._started = True
         deadline = time.monotonic() + self.spec.startup_timeout
         self.check_ports()
+        for language, _ in self.spec.fleet:  # a worker that is not built fails now, with how to build it
+            worker_kind(language).require()
         mosquitto = broker.find_mosquitto()
         atexit.register(self.stop)
         try:
@@ -166,13 +162,14 @@ class LocalCluster:
         """The master's GET /api/status, read into the protocol's model."""
         return self._master.status_report()
 
-    def add_worker(self, wait: bool = True, env: Mapping[str, str] | None = None) -> str:
-        """Start one more worker and return its worker id; with `wait`, until it shows up not offline.
+    def add_worker(self, wait: bool = True, env: Mapping[str, str] | None = None, language: str = "python") -> str:
+        """Start one more worker of `language` and return its worker id; with `wait`, until it shows up not
+        offline.
 
         `env` adds or overrides variables of this worker only (and of its replacements), e.g. a wrong
         MQTT_PASSWORD; wait=False then, as such a worker never registers.
         """
-        worker_id = self._spawn_worker(env or {})
+        worker_id = self._spawn_worker(env or {}, language)
         if wait:
             self._wait_workers([worker_id], time.monotonic() + self.spec.startup_timeout)
         return worker_id
@@ -279,7 +276,7 @@ class LocalCluster:
         self._wait("the master's /healthz", self._master.healthy, [mq, master], deadline)
 
         # Workers only after the master listens, so their registration is not published into the void.
-        ids = [self._spawn_worker({}) for _ in range(self.spec.workers)]
+        ids = [self._spawn_worker({}, language) for language in spawn_order(self.spec.fleet)]
         self._wait_workers(ids, deadline)
 
     def _spawn(self, name: str, argv: list[str], env: Mapping[str, str]) -> ManagedProcess:
@@ -298,14 +295,16 @@ class LocalCluster:
         self._table.record(name, proc, argv, env)
         return proc
 
-    def _spawn_worker(self, env: Mapping[str, str]) -> str:
-        """Start one worker with a fresh id and its own extra `env`; return the id."""
-        name = self._table.new_worker_name(env)
-        worker_id = new_worker_id()
+    def _spawn_worker(self, env: Mapping[str, str], language: str) -> str:
+        """Start one worker of `language` with a fresh id and its own extra `env`; return the id."""
+        kind = worker_kind(language)
+        kind.require()
+        name = self._table.new_worker_name(env, language)
+        worker_id = kind.new_id()
         # Workers here share one filesystem: each keeps its own heartbeat for `--check`.
         health = None if self._state_dir is None else self._state_dir / f"{worker_id}.health"
         full_env = {**self.config.worker_env(worker_id, os.environ, health_file=health), **env}
-        self._spawn(name, [sys.executable, "-m", "services.worker"], full_env)
+        self._spawn(name, kind.command(), full_env)
         self._table.name_worker(worker_id, name)
         return worker_id
 
@@ -351,7 +350,7 @@ class LocalCluster:
             where = f"on port {self.config.mqtt_port}" if proc.name == "mosquitto" else "on the same ports"
             return proc.name, where
         self._table.retire(proc.name)
-        worker_id = self._spawn_worker(self._table.worker_env(proc.name))
+        worker_id = self._spawn_worker(self._table.worker_env(proc.name), self._table.worker_language(proc.name))
         name = self._table.worker_name(worker_id)
         return name, f"as {name} ({worker_id})"
 

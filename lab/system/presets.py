@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from lab.system.local import LocalCluster
 from lab.system.spec import ClusterSpec
+from lab.system.workers import FleetSpec
 from services.envconfig import ServiceSettings
 from services.master.settings import MasterSettings
 from services.worker.settings import WorkerSettings
@@ -13,7 +14,8 @@ from services.worker.settings import WorkerSettings
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from lab.system.spec import ServiceOptions
+    from lab.system.workers import FleetSpec
+from lab.system.spec import ServiceOptions
 
 __all__ = [
     "GEMINI_LIKE_LATENCY_MS",
@@ -47,7 +49,7 @@ UNLIMITED_SESSIONS = sessions_unlimited()
 
 
 def lab_cluster(
-    workers: int,
+    workers: FleetSpec,
     work_seconds: float = 10.0,
     model_latency_ms: float = GEMINI_LIKE_LATENCY_MS,
     model_latency_sd_ms: float = GEMINI_LIKE_SD_MS,
@@ -69,6 +71,8 @@ def lab_cluster(
     return LocalCluster(spec, **options)
 
 
-def measurement_cluster(workers: int, work_seconds: float = 0.0, **options: Unpack[ServiceOptions]) -> LocalCluster:
+def measurement_cluster(
+    workers: FleetSpec, work_seconds: float = 0.0, **options: Unpack[ServiceOptions]
+) -> LocalCluster:
     """`lab_cluster` with a model that answers at once: measuring clients time the system, not a model."""
     return lab_cluster(workers, work_seconds, model_latency_ms=0.0, model_latency_sd_ms=0.0, **options)

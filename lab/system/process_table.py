@@ -22,6 +22,7 @@ class ProcessTable:
         self._commands: dict[str, tuple[list[str], Mapping[str, str]]] = {}  # name -> (argv, env) it started with
         self._worker_names: dict[str, str] = {}  # worker id -> process name
         self._worker_env: dict[str, Mapping[str, str]] = {}  # process name -> its own extra variables
+        self._worker_language: dict[str, str] = {}  # process name -> the worker's language
         self._retired: set[str] = set()  # workers replaced after they died, or stopped on purpose
         self._injected: set[ManagedProcess] = set()  # killed by kill_worker/kill_master: a fault, not a crash
         self._worker_count = 0
@@ -42,13 +43,19 @@ class ProcessTable:
         with self.lock:
             return dict(self._procs)
 
-    def new_worker_name(self, env: Mapping[str, str]) -> str:
-        """The process name of the next worker (worker-N), remembering its own extra `env`."""
+    def new_worker_name(self, env: Mapping[str, str], language: str = "python") -> str:
+        """The process name of the next worker (worker-N), remembering its own extra `env` and language."""
         with self.lock:
             self._worker_count += 1
             name = f"worker-{self._worker_count}"
             self._worker_env[name] = dict(env)
+            self._worker_language[name] = language
             return name
+
+    def worker_language(self, name: str) -> str:
+        """The language of worker process `name` (its replacement has the same)."""
+        with self.lock:
+            return self._worker_language.get(name, "python")
 
     def name_worker(self, worker_id: str, name: str) -> None:
         """Note that worker `worker_id` runs as process `name`."""

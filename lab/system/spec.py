@@ -18,6 +18,7 @@ from lab.system.config import (
 )
 from lab.system.procs import LogSink
 from lab.system.supervision import RestartPolicy
+from lab.system.workers import Fleet, FleetSpec, parse_fleet
 from services.protocol.topics import DEFAULT_PREFIX
 
 __all__ = ["ClusterOptions", "ClusterSpec", "ServiceOptions"]
@@ -25,7 +26,8 @@ __all__ = ["ClusterOptions", "ClusterSpec", "ServiceOptions"]
 
 @dataclass(frozen=True)
 class ClusterSpec:
-    """A local cluster to start: its workers, ports (0: a free one, chosen when the cluster is created),
+    """A local cluster to start: its workers (a number of Python workers, or a fleet such as
+    `"python=2,go=2,java=2"`: lab.system.workers), ports (0: a free one, chosen when the cluster is created),
     the services' settings, and how the lab looks after it.
 
     `log_sink` receives every process's output lines; `on_event` the lab's own messages (what it
@@ -35,7 +37,7 @@ class ClusterSpec:
     directory, removed by stop() (a given one is kept).
     """
 
-    workers: int = 2
+    workers: FleetSpec = 2
     work_seconds: float = DEFAULT_WORK_SECONDS
     web_port: int = DEFAULT_WEB_PORT
     grpc_port: int = DEFAULT_GRPC_PORT
@@ -54,8 +56,12 @@ class ClusterSpec:
     state_dir: Path | None = None
 
     def __post_init__(self) -> None:
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        parse_fleet(self.workers)  # a bad fleet fails here, before anything starts
+
+    @property
+    def fleet(self) -> Fleet:
+        """The workers by language (a bare number of workers is Python)."""
+        return parse_fleet(self.workers)
 
     def resolve(self) -> ClusterConfig:
         """The services' side of this spec with concrete ports (0 replaced by a free port now)."""
@@ -98,5 +104,5 @@ class ClusterOptions(ServiceOptions, total=False):
     """`ClusterSpec`'s fields as keyword arguments (``LocalCluster(workers=2, ...)``), so they stay typed;
     a unit test keeps the two lists equal."""
 
-    workers: int
+    workers: FleetSpec
     work_seconds: float

@@ -430,7 +430,7 @@ def test_start_refuses_a_taken_port_before_starting_anything() -> None:
 
 def test_lab_up_defaults() -> None:
     args = build_parser().parse_args(["up"])
-    assert (args.workers, args.work_seconds, args.model_mode) == (2, 10.0, "auto")
+    assert (args.workers, args.work_seconds, args.model_mode) == ((("python", 2),), 10.0, "auto")
     assert (args.web_port, args.grpc_port, args.mqtt_port) == (8888, 50051, 1883)
 
 
@@ -442,7 +442,7 @@ def test_lab_up_restarts_by_default_and_no_restart_turns_it_off() -> None:
 def test_lab_up_options() -> None:
     argv = ["up", "--workers", "3", "--work-seconds", "0.5", "--web-port", "1", "--grpc-port", "2"]
     args = build_parser().parse_args([*argv, "--mqtt-port", "3", "--model-mode", "offline"])
-    assert (args.workers, args.work_seconds, args.model_mode) == (3, 0.5, "offline")
+    assert (args.workers, args.work_seconds, args.model_mode) == ((("python", 3),), 0.5, "offline")
     assert (args.web_port, args.grpc_port, args.mqtt_port) == (1, 2, 3)
 
 
