@@ -33,11 +33,11 @@ __all__ = [
 LANGUAGES = ("python", "go", "java")
 """The worker languages, in the order a mixed fleet is listed and started."""
 
-FleetSpec = int | str | Mapping[str, int]
-"""What a user may give for a fleet: 4 (Python), "python=2,go=2" or {"go": 2}."""
-
 Fleet = tuple[tuple[str, int], ...]
 """A normalized fleet: (language, count) pairs in LANGUAGES order, counts > 0."""
+
+FleetSpec = int | str | Mapping[str, int] | Fleet
+"""What a user may give for a fleet: 4 (Python), "python=2,go=2", {"go": 2} or a Fleet."""
 
 _BUILD_HINT = "run `make workers` (it needs Go 1.26+ and JDK 17 with Maven; `make setup` installs them)"
 
@@ -106,7 +106,7 @@ def parse_fleet(spec: FleetSpec) -> Fleet:
         counts = _parse_text(spec)
     else:
         counts = {}
-        for language, count in spec.items():
+        for language, count in spec.items() if isinstance(spec, Mapping) else spec:
             counts[language] = counts.get(language, 0) + int(count)
     for language, count in counts.items():
         if language not in LANGUAGES:

@@ -35,6 +35,7 @@ from services.protocol.worker_ids import worker_language
         ("go=1,go=2", (("go", 3),)),
         ("python=0,go=1", (("go", 1),)),
         ({"java": 2, "go": 1}, (("go", 1), ("java", 2))),
+        ((("java", 2), ("go", 1)), (("go", 1), ("java", 2))),  # a fleet already read, as argparse gives it
     ],
 )
 def test_a_fleet_is_read_from_a_number_a_text_or_a_mapping(spec: object, fleet: tuple[tuple[str, int], ...]) -> None:
