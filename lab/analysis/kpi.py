@@ -224,7 +224,12 @@ def evaluate(
 
     ``params`` may give ``duration_s`` (the load's duration; throughput divides by it instead of the
     window from first submission to last delivery).
+
+    The table's ``attrs["by_language"]`` holds utilization, latency and processing time by worker language
+    (``lab.analysis.languages.breakdown_records``), which ``lab.runs.kpi_markdown`` prints.
     """
+    from lab.analysis.languages import breakdown_records  # it builds on this module's functions
+
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     params = params or {}
@@ -239,6 +244,7 @@ def evaluate(
         _registration(worker_events),
     ]
     table: pd.DataFrame = pd.DataFrame(rows, columns=KPI_COLUMNS)
+    table.attrs["by_language"] = breakdown_records(tasks, worker_events)
     return table
 
 

@@ -19,8 +19,17 @@ CHART_DPI = 110
 
 
 def file_stem(result: dict[str, Any]) -> str:
-    """The name of a result's files: the benchmark's name, with `-<N>w` when it says how many workers."""
+    """The name of a result's files: the benchmark's name, with `-<N>w` when it says how many workers, then
+    the workers' language when not Python (`registration-go`, `throughput-4w-go`) or the mix of a mixed
+    fleet (`throughput-4w-python2-go2`), so that runs of different languages do not overwrite each other."""
     suffix = f"-{result['workers']}w" if "workers" in result else ""
+    fleet: dict[str, int] = result.get("fleet_counts") or {}
+    if len(fleet) > 1:
+        suffix += "-" + "-".join(f"{language}{count}" for language, count in fleet.items())
+    elif fleet and (language := next(iter(fleet))) != "python":
+        suffix += f"-{language}"
+    elif result.get("language", "python") != "python":
+        suffix += f"-{result['language']}"
     return f"{result['name']}{suffix}"
 
 

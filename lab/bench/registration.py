@@ -1,7 +1,7 @@
 """Benchmark `registration`: how long a new worker process takes to do useful work.
 
-A question waits in the queue of a system with no worker; one worker process is started, and its path to
-that first task is timed in stages, all on this machine's wall clock in ms:
+A question waits in the queue of a system with no worker; one worker process (of `--language`: python, go or
+java) is started, and its path to that first task is timed in stages, all on this machine's wall clock in ms:
 
 - spawned: the lab starts the process (lab.procs.ManagedProcess.started_at);
 - connected: the earlier of Mosquitto's `New client connected ... as <worker id>` (when the lab read the
@@ -28,9 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 from lab.analysis.stats import percentile
 from lab.bench.common import figure
+from lab.bench.language_figures import unavailable
 from lab.loadgen.client import ChatClient
 from lab.system.local import LocalCluster
 from lab.system.presets import measurement_cluster
+from lab.system.workers import LANGUAGES, WorkerUnavailableError
 from services.loop import run as run_loop
 
 if TYPE_CHECKING:
@@ -46,8 +48,9 @@ _CONNECTED = re.compile(r"New client connected from \S+ as (\S+) \(")
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
-    """--repeats."""
+    """--repeats, --language."""
     parser.add_argument("--repeats", type=int, default=10, help="workers started, one after the other")
+    parser.add_argument("--language", choices=LANGUAGES, default="python", help="the workers' language")
 
 
 class _ConnectLog:
@@ -114,19 +117,26 @@ def breakdown(repeats: Sequence[Mapping[str, int]]) -> dict[str, Any]:
     }
 
 
-async def _repeat(cluster: LocalCluster, collector: Collector, user: ChatClient, index: int) -> tuple[str, str, int]:
+async def _repeat(
+    cluster: LocalCluster, collector: Collector, user: ChatClient, index: int, language: str
+) -> tuple[str, str, int]:
     """Queue a question, start a worker, wait for the answer, kill the worker: (worker id, task id, spawned)."""
     exchange = await user.ask(f"registration probe {index}")
     before = set(cluster.processes)
-    worker_id = await asyncio.to_thread(cluster.add_worker, False)
+    worker_id = await asyncio.to_thread(cluster.add_worker, False, None, language)
     (name,) = set(cluster.processes) - before
     # ManagedProcess times are monotonic: the wall clock of the spawn is now minus the time since.
     spawned = time.time_ns() // 1_000_000 - round((time.monotonic() - cluster.processes[name].started_at) * 1000)
     try:
         await user.wait_answers(index + 1, timeout=60)
     except TimeoutError as e:
-        last = list(collector.watch.events)[-30:]
-        raise TimeoutError(f"{e}; worker {worker_id}, task {exchange.task_id}; the last events: {last}") from e
+        proc = cluster.processes[name]
+        said = "\n".join(proc.tail(15))
+        last = list(collector.watch.events)[-5:]
+        raise TimeoutError(
+            f"{e}; worker {worker_id} (exit code {proc.returncode}), task {exchange.task_id}; the last events: "
+            f"{last}; its last output:\n{said}"
+        ) from e
     await asyncio.to_thread(cluster.kill_worker, worker_id)
     # The next question must find no worker: wait until the master has seen this one leave.
     deadline = time.monotonic() + 30
@@ -139,26 +149,39 @@ async def _repeat(cluster: LocalCluster, collector: Collector, user: ChatClient,
     return worker_id, exchange.task_id, spawned
 
 
-async def _repeats(cluster: LocalCluster, collector: Collector, count: int) -> list[tuple[str, str, int]]:
+async def _repeats(cluster: LocalCluster, collector: Collector, plan: Sequence[str]) -> list[tuple[str, str, int]]:
     async with ChatClient(cluster.web_url) as user:
-        return [await _repeat(cluster, collector, user, i) for i in range(count)]
+        return [await _repeat(cluster, collector, user, i, language) for i, language in enumerate(plan)]
 
 
-def measure(args: argparse.Namespace) -> dict[str, Any]:
-    """`repeats` times: a question waits with no worker, one worker process starts and takes it."""
+def timed_starts(plan: Sequence[str]) -> list[tuple[str, dict[str, int]]]:
+    """One system with no worker; for each language of `plan` in turn, a question waits, a worker of that
+    language starts and takes it, and is killed: (language, its stage times) each."""
     from lab.observe.collect import Collector  # here, not at the top: `lab` imports every benchmark to build its parser
 
+    for language in sorted(set(plan)):  # not built: say so, and how to build it, before anything starts
+        if (reason := unavailable(language)) is not None:
+            raise WorkerUnavailableError(reason)
     log = _ConnectLog()
     with (
         measurement_cluster(workers=0, log_sink=log, restart=False) as cluster,
         Collector.for_cluster(cluster) as collector,
     ):
-        done = run_loop(_repeats(cluster, collector, args.repeats))
+        done = run_loop(_repeats(cluster, collector, plan))
         events = list(collector.watch.events)
         tap = collector.tap
         registrations = [m for m in tap.messages if m["topic"] == tap.topics.register] if tap else []
-    repeats = [stage_times(events, registrations, log.connected, w, t, s) for w, t, s in done]
-    return {"name": NAME, "repeats": args.repeats, **breakdown(repeats)}
+    return [
+        (language, stage_times(events, registrations, log.connected, w, t, s))
+        for language, (w, t, s) in zip(plan, done, strict=True)
+    ]
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """`repeats` times: a question waits with no worker, one worker process of `language` starts and takes it."""
+    language = getattr(args, "language", "python")
+    repeats = [times for _, times in timed_starts([language] * args.repeats)]
+    return {"name": NAME, "language": language, "repeats": args.repeats, **breakdown(repeats)}
 
 
 def summary(result: dict[str, Any]) -> str:
@@ -169,7 +192,8 @@ def summary(result: dict[str, Any]) -> str:
         ("MQTT connect to assignable (master's worker.online)", "connect_to_assignable"),
         ("assignable to first task started", "assignable_to_first_task"),
     ]
-    lines = [f"registration, {result['repeats']} workers started one at a time with a question waiting:"]
+    language = result.get("language", "python")
+    lines = [f"registration, {result['repeats']} {language} workers started one at a time with a question waiting:"]
     lines += [f"  {text}: p50 {result[f'{key}_ms']} ms, max {result[f'{key}_max_ms']} ms" for text, key in parts]
     return "\n".join(lines)
 
@@ -192,6 +216,7 @@ def chart(result: dict[str, Any]) -> Figure:
     ax.set_xticks(list(x))
     ax.set_xlabel("repeat")
     ax.set_ylabel("ms since the process started")
-    ax.set_title(f"Worker start to first task (p50 {result['start_to_first_task_ms']} ms)")
+    language = result.get("language", "python").capitalize()
+    ax.set_title(f"{language} worker start to first task (p50 {result['start_to_first_task_ms']} ms)")
     ax.legend(fontsize="small")
     return fig

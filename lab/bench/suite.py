@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any, Protocol
 
-from lab.bench import burst, faults, overhead, peer, registration, saturation, scale, soak, throughput
+from lab.bench import burst, faults, languages, overhead, peer, registration, saturation, scale, soak, throughput
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -33,4 +33,15 @@ class Benchmark(Protocol):
     def chart(self, result: dict[str, Any]) -> Figure: ...
 
 
-BENCHMARKS: tuple[Benchmark, ...] = (overhead, throughput, burst, saturation, registration, faults, soak, peer, scale)
+BENCHMARKS: tuple[Benchmark, ...] = (
+    overhead,
+    throughput,
+    burst,
+    saturation,
+    registration,
+    languages,
+    faults,
+    soak,
+    peer,
+    scale,
+)

@@ -1,4 +1,6 @@
-"""Benchmark `throughput`: the most answers per second the system sustains, with closed-loop clients."""
+"""Benchmark `throughput`: the most answers per second the system sustains, with closed-loop clients, and
+where the CPU goes per answer; with workers of several languages (`--workers python=2,go=2`), also CPU per
+task and resident memory (RSS) of each language's workers."""
 
 from __future__ import annotations
 
@@ -11,9 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from lab.analysis.stats import percentile
 from lab.bench.common import figure, per_second
+from lab.bench.language_figures import as_fleet, fleet_label, language_of, steady_figures
+from lab.bench.procfs import group_cpu_seconds, group_rss_mib, worker_languages
 from lab.loadgen.client import ChatClient, Exchange
 from lab.system.presets import measurement_cluster
 from lab.system.procs import cpu_seconds
+from lab.system.workers import fleet_size
 from services.loop import run as run_loop
 
 if TYPE_CHECKING:
@@ -24,9 +29,13 @@ NAME = "throughput"
 HELP = "answers per second sustained by closed-loop clients, zero work, offline model at zero latency"
 
 
+WORKERS = 4
+"""The default of `--workers FLEET` (a number of Python workers, or `go=4`, `python=2,go=2`), which
+`lab bench` adds (lab.commands.fleet)."""
+
+
 def add_options(parser: argparse.ArgumentParser) -> None:
-    """--workers, --clients, --seconds, --warmup."""
-    parser.add_argument("--workers", type=int, default=4, help="workers")
+    """--clients, --seconds, --warmup (and `--workers`: see WORKERS)."""
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients, each asking again at once")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured duration")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before the measured duration")
@@ -37,6 +46,18 @@ class _Counted:
     answered_at_s: list[float] = field(default_factory=list)  # since the start of the measured window
     latencies_ms: list[float] = field(default_factory=list)
     cpu_s: dict[str, float] = field(default_factory=dict)  # CPU time spent in the window, by part
+    cpu_by_language_s: dict[str, float] = field(default_factory=dict)  # the workers' part, by language
+    answers_by_language: dict[str, int] = field(default_factory=dict)  # answers in the window, by language
+    rss_mib: dict[str, float] = field(default_factory=dict)  # each worker process's RSS at the window's end
+
+
+def _workers_cpu(pids: Mapping[str, int], languages: Mapping[str, str]) -> dict[str, float]:
+    """CPU seconds so far of each language's worker processes (whole process groups)."""
+    spent: dict[str, float] = {}
+    for name, language in languages.items():
+        if name in pids:
+            spent[language] = spent.get(language, 0.0) + group_cpu_seconds(pids[name])
+    return spent
 
 
 def _cpu_now(pids: Mapping[str, int]) -> dict[str, float]:
@@ -73,18 +94,33 @@ async def closed_loop(
         await asyncio.gather(*(u.close() for u in users), return_exceptions=True)
 
 
-async def _closed_loop(
-    url: str, clients: int, seconds: float, warmup: float, pids: Mapping[str, int] | None = None
+async def measured_window(
+    url: str,
+    clients: int,
+    seconds: float,
+    warmup: float,
+    pids: Mapping[str, int] | None = None,
+    languages: Mapping[str, str] | None = None,
 ) -> _Counted:
+    """Closed-loop clients for `warmup` then `seconds`; what was answered and spent in the measured window.
+    `pids` by process name and the `languages` of the worker processes (by name) let it count CPU and RSS."""
     counted = _Counted()
     window = (0.0, 0.0)  # the measured window, set once the clients are connected
     loop = asyncio.get_running_loop()
+    pids, languages = pids or {}, languages or {}
 
     def mark_cpu(start: dict[str, float]) -> None:
+        by_language = {f"language:{k}": v for k, v in _workers_cpu(pids, languages).items()}
+        now = {**_cpu_now(pids), **by_language}
         if not start:
-            start.update(_cpu_now(pids or {}))
-        else:
-            counted.cpu_s = {part: spent - start[part] for part, spent in _cpu_now(pids or {}).items()}
+            start.update(now)
+            return
+        spent = {part: value - start.get(part, 0.0) for part, value in now.items()}
+        counted.cpu_s = {part: value for part, value in spent.items() if not part.startswith("language:")}
+        counted.cpu_by_language_s = {
+            part.partition(":")[2]: value for part, value in spent.items() if part.startswith("language:")
+        }
+        counted.rss_mib = {name: group_rss_mib(pids[name]) for name in languages if name in pids}
 
     def connected() -> float:
         nonlocal window
@@ -99,6 +135,9 @@ async def _closed_loop(
         if window[0] <= done < window[1]:
             counted.answered_at_s.append(done - window[0])
             counted.latencies_ms.append((done - exchange.sent_at) * 1000)
+            if exchange.answer is not None:
+                language = language_of(exchange.answer.workerId)
+                counted.answers_by_language[language] = counted.answers_by_language.get(language, 0) + 1
 
     await closed_loop(url, clients, connected, answered)
     return counted
@@ -107,15 +146,20 @@ async def _closed_loop(
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """`clients` users each ask, wait for the answer and ask again; answers received in the `seconds` after
     `warmup`, divided by `seconds`."""
-    with measurement_cluster(workers=args.workers) as cluster:
+    fleet = as_fleet(args.workers)
+    with measurement_cluster(workers=dict(fleet)) as cluster:
         pids = {name: proc.pid for name, proc in cluster.processes.items()}
-        counted = run_loop(_closed_loop(cluster.web_url, args.clients, args.seconds, args.warmup, pids))
+        languages = worker_languages(cluster.processes)
+        closed = measured_window(cluster.web_url, args.clients, args.seconds, args.warmup, pids, languages)
+        counted = run_loop(closed)
     answers = len(counted.answered_at_s)
     # Where the CPU goes, per answer: on 2 cores, N answers/s leave 2000/N ms of CPU per answer in all.
     cpu_ms = {part: round(1000 * spent / max(1, answers), 2) for part, spent in counted.cpu_s.items()}
     return {
         "name": NAME,
-        "workers": args.workers,
+        "workers": fleet_size(fleet),
+        "fleet": fleet_label(fleet),
+        "fleet_counts": dict(fleet),
         "clients": args.clients,
         "seconds": args.seconds,
         "answers": answers,
@@ -124,17 +168,27 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "latency_p99_ms": round(percentile(counted.latencies_ms, 99), 1),
         "answers_per_second": per_second(counted.answered_at_s, args.seconds - 1e-9),
         "cpu_ms_per_answer": {**cpu_ms, "total": round(sum(cpu_ms.values()), 2)},
+        "by_language": steady_figures(
+            counted.cpu_by_language_s, counted.answers_by_language, counted.rss_mib, languages
+        ),
     }
 
 
 def summary(result: dict[str, Any]) -> str:
     """Answers per second and latency."""
     cpu = result.get("cpu_ms_per_answer", {})
+    languages = result.get("by_language", {})
     return (
-        f"throughput with {result['workers']} workers and {result['clients']} closed-loop clients: "
+        f"throughput with {result['workers']} workers ({result.get('fleet', 'python')}) and "
+        f"{result['clients']} closed-loop clients: "
         f"{result['answers_per_s']} answers/s ({result['answers']} in {result['seconds']:g} s), "
         f"latency p50 {result['latency_p50_ms']} ms, p99 {result['latency_p99_ms']} ms"
         + ("\nCPU per answer (ms): " + ", ".join(f"{part} {ms}" for part, ms in cpu.items()) if cpu else "")
+        + "".join(
+            f"\n{language} workers ({f['workers']}): {f['answers']} tasks, CPU {f['cpu_ms_per_task']} ms per task, "
+            f"RSS {f['rss_mib']} MiB each (max {f['rss_max_mib']})"
+            for language, f in languages.items()
+        )
     )
 
 
@@ -146,6 +200,8 @@ def chart(result: dict[str, Any]) -> Figure:
     ax.axhline(result["answers_per_s"], color="tab:red", linestyle="--", label=f"mean {result['answers_per_s']}/s")
     ax.set_xlabel("second of the measured window")
     ax.set_ylabel("answers")
-    ax.set_title(f"Throughput, {result['workers']} workers, {result['clients']} clients")
+    ax.set_title(
+        f"Throughput, {result['workers']} workers ({result.get('fleet', 'python')}), {result['clients']} clients"
+    )
     ax.legend(fontsize="small")
     return fig

@@ -1,4 +1,4 @@
-"""The five notebooks, executed top to bottom by papermill with small parameters against real systems.
+"""The six notebooks, executed top to bottom by papermill with small parameters against real systems.
 
 Each notebook records what it saw in a JSON file (its `record_to` parameter); the tests check those figures
 and that the charts were drawn (PNG outputs in the executed notebook).
@@ -14,8 +14,10 @@ import papermill
 import pytest
 
 from lab.analysis.kpi import KPI_NAMES
+from lab.bench.language_figures import available_languages
 from lab.runs import Run, list_runs
-from tests.conftest import require_mosquitto
+from lab.system.workers import LANGUAGES
+from tests.conftest import IN_CI, require_mosquitto
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 pytestmark = pytest.mark.timeout(600)
@@ -51,7 +53,14 @@ def images(book: dict[str, Any]) -> int:
 
 def test_every_notebook_has_a_parameters_cell() -> None:
     books = sorted(NOTEBOOKS.glob("*.ipynb"))
-    assert [b.stem for b in books] == ["01_quickstart", "02_load_test", "03_kpi_report", "04_scaling", "05_faults"]
+    assert [b.stem for b in books] == [
+        "01_quickstart",
+        "02_load_test",
+        "03_kpi_report",
+        "04_scaling",
+        "05_faults",
+        "06_languages",
+    ]
     for path in books:
         book = json.loads(path.read_text())
         tagged = [c for c in book["cells"] if "parameters" in c["metadata"].get("tags", [])]
@@ -156,3 +165,39 @@ def test_faults_lose_no_accepted_question(tmp_path: Path) -> None:
     assert record["unanswered"] == 0
     assert record["duplicates"] == 0
     assert images(book) >= 3
+
+
+def test_languages_compares_the_workers_that_are_built(tmp_path: Path) -> None:
+    built, unbuilt = available_languages(LANGUAGES)
+    if IN_CI:  # CI builds every worker (`make workers`): all three must be compared
+        assert unbuilt == {}, unbuilt
+    record, book = execute(
+        "06_languages",
+        tmp_path,
+        repeats=2,
+        clients=4,
+        seconds=2.0,
+        warmup=1.0,
+        per_language=1,
+        questions=9,
+        work_seconds=0.1,
+        kpi_duration_s=6.0,
+        kpi_work_seconds=0.3,
+        kpi_utilization=0.5,
+        runs_root=str(tmp_path / "runs"),
+    )
+    # Locally an unbuilt worker is skipped with a note (in the record and the notebook's output), not an error.
+    assert record["languages"] == built and set(record["skipped"]) == set(unbuilt)
+    assert set(record["start_to_first_task_ms"]) == set(built)
+    assert set(record["targets"]) == {"go", "java"} & set(built)
+    for language in built:
+        assert record["start_to_first_task_ms"][language] > 0
+        assert record["steady"][language]["cpu_ms_per_task"] > 0 and record["steady"][language]["rss_mib"] > 1
+        assert record["processing_p50_ms"][language] >= 100
+    mixed = record["mixed"]
+    assert mixed["exactly_once"] is True and mixed["answered"] == 9 and mixed["duplicates"] == 0
+    assert len(mixed["tasks_per_worker"]) == len(built)
+    assert record["kpis"] == list(KPI_NAMES)
+    assert [row["language"] for row in record["by_language"]] == sorted(built)
+    assert Run.load(Path(record["run_dir"])).params["fleet"] == dict.fromkeys(built, 1)
+    assert images(book) >= 2
