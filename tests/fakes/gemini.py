@@ -50,6 +50,7 @@ class RecordedRequest:
     api_key: str
     text: str
     user_agent: str
+    url: str = ""  # path and query string as requested (a key belongs in the header, not here)
 
 
 def behaviour_of(key: str) -> str:
@@ -200,7 +201,9 @@ class FakeGemini:
             text = None
         if text is None:
             return google_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
-        self.requests.append(RecordedRequest(version, model, key, text, request.headers.get("User-Agent", "")))
+        self.requests.append(
+            RecordedRequest(version, model, key, text, request.headers.get("User-Agent", ""), str(request.rel_url))
+        )
         return await self._respond(model, key, text)
 
     async def _respond(self, model: str, key: str, text: str) -> web.Response:
