@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lab.commands.fleet import fleet_arg
 from lab.commands.swarm_local import register_local
 from lab.swarm import verify as swarm_verify
 from lab.swarm.docker import Docker, DockerError
@@ -30,12 +31,15 @@ from lab.swarm.stack import (
     SERVICES,
     SINGLETONS,
     VOLUMES,
+    WORKER_SERVICES,
+    WORKER_VARIABLES,
     SecretPlanError,
     UsageError,
     build_commands,
     config_version,
     deploy_command,
     deploy_env,
+    dockerfile_args,
     service_image,
     stack_service,
 )
@@ -70,22 +74,54 @@ def _registry(docker: Docker, args: argparse.Namespace) -> tuple[str, str]:
     return registry, args.tag or docker.environ.get("TAG") or DEFAULT_TAG
 
 
+def build_arg(text: str) -> tuple[str, str]:
+    """An argparse type: NAME=VALUE (a build argument such as GO_IMAGE=mirror.example/library/golang:1.26)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip() or not value:
+        raise argparse.ArgumentTypeError(f"must be NAME=VALUE, got {text!r}")
+    return name.strip(), value
+
+
+def image_services(text: str) -> list[str]:
+    """An argparse type: services built from this repository, comma-separated (`worker-go,worker-java`)."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in IMAGES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(IMAGES)}, got {text!r}")
+    return names
+
+
 def _check_key_file(args: argparse.Namespace) -> None:
     if args.gemini_key_file is not None and not args.gemini_key_file.is_file():
         raise UsageError(f"--gemini-key-file {args.gemini_key_file}: no such file")
 
 
 def build(docker: Docker, args: argparse.Namespace) -> int:
-    """Build both images from the repository's root (and push them)."""
+    """Build the images (the master's and the three workers', or those of --only) from the repository's root
+    (and push them)."""
+    if args.extra_ca is not None and not args.extra_ca.is_file():
+        raise UsageError(f"--extra-ca {args.extra_ca}: no such file")
     docker.require_daemon()
     registry, tag = _registry(docker, args)
-    for dockerfile in DOCKERFILES.values():
+    chosen = {IMAGES[service] for service in args.only} if args.only else set(IMAGES.values())
+    names = [name for name in DOCKERFILES if name in chosen]
+    for name in names:
+        dockerfile = DOCKERFILES[name]
         if not (docker.cwd / dockerfile).is_file():
             if not docker.dry_run:
-                raise DockerError(f"{docker.cwd / dockerfile} is missing: cannot build its image")
+                raise DockerError(
+                    f"{docker.cwd / dockerfile} is missing: cannot build its image "
+                    "(`--only` builds the others, e.g. `--only master,worker-python,worker-go`)"
+                )
             docker.out(f"# warning: {dockerfile} is missing: this build would fail")
-    for command in build_commands(registry, tag, args.push):
-        docker.run(*command)
+    base_args = dict(args.build_arg or [])
+    unused = sorted(set(base_args) - {a for n in names for a in dockerfile_args(docker.cwd / DOCKERFILES[n])})
+    if unused:
+        raise UsageError(f"--build-arg {', '.join(unused)}: no Dockerfile built here declares it")
+    # BuildKit for the extra CA's secret mount (the default builder of Docker 23 and newer anyway).
+    env = {"DOCKER_BUILDKIT": "1"} if args.extra_ca is not None else None
+    for command in build_commands(registry, tag, args.push, names, base_args, args.extra_ca, docker.cwd):
+        docker.run(*command, env=env if command[0] == "build" else None)
     if not args.push:
         docker.out(f"# not pushed: every node pulls from {registry}, so `lab swarm build --push` before deploying")
     return 0
@@ -102,6 +138,9 @@ def deploy(docker: Docker, args: argparse.Namespace) -> int:
     docker.out(f"# CONFIG_VERSION={version}: a hash of {', '.join(MOSQUITTO_FILES)} (new files, new config names)")
     registry, tag = _registry(docker, args)
     env = deploy_env(docker.environ, registry=registry, tag=tag, version=version, workers=args.workers)
+    if args.workers is not None:
+        replicas = ", ".join(f"{WORKER_SERVICES[lang]} {env[var]}" for lang, var in WORKER_VARIABLES.items())
+        docker.out(f"# --workers names the whole fleet ({replicas}): a language it does not name gets 0")
     docker.run(*deploy_command(args.stack, args.encrypt), env=env)
     docker.out(f"# deployed; `lab swarm verify --stack {args.stack}` waits until it converges and asks one question")
     return 0
@@ -260,9 +299,25 @@ def register(commands: Any) -> None:
     common.add_argument("--stack", default=DEFAULT_STACK, help=f"the stack's name (default: {DEFAULT_STACK})")
     common.add_argument("--dry-run", action="store_true", help="print the docker commands, run none (no daemon needed)")
 
-    p = _add(sub, "build", build, common, "build the master's and the worker's images (and push them)")
+    p = _add(sub, "build", build, common, "build the master's and the workers' images (and push them)")
     _image_options(p)
-    p.add_argument("--push", action="store_true", help="push both images to the registry")
+    p.add_argument("--push", action="store_true", help="push the images to the registry")
+    p.add_argument(
+        "--only",
+        type=image_services,
+        action="extend",
+        metavar="SERVICE[,SERVICE]",
+        help=f"build only these services' images (default: all of {', '.join(IMAGES)})",
+    )
+    p.add_argument(
+        "--build-arg",
+        type=build_arg,
+        action="append",
+        metavar="NAME=VALUE",
+        help="a base image elsewhere (a mirror): PYTHON_IMAGE, NODE_IMAGE, GO_IMAGE, BASE_IMAGE...; given to "
+        "each Dockerfile that declares it (repeatable)",
+    )
+    p.add_argument("--extra-ca", type=Path, metavar="FILE", help="a proxy's CA (PEM) as the build secret extra_ca")
 
     p = _add(sub, "secrets", secrets, common, "create the stack's missing secrets (values on stdin, never printed)")
     p.add_argument("--gemini-key-file", type=Path, metavar="F", help="the Gemini key (else $GEMINI_API_KEY, a prompt)")
@@ -277,7 +332,13 @@ def register(commands: Any) -> None:
     p = _add(sub, "deploy", deploy, common, "check the swarm, create missing secrets, deploy the stack")
     _image_options(p)
     p.add_argument("--encrypt", action="store_true", help="encrypt the overlay network (adds stack.encrypted.yml)")
-    p.add_argument("--workers", type=count, metavar="N", help="replicas of worker-python (default: $WORKERS or 2)")
+    p.add_argument(
+        "--workers",
+        type=fleet_arg,
+        metavar="FLEET",
+        help="the workers: a number (Python) or language=count pairs, e.g. python=2,go=2,java=2; sets WORKERS, "
+        "WORKERS_GO and WORKERS_JAVA, 0 for a language not named (default: those variables, or 2 of each)",
+    )
     p.add_argument("--gemini-key-file", type=Path, metavar="F", help="the Gemini key, if its secret is missing")
 
     p = _add(sub, "verify", verify, common, "check convergence, task health, and one question answered")
@@ -291,7 +352,7 @@ def register(commands: Any) -> None:
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines (one SERVICE)")
     p.add_argument("--tail", type=count, metavar="N", help="only the last N lines of each task")
 
-    p = _add(sub, "scale", scale, common, "set a service's replicas (usually worker-python)")
+    p = _add(sub, "scale", scale, common, "set a service's replicas (usually a worker-*)")
     p.add_argument("service", choices=SERVICES, metavar="SERVICE", help=", ".join(SERVICES))
     p.add_argument("replicas", type=count, metavar="N", help="replicas (master and mosquitto: 0 or 1)")
 

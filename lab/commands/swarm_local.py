@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lab.commands.fleet import fleet_arg
 from lab.swarm.docker import DockerError
 from lab.swarm.engine import STATE_DIR, Host
 from lab.swarm.local import NO_IPVS_FILE, LocalOptions, down, local_docker, up
@@ -68,7 +69,14 @@ def register_local(sub: Any) -> None:
     p.set_defaults(run=_up)
     p.add_argument("--stack", default=DEFAULT_STACK, help=f"the stack's name (default: {DEFAULT_STACK})")
     p.add_argument("--tag", default="local", metavar="T", help="image tag (default: local)")
-    p.add_argument("--workers", type=int, default=2, metavar="N", help="replicas of worker-python (default: 2)")
+    p.add_argument(
+        "--workers",
+        type=fleet_arg,
+        default=fleet_arg("2"),
+        metavar="FLEET",
+        help="the workers: a number (Python) or language=count pairs; worker-go and worker-java get 0 unless "
+        "named, and need --upstream-images (default: 2)",
+    )
     p.add_argument("--start-engine", action="store_true", help="start dockerd when no daemon answers (down stops it)")
     p.add_argument("--extra-ca", type=Path, metavar="FILE", help="CA bundle for the builds' HTTPS (default: the "
                    "host's /usr/local/share/ca-certificates/*.crt, if any)")  # fmt: skip

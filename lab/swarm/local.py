@@ -40,15 +40,19 @@ from lab.swarm.stack import (
     DEFAULT_REGISTRY,
     DEFAULT_STACK,
     DOCKERFILES,
+    IMAGES,
     NODE_LABELS,
     SECRETS,
     STACK_FILE,
     VOLUMES,
+    WORKER_SERVICES,
+    build_args,
     config_version,
     deploy_env,
     image,
 )
 from lab.swarm.standins import BUILD_ARGS, bundle, host_extra_ca, make_standins
+from lab.system.workers import Fleet, FleetSpec, fleet_text, parse_fleet
 
 NO_IPVS_FILE = "stack.no-ipvs.yml"
 DEBIAN_CLIENT = "/usr/bin/docker"
@@ -64,7 +68,9 @@ class LocalOptions:
 
     stack: str = DEFAULT_STACK
     tag: str = "local"
-    workers: int = 2
+    # The whole fleet: 2 (Python), or e.g. "python=2,go=1" (Go and Java need --upstream-images: no stand-ins
+    # for their build images). The worker services of the other languages are deployed with 0 replicas.
+    workers: FleetSpec = 2
     start_engine: bool = False
     extra_ca: Path | None = None  # None: the host's extra CAs, if it has any
     no_extra_ca: bool = False
@@ -132,19 +138,39 @@ def extra_ca_bundle(options: LocalOptions, into: Path, out: Any) -> Path | None:
     return bundle(found, into)
 
 
+def fleet_images(fleet: Fleet, upstream_images: bool) -> list[str]:
+    """The images a local deployment of `fleet` needs: the master's and those of its workers' languages.
+    The stand-ins cover Python only: Go and Java workers need their Dockerfiles' upstream build images."""
+    languages = [language for language, _ in fleet]
+    others = [language for language in languages if language != "python"]
+    if others and not upstream_images:
+        raise DockerError(
+            f"no stand-in base images for the {' and '.join(others)} worker (only Python's are made here): "
+            "`--upstream-images` builds on the Dockerfiles' own bases (Docker Hub or a mirror), or leave them "
+            f"out of --workers (asked: {fleet_text(fleet)})"
+        )
+    services = ["master", *(WORKER_SERVICES[language] for language in languages)]
+    return [name for name in DOCKERFILES if name in {IMAGES[s] for s in services}]
+
+
 def build_images(
-    docker: Docker, tag: str, extra_ca: Path | None, base_args: dict[str, str], label: str | None = None
+    docker: Docker,
+    tag: str,
+    extra_ca: Path | None,
+    base_args: dict[str, str],
+    label: str | None = None,
+    images: list[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Build and push both images with BuildKit; per image: build and push seconds, cold or warm, size (MB)."""
+    """Build and push the images (default: the master's and the Python worker's) with BuildKit; per image:
+    build and push seconds, cold or warm, size (MB)."""
     figures: dict[str, dict[str, Any]] = {}
-    for name, dockerfile in DOCKERFILES.items():
+    for name in images or ["master", "worker"]:
+        dockerfile = DOCKERFILES[name]
         reference = image(DEFAULT_REGISTRY, tag, name)
         # Warm: an image of this name was built here before, so the build cache likely holds its layers.
         earlier = docker.query("image", "ls", "-q", reference.rsplit(":", 1)[0], echo=False)
         cold = not (earlier and earlier.lines())
-        args = ["build", "-f", dockerfile, "-t", reference]
-        for arg, value in base_args.items():
-            args += ["--build-arg", f"{arg}={value}"]
+        args = ["build", "-f", dockerfile, "-t", reference, *build_args(docker.cwd / dockerfile, base_args)]
         if extra_ca is not None:
             args += ["--secret", f"id=extra_ca,src={extra_ca}"]
         if label is not None:
@@ -178,7 +204,7 @@ def deploy(docker: Docker, options: LocalOptions) -> None:
         registry=DEFAULT_REGISTRY,
         tag=options.tag,
         version=config_version(docker.cwd),
-        workers=options.workers,
+        workers=parse_fleet(options.workers),
     )
     for name, value in LOCAL_DEFAULTS.items():
         env.setdefault(name, value)
@@ -215,6 +241,7 @@ def up(docker: Docker, host: Host, options: LocalOptions) -> dict[str, Any]:
     state = EngineState.load(options.state_dir) or EngineState(network=snapshot(), stack=options.stack)
     figures = options.figures
     figures.update(date=datetime.now(timezone.utc).isoformat(timespec="seconds"), kernel=platform.release())
+    images = fleet_images(parse_fleet(options.workers), options.upstream_images)
     _ensure_engine(docker, state, options)
     version = docker.query("version", "--format", "{{.Server.Version}}", echo=False)
     figures["engine"] = version.stdout.strip() if version else ""
@@ -226,7 +253,8 @@ def up(docker: Docker, host: Host, options: LocalOptions) -> dict[str, Any]:
     figures["standins_s"] = {} if options.upstream_images else make_standins(docker, host)
     with tempfile.TemporaryDirectory(prefix="lab-swarm-ca-") as tmp:
         extra_ca = extra_ca_bundle(options, Path(tmp) / "extra-ca.pem", docker.out)
-        figures["images"] = build_images(docker, options.tag, extra_ca, {} if options.upstream_images else BUILD_ARGS)
+        base_args = {} if options.upstream_images else BUILD_ARGS
+        figures["images"] = build_images(docker, options.tag, extra_ca, base_args, images=images)
     figures["build_total_s"] = round(time.monotonic() - started, 1)
     state.secrets_created = ensure_secrets(docker, options.stack, interactive=lambda: False)
     state.save(options.state_dir)

@@ -21,12 +21,21 @@ DEFAULT_WEB_PORT = "8888"
 STACK_FILE = "stack.yml"
 ENCRYPTED_FILE = "stack.encrypted.yml"
 
-SERVICES = ("mosquitto", "master", "worker-python")
+# The workers: one service per language (lab.system.workers.LANGUAGES), each with its stack variable.
+WORKER_SERVICES = {"python": "worker-python", "go": "worker-go", "java": "worker-java"}
+WORKER_VARIABLES = {"python": "WORKERS", "go": "WORKERS_GO", "java": "WORKERS_JAVA"}
+SERVICES = ("mosquitto", "master", *WORKER_SERVICES.values())
 # Services whose state (the journal, the broker's sessions) lives in a volume on one node: at most 1 replica.
 SINGLETONS = ("mosquitto", "master")
 # Services built from this repository -> their image's name under swarm-ai-lab/ (mosquitto's is pinned).
-IMAGES = {"master": "master", "worker-python": "worker"}
-DOCKERFILES = {"master": "services/master/Dockerfile", "worker": "services/worker/Dockerfile"}
+IMAGES = {"master": "master", "worker-python": "worker", "worker-go": "worker-go", "worker-java": "worker-java"}
+# Image name -> its Dockerfile (built from the repository's root, the build context).
+DOCKERFILES = {
+    "master": "services/master/Dockerfile",
+    "worker": "services/worker/Dockerfile",
+    "worker-go": "services/worker-go/Dockerfile",
+    "worker-java": "services/worker-java/Dockerfile",
+}
 VOLUMES = ("master_journal", "mosquitto_data")
 NETWORK = "ai-network"
 # The files behind the stack's configs: a change in any of them needs new config names (CONFIG_VERSION).
@@ -59,6 +68,8 @@ STACK_VARIABLES = (
     "WEB_PUBLISHED_PORT",
     "GRPC_PUBLISHED_PORT",
     "WORKERS",
+    "WORKERS_GO",
+    "WORKERS_JAVA",
     "WORK_SECONDS",
     "MODEL_MODE",
     "GEMINI_MODEL",
@@ -92,13 +103,50 @@ def stack_service(stack: str, service: str) -> str:
     return f"{stack}_{service}"
 
 
-def build_commands(registry: str, tag: str, push: bool) -> list[list[str]]:
-    """The docker arguments that build both images from the repository's root (and push them)."""
+def dockerfile_args(path: Path) -> set[str]:
+    """The build arguments a Dockerfile declares before its first FROM (those a FROM can use: the base
+    images); empty when the file is missing."""
+    if not path.is_file():
+        return set()
+    declared: set[str] = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0].upper() == "FROM":
+            break
+        if words[0].upper() == "ARG" and len(words) > 1:
+            declared.add(words[1].split("=", 1)[0])
+    return declared
+
+
+def build_args(dockerfile: Path, values: Mapping[str, str]) -> list[str]:
+    """`--build-arg NAME=VALUE` for each of `values` that the Dockerfile declares (others would only warn)."""
+    declared = dockerfile_args(dockerfile)
+    return [arg for name, value in values.items() if name in declared for arg in ("--build-arg", f"{name}={value}")]
+
+
+def build_commands(
+    registry: str,
+    tag: str,
+    push: bool,
+    images: Iterable[str] | None = None,
+    base_args: Mapping[str, str] | None = None,
+    extra_ca: Path | None = None,
+    root: Path = REPO_ROOT,
+) -> list[list[str]]:
+    """The docker arguments that build the images (default: all of DOCKERFILES) from the repository's root,
+    and push them: each gets the `base_args` its Dockerfile declares, and `extra_ca` as the build secret."""
+    names = [name for name in DOCKERFILES if images is None or name in set(images)]
     commands: list[list[str]] = []
-    for name, dockerfile in DOCKERFILES.items():
-        commands.append(["build", "-f", dockerfile, "-t", image(registry, tag, name), "."])
+    for name in names:
+        dockerfile = DOCKERFILES[name]
+        args = ["build", "-f", dockerfile, *build_args(root / dockerfile, base_args or {})]
+        if extra_ca is not None:
+            args += ["--secret", f"id=extra_ca,src={extra_ca}"]
+        commands.append([*args, "-t", image(registry, tag, name), "."])
     if push:
-        commands.extend(["push", image(registry, tag, name)] for name in DOCKERFILES)
+        commands.extend(["push", image(registry, tag, name)] for name in names)
     return commands
 
 
@@ -116,14 +164,30 @@ def deploy_command(stack: str, encrypt: bool) -> list[str]:
     return ["stack", "deploy", *files, "--with-registry-auth", "--prune", stack]
 
 
+def worker_variables(workers: Iterable[tuple[str, int]]) -> dict[str, str]:
+    """The replicas of every worker service for a fleet ((language, count), ...): WORKERS, WORKERS_GO and
+    WORKERS_JAVA. The fleet is the whole set of workers: a language it does not name gets 0."""
+    counts = dict(workers)
+    unknown = sorted(set(counts) - set(WORKER_VARIABLES))
+    if unknown:
+        raise UsageError(f"no worker service for {', '.join(unknown)}: known are {', '.join(WORKER_VARIABLES)}")
+    return {variable: str(counts.get(language, 0)) for language, variable in WORKER_VARIABLES.items()}
+
+
 def deploy_env(
-    environ: Mapping[str, str], *, registry: str, tag: str, version: str, workers: int | None
+    environ: Mapping[str, str],
+    *,
+    registry: str,
+    tag: str,
+    version: str,
+    workers: Iterable[tuple[str, int]] | None,
 ) -> dict[str, str]:
-    """The stack's variables for the deploy: the caller's, with the options and CONFIG_VERSION on top."""
+    """The stack's variables for the deploy: the caller's, with the options and CONFIG_VERSION on top
+    (`workers`, a fleet, sets the replicas of all three worker services)."""
     env = {name: environ[name] for name in STACK_VARIABLES if environ.get(name)}
     env.update(REGISTRY=registry, TAG=tag, CONFIG_VERSION=version)
     if workers is not None:
-        env["WORKERS"] = str(workers)
+        env.update(worker_variables(workers))
     return env
 
 

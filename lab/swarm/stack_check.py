@@ -4,7 +4,11 @@
 - every network, secret, config and named volume a service uses is defined at the top level, every one
   defined is used, and every config file exists;
 - every environment variable a service is given is read by that service, and every variable without a
-  default in the service's code is given.
+  default in the service's code is given;
+- every worker service (`worker-*`, one per language) runs one of our images as a non-root user, gets the
+  worker's MQTT password and the Gemini key as secrets owned by that user, checks its health with its own
+  binary's `--check`, takes its replicas from its variable (WORKERS, WORKERS_GO, WORKERS_JAVA), starts the new
+  task first on an update, and has the same settings, secrets and policies as the other workers.
 
 `python -m lab.swarm.stack_check [stack.yml ...]` prints the problems and exits 1 when there are any.
 """
@@ -15,12 +19,13 @@ import json
 import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
 
 from lab.paths import REPO_ROOT
+from lab.swarm.stack import DOCKERFILES, WORKER_SERVICES, WORKER_VARIABLES
 from services.master.settings import MasterSettings
 from services.worker.settings import WorkerSettings
 
@@ -129,9 +134,13 @@ def reference_problems(doc: Doc, base_dir: Path = REPO_ROOT) -> list[str]:
 
 # What a service built here reads of its environment, by the image it runs (the images' entrypoints read
 # these settings): every variable of its settings, the `NAME_FILE` of each secret included.
+# The Go and Java workers read exactly the Python worker's settings (services/worker-go/README.md; the
+# conformance suite holds them to it).
 READERS: dict[str, frozenset[str]] = {
     "swarm-ai-lab/master": MasterSettings.env_names(),
     "swarm-ai-lab/worker": WorkerSettings.env_names(),
+    "swarm-ai-lab/worker-go": WorkerSettings.env_names(),
+    "swarm-ai-lab/worker-java": WorkerSettings.env_names(),
 }
 
 
@@ -180,6 +189,171 @@ def environment_problems(doc: Doc) -> list[str]:
     return problems
 
 
+# -- the workers ---------------------------------------------------------------------------------------------
+
+# What a worker must be given as a secret (source -> the variable that names its file).
+WORKER_SECRETS = {"mqtt_worker_password": "MQTT_PASSWORD_FILE", "gemini_api_key": "GEMINI_API_KEY_FILE"}
+# What every worker service must share, key by key (deploy's keys apart from replicas).
+SHARED_KEYS = ("environment", "secrets", "networks", "stop_grace_period", "logging")
+SHARED_DEPLOY_KEYS = ("restart_policy", "update_config", "rollback_config", "resources", "placement")
+SHARED_HEALTH_KEYS = ("interval", "timeout", "retries", "start_period")
+# A worker told to stop says goodbye (offline) and exits within 2 s, leaving its task to the master
+# (conformance: exit within 5 s); it never finishes the task first. The grace period must let it say goodbye.
+GOODBYE_SECONDS = 5.0
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|ns)")
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+
+
+def duration(value: object) -> float | None:
+    """Seconds of a Compose duration (`15s`, `1m30s`, `500ms`); None when it is not one."""
+    text = str(value).strip()
+    found = _DURATION.findall(text)
+    if not found or "".join(n + u for n, u in found) != text:
+        return None
+    return sum(float(n) * _UNITS[u] for n, u in found)
+
+
+def image_repository(image: str) -> str:
+    """`${REGISTRY:-localhost:5000}/swarm-ai-lab/worker-go:${TAG:-latest}` -> `swarm-ai-lab/worker-go`."""
+    match = re.search(r"(swarm-ai-lab/[a-z0-9._-]+)(?::|@|$)", image)
+    return match[1] if match else image
+
+
+def _logical_lines(text: str) -> Iterator[tuple[str, str]]:
+    pending = ""
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        word, _, rest = (pending + line).strip().partition(" ")
+        pending = ""
+        yield word.upper(), rest.strip()
+
+
+def image_user_and_entrypoint(dockerfile: Path) -> tuple[str, list[str]]:
+    """The final stage's USER ('' when none: root) and exec-form ENTRYPOINT of a Dockerfile (a stage built
+    `FROM` an earlier one inherits both)."""
+    stages: dict[str, tuple[str, list[str]]] = {}
+    user, entrypoint, current = "", list[str](), None
+    for word, args in _logical_lines(dockerfile.read_text(encoding="utf-8")):
+        if word == "FROM":
+            parts = [p for p in args.split() if not p.startswith("--")]
+            user, entrypoint = stages.get(parts[0].lower(), ("", []))
+            if len(parts) >= 3 and parts[1].lower() == "as":
+                stages[parts[2].lower()] = (user, entrypoint)
+            current = parts[2].lower() if len(parts) >= 3 else None
+        elif word in ("USER", "ENTRYPOINT"):
+            if word == "USER":
+                user = args
+            else:
+                entrypoint = [str(a) for a in json.loads(args)] if args.startswith("[") else ["/bin/sh", "-c", args]
+            if current is not None:
+                stages[current] = (user, entrypoint)
+    return user, entrypoint
+
+
+def _program(argv: Sequence[str]) -> list[str]:
+    """A command with its program's directory dropped: `/usr/local/bin/worker-go x` -> `worker-go x`."""
+    return [PurePosixPath(argv[0]).name, *argv[1:]] if argv else []
+
+
+def _secret_problems(name: str, service: Mapping[str, Any], uid: str, gid: str) -> list[str]:
+    """The worker's password and the Gemini key: secrets readable by the image's user only, named by *_FILE."""
+    problems = []
+    env = _environment(service)
+    given = {str(s["source"]): s for s in service.get("secrets") or [] if isinstance(s, Mapping) and "source" in s}
+    for source, variable in WORKER_SECRETS.items():
+        secret = given.get(source)
+        if secret is None:
+            problems.append(f"service {name}: lacks the secret {source} (long form, with uid, gid and mode)")
+            continue
+        owner = (str(secret.get("uid", "0")), str(secret.get("gid", "0")))
+        if owner != (uid, gid) or secret.get("mode") != 0o400:
+            problems.append(
+                f"service {name}: secret {source} is {owner[0]}:{owner[1]} mode {oct(secret.get('mode', 0o444))}, "
+                f"not {uid}:{gid} mode 0o400 (the image's user)"
+            )
+        target = f"/run/secrets/{secret.get('target', source)}"
+        if env.get(variable) != target:
+            problems.append(f"service {name}: {variable} is {env.get(variable)!r}, not {target!r}")
+    if env.get("MQTT_USERNAME") != "worker":
+        problems.append(f"service {name}: MQTT_USERNAME is {env.get('MQTT_USERNAME')!r}, not 'worker' (the ACL's)")
+    return problems
+
+
+def _policy_problems(name: str, service: Mapping[str, Any], language: str) -> list[str]:
+    """The grace period lets a worker say goodbye; replicas from its variable; updates start the new one first."""
+    problems = []
+    grace = duration(service.get("stop_grace_period", "10s"))
+    if grace is None or grace < GOODBYE_SECONDS:
+        problems.append(
+            f"service {name}: stop_grace_period {service.get('stop_grace_period')} is shorter than the "
+            f"{GOODBYE_SECONDS:g} s a worker may take to say goodbye"
+        )
+    deploy = service.get("deploy") or {}
+    variable = WORKER_VARIABLES[language]
+    if not re.fullmatch(rf"\$\{{{variable}:-\d+\}}", str(deploy.get("replicas", ""))):
+        problems.append(f"service {name}: replicas {deploy.get('replicas')!r} is not ${{{variable}:-N}}")
+    for key in ("update_config", "rollback_config"):
+        if (deploy.get(key) or {}).get("order") != "start-first":
+            problems.append(f"service {name}: {key}.order is not start-first (a worker holds no state)")
+    return problems
+
+
+def _worker_problems(name: str, service: Mapping[str, Any], base_dir: Path) -> list[str]:
+    language = next((lang for lang, svc in WORKER_SERVICES.items() if svc == name), None)
+    if language is None:
+        return [f"service {name}: a worker of no known language (known: {', '.join(WORKER_SERVICES.values())})"]
+    dockerfile = DOCKERFILES.get(image_repository(str(service.get("image", ""))).removeprefix("swarm-ai-lab/"))
+    if dockerfile is None:
+        return [f"service {name}: image {service.get('image')} is not one built from this repository"]
+    if not (base_dir / dockerfile).is_file():
+        return [f"service {name}: {dockerfile}, which builds its image, does not exist"]
+    problems = []
+    user, entrypoint = image_user_and_entrypoint(base_dir / dockerfile)
+    uid, _, gid = str(service.get("user") or user).partition(":")
+    if not uid.isdigit() or int(uid) == 0:
+        problems.append(
+            f"service {name}: its image runs as {uid or 'root'!r}: a worker runs as a numeric non-root user"
+        )
+    problems += _secret_problems(name, service, uid, gid or uid)
+    # Health: the image's own program with --check, exec form (the image may have no shell).
+    test = [str(t) for t in (service.get("healthcheck") or {}).get("test") or []]
+    if test[:1] != ["CMD"] or test[-1:] != ["--check"] or _program(test[1:-1]) != _program(entrypoint):
+        problems.append(f'service {name}: health check {test} is not ["CMD", <its ENTRYPOINT {entrypoint}>, "--check"]')
+    return problems + _policy_problems(name, service, language)
+
+
+def worker_problems(doc: Doc, base_dir: Path = REPO_ROOT) -> list[str]:
+    """Every worker service (`worker-*`) is a worker as the system needs it, and all share their settings."""
+    services: Mapping[str, Any] = doc.get("services") or {}
+    workers = {name: s for name, s in services.items() if str(name).startswith("worker-")}
+    problems = [f"no service {s} (the {lang} worker)" for lang, s in WORKER_SERVICES.items() if s not in workers]
+    for name, service in workers.items():
+        problems.extend(_worker_problems(name, service, base_dir))
+    if not workers:
+        return problems
+    first, reference = next(iter(workers.items()))
+    for name, service in list(workers.items())[1:]:
+        pairs = [(key, service.get(key), reference.get(key)) for key in SHARED_KEYS]
+        pairs += [
+            (f"deploy.{key}", (service.get("deploy") or {}).get(key), (reference.get("deploy") or {}).get(key))
+            for key in SHARED_DEPLOY_KEYS
+        ]
+        pairs += [
+            (
+                f"healthcheck.{key}",
+                (service.get("healthcheck") or {}).get(key),
+                (reference.get("healthcheck") or {}).get(key),
+            )
+            for key in SHARED_HEALTH_KEYS
+        ]
+        problems += [f"service {name}: {key} differs from {first}'s" for key, mine, theirs in pairs if mine != theirs]
+    return problems
+
+
 def check(path: Path = STACK) -> list[str]:
     """Every problem the checks of this module find in the stack file at `path`."""
     doc = load(path)
@@ -188,6 +362,7 @@ def check(path: Path = STACK) -> list[str]:
         *(f"schema: {e}" for e in schema_errors(doc)),
         *reference_problems(doc, path.parent),
         *environment_problems(doc),
+        *worker_problems(doc, path.parent),
     ]
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from lab.swarm.docker import Docker, Result, gist
-from lab.swarm.stack import SERVICES, json_lines, replicas, stack_service
+from lab.swarm.stack import SERVICES, WORKER_SERVICES, json_lines, replicas, stack_service
 
 QUESTION = "lab swarm verify: please answer with one short sentence."
 POLL_S = 5.0
@@ -81,8 +82,20 @@ def health_check(text: str | None) -> Check:
     return Check("health here", True, f"{len(lines)} containers on this node healthy")
 
 
+def desired_workers(stack: str, rows: list[dict[str, Any]]) -> int | None:
+    """The workers the stack should run: the desired replicas of every worker service, all languages
+    (`docker stack services` rows); None when it lists none of them."""
+    wanted = [
+        counts[1]
+        for row in rows
+        for service in WORKER_SERVICES.values()
+        if row.get("Name") == stack_service(stack, service) and (counts := replicas(str(row.get("Replicas"))))
+    ]
+    return sum(wanted) if wanted else None
+
+
 def web_check(url: str, desired_workers: int | None) -> Check:
-    """The master's /healthz says ok and /api/status lists the workers online."""
+    """The master's /healthz says ok and /api/status lists the workers online (of every language)."""
     import httpx  # here, not at the top: the `lab` command's parser must not load it
 
     from services.protocol import StatusReport, validate
@@ -97,11 +110,15 @@ def web_check(url: str, desired_workers: int | None) -> Check:
         report = validate(StatusReport, status.json())
     except ValueError as exc:  # not JSON, or not a status (DecodeError)
         return Check("master web", False, f"{url}/api/status: {exc}")
-    online = sum(w.state in ("idle", "busy") for w in report.workers)
+    languages = Counter(w.language or "?" for w in report.workers if w.state in ("idle", "busy"))
+    online = sum(languages.values())
     wanted = desired_workers if desired_workers is not None else 1
     ok = health.status_code == 200 and online >= max(wanted, 1)
     detail = f"/healthz {health.status_code} {health.text.strip()}; {online} workers online"
-    return Check("master web", ok, detail + (f" of {wanted}" if desired_workers is not None else ""))
+    detail += f" of {wanted}" if desired_workers is not None else ""
+    if languages:
+        detail += " (" + ", ".join(f"{n} {language}" for language, n in sorted(languages.items())) + ")"
+    return Check("master web", ok, detail)
 
 
 async def _ask(url: str, timeout: float) -> Check:
@@ -147,14 +164,6 @@ def _swarm_checks(docker: Docker, stack: str, echo: bool) -> tuple[list[Check], 
     inspected: Result | None = None
     if here.lines():
         inspected = docker.query("inspect", "--format", HEALTH_FORMAT, *here.lines(), echo=echo)
-    workers = next(
-        (
-            replicas(str(r.get("Replicas")))
-            for r in service_rows
-            if r.get("Name") == stack_service(stack, "worker-python")
-        ),
-        None,
-    )
     tasks_verdict = (
         tasks_check(json_lines(tasks.stdout))
         if tasks.returncode == 0
@@ -166,7 +175,7 @@ def _swarm_checks(docker: Docker, stack: str, echo: bool) -> tuple[list[Check], 
         # A container that went away between `ps` and `inspect` fails the inspect: read what it did print.
         health_check(inspected.stdout if inspected is not None else None),
     ]
-    return checks, workers[1] if workers else None
+    return checks, desired_workers(stack, service_rows)
 
 
 def converged(docker: Docker, stack: str) -> tuple[list[Check], int | None] | None:

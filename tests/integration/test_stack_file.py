@@ -38,9 +38,11 @@ def config_of(*files: Path, **variables: str) -> dict[str, Any]:
 def test_docker_accepts_the_stack_with_its_defaults() -> None:
     config = config_of(STACK)
     services = config["services"]
-    assert set(services) == {"mosquitto", "master", "worker-python"}
+    assert set(services) == {"mosquitto", "master", "worker-python", "worker-go", "worker-java"}
     assert services["master"]["image"] == "localhost:5000/swarm-ai-lab/master:latest"
-    assert services["worker-python"]["deploy"]["replicas"] == 2
+    assert services["worker-go"]["image"] == "localhost:5000/swarm-ai-lab/worker-go:latest"
+    # The original system's default: two workers of each language.
+    assert [services[f"worker-{lang}"]["deploy"]["replicas"] for lang in ("python", "go", "java")] == [2, 2, 2]
     assert [(p["target"], p["published"]) for p in services["master"]["ports"]] == [(8888, 8888), (50051, 50051)]
     assert services["mosquitto"]["environment"]["TOPIC_PREFIX"] == "upb"
     # `$$` reaches the container as a single `$`, for its shell.
@@ -51,10 +53,14 @@ def test_docker_accepts_the_stack_with_its_defaults() -> None:
 
 
 def test_variables_choose_images_replicas_and_ports() -> None:
-    config = config_of(STACK, REGISTRY="reg.example:5000", TAG="v7", WORKERS="5", WEB_PUBLISHED_PORT="80")
+    config = config_of(
+        STACK, REGISTRY="reg.example:5000", TAG="v7", WORKERS="5", WORKERS_JAVA="0", WEB_PUBLISHED_PORT="80"
+    )
     services = config["services"]
     assert services["worker-python"]["image"] == "reg.example:5000/swarm-ai-lab/worker:v7"
+    assert services["worker-java"]["image"] == "reg.example:5000/swarm-ai-lab/worker-java:v7"
     assert services["worker-python"]["deploy"]["replicas"] == 5
+    assert (services["worker-go"]["deploy"]["replicas"], services["worker-java"]["deploy"]["replicas"]) == (2, 0)
     assert services["master"]["ports"][0]["published"] == 80
 
 
@@ -100,7 +106,7 @@ def test_docker_rejects_a_broken_stack(tmp_path: Path) -> None:
     assert "replicas" in done.stderr
 
 
-@pytest.mark.parametrize("service", ["master", "worker-python"])
+@pytest.mark.parametrize("service", ["master", "worker-python", "worker-go", "worker-java"])
 def test_our_images_are_built_from_files_in_this_repository(service: str) -> None:
     image = config_of(STACK)["services"][service]["image"]
     name = image.rsplit("/", 1)[1].split(":")[0]

@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from lab.system.credentials import Credentials, password_file
+from lab.system.workers import worker_kind
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,7 +53,13 @@ CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DOCKERFILES = {
     "swarm-ai-lab/master": REPO_ROOT / "services/master/Dockerfile",
     "swarm-ai-lab/worker": REPO_ROOT / "services/worker/Dockerfile",
+    "swarm-ai-lab/worker-go": REPO_ROOT / "services/worker-go/Dockerfile",
+    "swarm-ai-lab/worker-java": REPO_ROOT / "services/worker-java/Dockerfile",
 }
+# Images whose program is a binary built here rather than the repository's Python: the worker of that
+# language as `lab.system.workers` starts it (services/worker-go/bin/worker-go, services/worker-java/worker-java).
+# The stack's command and health check name the program's path in the image; here it is the local build's.
+LOCAL_PROGRAMS = {"swarm-ai-lab/worker-go": "go", "swarm-ai-lab/worker-java": "java"}
 # External images: the user that owns their data. eclipse-mosquitto's entrypoint chowns /mosquitto to its
 # user (uid 1883 in the image, which the stack's secret owners name); here that is the host's `mosquitto`.
 IMAGE_USERS = {"eclipse-mosquitto": "mosquitto"}
@@ -163,6 +170,11 @@ def _python(argv: list[str]) -> list[str]:
     return [sys.executable, *argv[1:]] if argv and argv[0] in ("python", "python3") else argv
 
 
+def _local_program(language: str, args: list[str]) -> list[str]:
+    """The local build of a worker image's program, with `args` (e.g. `--check`)."""
+    return worker_kind(language).command(*args)
+
+
 def _uid(value: object, default: int = 0) -> int:
     if value is None or value == "":
         return default
@@ -211,12 +223,16 @@ def read_services(config: Mapping[str, Any], secret_values: Mapping[str, str]) -
     for name, spec in config["services"].items():
         image = str(spec["image"])
         built = ImageConfig()
+        language = LOCAL_PROGRAMS.get(image_name(image))
         if image_name(image) in DOCKERFILES:
             dockerfile = DOCKERFILES[image_name(image)]
-            if not dockerfile.exists():
+            if dockerfile.exists():
+                built = image_config(dockerfile)
+            elif language is None:  # a local program needs no Dockerfile to run here (only its USER is read)
                 raise FileNotFoundError(f"{dockerfile} (image {image}) is missing")
-            built = image_config(dockerfile)
         command = [str(c) for c in spec.get("command") or []] or built.entrypoint + built.cmd
+        if language is not None:
+            command = _local_program(language, command[1:] if command else [])
         if not command:
             raise ValueError(f"{name}: no command and no Dockerfile for {image}")
         # The image's PATH and PYTHONPATH name the image's directories, not ours (we run from the repo).
@@ -240,6 +256,8 @@ def read_services(config: Mapping[str, Any], secret_values: Mapping[str, str]) -
         check = spec.get("healthcheck", {})
         test = [str(t) for t in check.get("test", [])]
         healthcheck = _python(test[1:]) if test[:1] == ["CMD"] else ["/bin/sh", "-c", test[1]] if test else None
+        if language is not None and test[:1] == ["CMD"]:
+            healthcheck = _local_program(language, test[2:])  # the image's program, with its arguments
         interval, retries = _seconds(check.get("interval"), 30.0), int(check.get("retries", 3))
         services.append(
             Service(

@@ -1,5 +1,9 @@
 """The Swarm stack as written in stack.yml, each replica on its own "host" (a network namespace): healthchecks
-pass, and when one worker host dies and another is cut off mid-task, every question is answered exactly once."""
+pass, and when one worker host dies and another is cut off mid-task, every question is answered exactly once.
+
+The workers are one of each language (worker-python, worker-go, worker-java), the Go and Java ones run from
+their local builds (`make workers`); a worker that is not built fails in CI and skips elsewhere.
+`NETNS_FLEET=python=2,go=1` runs another fleet (at least 3 workers: one killed, one cut off, one survivor)."""
 
 from __future__ import annotations
 
@@ -18,7 +22,10 @@ import httpx
 import pytest
 
 from lab.loadgen.client import ChatClient, Exchange
+from lab.swarm.stack import WORKER_SERVICES, WORKER_VARIABLES
 from lab.system.credentials import Credentials
+from lab.system.workers import Fleet, fleet_size, fleet_text, parse_fleet, worker_kind
+from services.protocol import worker_language
 from tests.conftest import require
 from tests.netns.stack_hosts import (
     CONTAINER_PATH,
@@ -33,8 +40,16 @@ from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
-# `docker stack config` variables: three workers, short simulated work, no Gemini.
-STACK_VARIABLES = {"WORKERS": "3", "WORK_SECONDS": "2", "MODEL_MODE": "offline"}
+# The workers: one of each language unless NETNS_FLEET says otherwise.
+FLEET: Fleet = parse_fleet(os.environ.get("NETNS_FLEET") or "python=1,go=1,java=1")
+# `docker stack config` variables: the fleet's replicas (0 for a language not in it), short simulated work,
+# no Gemini.
+STACK_VARIABLES = {
+    **{variable: str(dict(FLEET).get(language, 0)) for language, variable in WORKER_VARIABLES.items()},
+    "WORK_SECONDS": "2",
+    "MODEL_MODE": "offline",
+}
+WORKERS = fleet_size(FLEET)
 SESSIONS, QUESTIONS_PER_SESSION = 3, 5
 TOOLS = {
     "ip": "iproute2",
@@ -52,6 +67,10 @@ def require_host() -> None:
     path = f"{os.environ.get('PATH', '')}:{CONTAINER_PATH}"
     for tool, package in TOOLS.items():
         require(f"`{tool}`", shutil.which(tool, path=path) is not None, f"install {package}")
+    assert WORKERS >= 3, f"NETNS_FLEET={fleet_text(FLEET)}: the fault test needs 3 workers or more"
+    for language, _ in FLEET:
+        problem = worker_kind(language).problem()
+        require(f"the {language} worker", problem is None, problem or "")
 
 
 StackFactory = Callable[..., StackHosts]
@@ -75,6 +94,11 @@ def test_every_service_can_read_its_secrets_as_its_image_user() -> None:
     require("`docker`", docker is not None, f"install {TOOLS['docker']}")
     services = read_services(stack_config(variables=STACK_VARIABLES), deployment_secrets(Credentials()))
     assert not unreadable_secrets(services)
+
+
+def languages(workers: list[dict[str, Any]]) -> dict[str, int]:
+    """How many of `workers` (the master's /api/status entries) there are of each language."""
+    return dict(Counter(str(w["language"]) for w in workers))
 
 
 async def registered_workers(stack: StackHosts) -> list[dict[str, Any]]:
@@ -104,7 +128,7 @@ def busy_now(exchanges: list[Exchange], fresh: float = 1.2) -> dict[str, Exchang
 async def test_workers_that_start_before_the_master_are_registered(stack_factory: StackFactory) -> None:
     stack = await asyncio.to_thread(stack_factory, held=["master"])  # the broker and workers first, healthy
     await asyncio.to_thread(stack.start_service, "master")
-    workers = int(STACK_VARIABLES["WORKERS"])
+    workers = WORKERS
     online: list[dict[str, Any]] = []
 
     async def poll() -> bool:
@@ -116,6 +140,9 @@ async def test_workers_that_start_before_the_master_are_registered(stack_factory
             break
         await asyncio.sleep(0.5)
     assert len(online) == workers, f"the master knows {len(online)} of {workers} workers: {online}"
+    # Every language's worker registered with its own language, as many as its service's replicas.
+    assert languages(online) == dict(FLEET), online
+    assert all(worker_language(w["worker_id"]) == w["language"] for w in online), online
 
 
 async def test_no_question_is_lost_or_repeated_when_a_worker_host_dies_and_another_is_cut_off(
@@ -123,14 +150,16 @@ async def test_no_question_is_lost_or_repeated_when_a_worker_host_dies_and_anoth
 ) -> None:
     # The workers start once the master is healthy: see the test above for why.
     began = time.monotonic()
-    stack = await asyncio.to_thread(stack_factory, held=["worker-python"])
-    await asyncio.to_thread(stack.start_service, "worker-python")
+    workers = [WORKER_SERVICES[language] for language, _ in FLEET]
+    stack = await asyncio.to_thread(stack_factory, held=workers)
+    for service in workers:
+        await asyncio.to_thread(stack.start_service, service)
     started = time.monotonic()
     hosts: dict[str, str] = {}
 
     def all_workers_up() -> bool:
         hosts.update(worker_hosts(stack))
-        return len(hosts) == int(STACK_VARIABLES["WORKERS"])
+        return len(hosts) == WORKERS
 
     await eventually(all_workers_up, "every worker logged its id", timeout=10)
     users = [ChatClient(stack.master_url) for _ in range(SESSIONS)]
@@ -175,7 +204,7 @@ async def test_no_question_is_lost_or_repeated_when_a_worker_host_dies_and_anoth
     cut_veth = stack.replicas[hosts[cut_id]].veth
     survivors = sorted(set(hosts) - {killed_id, cut_id})
     late = Counter(e.answer.workerId for e in accepted if e.answer and (e.answered_at or 0) > faults_at + 0.5)
-    workers = {w["worker_id"]: w for w in status["workers"]}
+    workers_after = {w["worker_id"]: w for w in status["workers"]}
     health_after = {name: dict(zip(("healthy", "output"), stack.check(name), strict=True)) for name in stack.replicas}
     summary = {
         **stack.describe(),
@@ -197,7 +226,12 @@ async def test_no_question_is_lost_or_repeated_when_a_worker_host_dies_and_anoth
         },
         "answers_per_worker": Counter(e.answer.workerId for e in accepted if e.answer),
         "answers_after_faults_per_worker": late,
-        "status_after": {wid: {k: w[k] for k in ("state", "tasks_done", "tasks_failed")} for wid, w in workers.items()},
+        "fleet": fleet_text(FLEET),
+        "answers_per_language": Counter(worker_language(e.answer.workerId) for e in accepted if e.answer),
+        "status_after": {
+            wid: {k: w[k] for k in ("language", "state", "tasks_done", "tasks_failed")}
+            for wid, w in workers_after.items()
+        },
         "health_after": health_after,
         "seconds": {
             "stack_up_and_healthy": round(started - began, 1),
@@ -216,8 +250,12 @@ async def test_no_question_is_lost_or_repeated_when_a_worker_host_dies_and_anoth
     for task in (killed_task, cut_task):
         assert task.answer is not None and task.answer.workerId in survivors, task.assignments
     assert set(late) <= set(survivors) and late, late
-    assert workers.get(killed_id, {"state": "offline"})["state"] == "offline"
-    assert workers.get(cut_id, {"state": "offline"})["state"] == "offline"
-    assert all(workers[w]["state"] in ("idle", "busy") and workers[w]["tasks_done"] > 0 for w in survivors)
+    assert workers_after.get(killed_id, {"state": "offline"})["state"] == "offline"
+    assert workers_after.get(cut_id, {"state": "offline"})["state"] == "offline"
+    assert all(workers_after[w]["state"] in ("idle", "busy") and workers_after[w]["tasks_done"] > 0 for w in survivors)
+    # The fleet's every language had its workers up, each answered (the first round), and the master lists
+    # each worker under the language its id names.
+    assert Counter(worker_language(w) for w in hosts) == Counter(dict(FLEET)), hosts
+    assert all(worker_language(wid) == w["language"] for wid, w in workers_after.items()), workers_after
     for name in ("mosquitto", "master", *(hosts[w] for w in survivors)):
         assert health_after[name]["healthy"], (name, health_after[name])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from lab.swarm import verify as swarm_verify
 from lab.swarm.docker import Docker, DockerError, NotManagerError
 from lab.swarm.secrets import SecretsInUseError, ensure_secrets
 from lab.swarm.stack import (
+    DOCKERFILES,
     EMPTY_KEY,
     GEMINI_SECRET,
     MOSQUITTO_FILES,
@@ -29,10 +31,14 @@ from lab.swarm.stack import (
     PASSWORD_SECRETS,
     SECRETS,
     SecretPlanError,
+    UsageError,
     config_version,
+    dockerfile_args,
+    json_lines,
     parse_nodes,
     replicas,
     secrets_to_create,
+    worker_variables,
 )
 from lab.swarm.verify import Check
 from lab.system.credentials import password_hash
@@ -127,14 +133,18 @@ def test_config_version_changes_when_any_mosquitto_file_changes(tmp_path: Path, 
 # -- dry runs: the exact commands ---------------------------------------------------------------------
 
 
-def test_build_dry_run_builds_both_images_from_the_root_and_pushes(capsys: pytest.CaptureFixture[str]) -> None:
+def test_build_dry_run_builds_every_image_from_the_root_and_pushes(capsys: pytest.CaptureFixture[str]) -> None:
     code, commands = dry_run(capsys, "build", "--registry", "reg.example:5000", "--tag", "v7", "--push")
     assert code == 0
     assert commands[1:] == [
         "$ docker build -f services/master/Dockerfile -t reg.example:5000/swarm-ai-lab/master:v7 .",
         "$ docker build -f services/worker/Dockerfile -t reg.example:5000/swarm-ai-lab/worker:v7 .",
+        "$ docker build -f services/worker-go/Dockerfile -t reg.example:5000/swarm-ai-lab/worker-go:v7 .",
+        "$ docker build -f services/worker-java/Dockerfile -t reg.example:5000/swarm-ai-lab/worker-java:v7 .",
         "$ docker push reg.example:5000/swarm-ai-lab/master:v7",
         "$ docker push reg.example:5000/swarm-ai-lab/worker:v7",
+        "$ docker push reg.example:5000/swarm-ai-lab/worker-go:v7",
+        "$ docker push reg.example:5000/swarm-ai-lab/worker-java:v7",
     ]
     assert commands[0].startswith("$ docker info --format") and commands[0].endswith("# skipped: dry run")
 
@@ -145,6 +155,40 @@ def test_build_without_push_pushes_nothing(capsys: pytest.CaptureFixture[str]) -
     assert "$ docker build -f services/master/Dockerfile -t localhost:5000/swarm-ai-lab/master:latest ." in commands
 
 
+def test_build_only_some_images_with_base_images_and_the_proxy_ca(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    ca = tmp_path / "proxy-ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    code, commands = dry_run(
+        capsys,
+        "build", "--only", "worker-go,worker-python", "--only", "worker-go", "--push", "--extra-ca", str(ca),
+        "--build-arg", "GO_IMAGE=mirror.example/golang:1.26.8-bookworm",
+        "--build-arg", "PYTHON_IMAGE=mirror.example/python:3.11.13-slim-bookworm",
+    )  # fmt: skip
+    assert code == 0
+    secret = f"--secret id=extra_ca,src={ca}"
+    # Each Dockerfile gets the base images it declares, and only those; BuildKit for the secret.
+    assert commands[1:] == [
+        "$ DOCKER_BUILDKIT=1 docker build -f services/worker/Dockerfile "
+        f"--build-arg PYTHON_IMAGE=mirror.example/python:3.11.13-slim-bookworm {secret} "
+        "-t localhost:5000/swarm-ai-lab/worker:latest .",
+        "$ DOCKER_BUILDKIT=1 docker build -f services/worker-go/Dockerfile "
+        f"--build-arg GO_IMAGE=mirror.example/golang:1.26.8-bookworm {secret} "
+        "-t localhost:5000/swarm-ai-lab/worker-go:latest .",
+        "$ docker push localhost:5000/swarm-ai-lab/worker:latest",
+        "$ docker push localhost:5000/swarm-ai-lab/worker-go:latest",
+    ]
+
+
+def test_the_dockerfiles_declare_their_base_images_as_build_arguments() -> None:
+    declared = {name: dockerfile_args(REPO_ROOT / path) for name, path in DOCKERFILES.items()}
+    assert declared["master"] == {"PYTHON_IMAGE", "NODE_IMAGE"}
+    assert declared["worker"] == {"PYTHON_IMAGE"}
+    assert declared["worker-go"] == {"GO_IMAGE", "BASE_IMAGE"}
+    assert dockerfile_args(REPO_ROOT / "no" / "Dockerfile") == set()
+
+
 def test_deploy_dry_run_passes_config_version_registry_tag_and_workers(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -152,13 +196,42 @@ def test_deploy_dry_run_passes_config_version_registry_tag_and_workers(
     monkeypatch.delenv("REGISTRY", raising=False)
     code, commands = dry_run(capsys, "deploy", "--workers", "3", "--tag", "v2", "--stack", "lab-a")
     assert code == 0
+    # A bare number is Python workers, and the whole fleet: no Go or Java workers.
     assert commands[-1] == (
-        f"$ CONFIG_VERSION={VERSION} REGISTRY=localhost:5000 TAG=v2 WORKERS=3 "
+        f"$ CONFIG_VERSION={VERSION} REGISTRY=localhost:5000 TAG=v2 WORKERS=3 WORKERS_GO=0 WORKERS_JAVA=0 "
         "docker stack deploy -c stack.yml --with-registry-auth --prune lab-a"
     )
     created = [c.split()[4] for c in commands if c.startswith("$ docker secret create")]
     assert created == list(SECRETS)
     assert all(c.split()[5] == "-" for c in commands if c.startswith("$ docker secret create"))
+
+
+def test_deploy_workers_of_every_language_set_their_variables(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WORKERS_JAVA", "7")  # the fleet names them all: --workers wins
+    code, commands = dry_run(capsys, "deploy", "--workers", "python=1,go=3")
+    assert code == 0
+    assert " WORKERS=1 WORKERS_GO=3 WORKERS_JAVA=0 docker stack deploy" in commands[-1]
+    _, commands = dry_run(capsys, "deploy", "--workers", "java=2,go=1,python=2")
+    assert " WORKERS=2 WORKERS_GO=1 WORKERS_JAVA=2 docker stack deploy" in commands[-1]
+
+
+def test_deploy_without_workers_passes_the_environments_replicas(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WORKERS", raising=False)
+    monkeypatch.delenv("WORKERS_JAVA", raising=False)
+    monkeypatch.setenv("WORKERS_GO", "4")
+    _, commands = dry_run(capsys, "deploy")
+    assert "WORKERS_GO=4 " in commands[-1]
+    assert "WORKERS=" not in commands[-1] and "WORKERS_JAVA=" not in commands[-1]
+
+
+def test_worker_variables_name_every_language() -> None:
+    assert worker_variables((("go", 2),)) == {"WORKERS": "0", "WORKERS_GO": "2", "WORKERS_JAVA": "0"}
+    with pytest.raises(UsageError, match="no worker service for rust"):
+        worker_variables((("rust", 1),))
 
 
 def test_deploy_encrypt_adds_the_encrypted_stack_file(capsys: pytest.CaptureFixture[str]) -> None:
@@ -192,6 +265,10 @@ def test_dry_run_never_shows_the_gemini_key(
     ("argv", "expected"),
     [
         (("scale", "worker-python", "5"), "$ docker service scale ai-system_worker-python=5"),
+        (("scale", "worker-go", "3"), "$ docker service scale ai-system_worker-go=3"),
+        (("scale", "worker-java", "0"), "$ docker service scale ai-system_worker-java=0"),
+        (("rollback", "worker-java"), "$ docker service rollback ai-system_worker-java"),
+        (("logs", "worker-go", "--tail", "5"), "$ docker service logs --timestamps --tail 5 ai-system_worker-go"),
         (("scale", "master", "0"), "$ docker service scale ai-system_master=0"),
         (("rollback", "master"), "$ docker service rollback ai-system_master"),
         (("stop",), "$ docker stack rm ai-system"),
@@ -207,6 +284,16 @@ def test_dry_run_never_shows_the_gemini_key(
             "$ docker service update --image localhost:5000/swarm-ai-lab/worker:v3 --with-registry-auth "
             "ai-system_worker-python",
         ),
+        (
+            ("update", "--tag", "v3", "worker-go"),
+            "$ docker service update --image localhost:5000/swarm-ai-lab/worker-go:v3 --with-registry-auth "
+            "ai-system_worker-go",
+        ),
+        (
+            ("update", "--tag", "v3", "worker-java"),
+            "$ docker service update --image localhost:5000/swarm-ai-lab/worker-java:v3 --with-registry-auth "
+            "ai-system_worker-java",
+        ),
     ],
 )
 def test_operations_dry_run_print_their_command(
@@ -220,7 +307,12 @@ def test_operations_dry_run_print_their_command(
 
 def test_update_without_services_updates_master_and_workers(capsys: pytest.CaptureFixture[str]) -> None:
     _, commands = dry_run(capsys, "update", "--tag", "v4", "--registry", "r:5000")
-    assert [c.split()[-1] for c in commands if "service update" in c] == ["ai-system_master", "ai-system_worker-python"]
+    assert [c.split()[-1] for c in commands if "service update" in c] == [
+        "ai-system_master",
+        "ai-system_worker-python",
+        "ai-system_worker-go",
+        "ai-system_worker-java",
+    ]
     assert all("--with-registry-auth" in c for c in commands if "service update" in c)
 
 
@@ -230,6 +322,8 @@ def test_logs_without_service_shows_each_service(capsys: pytest.CaptureFixture[s
         "ai-system_mosquitto",
         "ai-system_master",
         "ai-system_worker-python",
+        "ai-system_worker-go",
+        "ai-system_worker-java",
     ]
 
 
@@ -250,6 +344,12 @@ def test_stop_says_volumes_and_secrets_are_kept(capsys: pytest.CaptureFixture[st
         ("scale", "worker-python", "two"),
         ("rollback", "web"),
         ("deploy", "--workers", "-3"),
+        ("deploy", "--workers", "rust=2"),
+        ("deploy", "--workers", "python=two"),
+        ("build", "--only", "mosquitto"),
+        ("build", "--only", ""),
+        ("build", "--build-arg", "GO_IMAGE"),
+        ("scale", "worker-rust", "1"),
         ("secrets", "--rotate", "everything"),
         ("verify", "--timeout", "0"),
     ],
@@ -268,6 +368,8 @@ def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str], argv: tuple[st
         (("scale", "mosquitto", "3"), "0 or 1 replica"),
         (("update", "mosquitto"), "pinned in stack.yml"),
         (("update", "web"), "unknown service 'web'"),
+        (("build", "--build-arg", "RUST_IMAGE=x", "--only", "worker-go"), "no Dockerfile built here declares it"),
+        (("build", "--extra-ca", "/no/such/ca.crt"), "no such file"),
         (("logs", "--follow"), "follows one service"),
         (("secrets", "--gemini-key-file", "/no/such/key"), "no such file"),
     ],
@@ -468,8 +570,9 @@ def test_replicas_and_nodes_are_read_from_docker_output() -> None:
     ]
 
 
-def _services(master: str = "1/1", workers: str = "2/2") -> str:
-    rows = [("mosquitto", "1/1"), ("master", master), ("worker-python", workers)]
+def _services(master: str = "1/1", workers: str = "2/2", go: str = "2/2", java: str = "2/2") -> str:
+    rows = [("mosquitto", "1/1"), ("master", master), ("worker-python", workers), ("worker-go", go)]
+    rows += [("worker-java", java)]
     return "\n".join(f'{{"Name":"ai-system_{name}","Replicas":"{count}"}}' for name, count in rows) + "\n"
 
 
@@ -493,7 +596,8 @@ def _verify(docker: Docker, timeout: float = 0.0) -> list[Check]:
 def test_verify_passes_a_converged_healthy_stack(
     make_docker: Callable[..., Made], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(swarm_verify, "web_check", lambda url, workers: Check("master web", workers == 2, ""))
+    # The workers of all three languages: 2 + 2 + 2.
+    monkeypatch.setattr(swarm_verify, "web_check", lambda url, workers: Check("master web", workers == 6, ""))
     docker, fake, _ = make_docker(
         {
             "stack services": (0, _services(), ""),
@@ -552,3 +656,53 @@ def test_update_fails_when_swarm_rolled_it_back_even_if_the_client_exits_0(
         assert swarm.update(docker, args) == 0
     assert len(fake.ran("service update --image r:5000/swarm-ai-lab/worker:v5")) == 1
     assert fake.ran("service inspect")[0].args[-1] == "ai-system_worker-python"
+
+
+def test_the_desired_workers_are_those_of_every_language() -> None:
+    rows = json_lines(_services(workers="1/2", go="0/3", java="1/1"))
+    assert swarm_verify.desired_workers("ai-system", rows) == 6
+    only_python = [r for r in rows if not str(r["Name"]).endswith(("-go", "-java"))]
+    assert swarm_verify.desired_workers("ai-system", only_python) == 2
+    assert swarm_verify.desired_workers("ai-system", rows[:2]) is None
+
+
+@dataclass
+class FakeResponse:
+    status_code: int
+    body: Any
+
+    @property
+    def text(self) -> str:
+        return json.dumps(self.body)
+
+    def json(self) -> Any:
+        return self.body
+
+    def raise_for_status(self) -> None:
+        pass
+
+
+def _worker(worker_id: str, state: str = "idle") -> dict[str, Any]:
+    language = worker_id.split("-worker-")[0]
+    return {
+        "worker_id": worker_id, "language": language, "state": state, "tasks_done": 0, "tasks_failed": 0,
+        "current_task": None, "last_seen": 0,
+    }  # fmt: skip
+
+
+def test_the_master_web_check_counts_the_workers_of_every_language(monkeypatch: pytest.MonkeyPatch) -> None:
+    workers = [_worker("python-worker-aaaaaa"), _worker("go-worker-bbbbbb", "busy"), _worker("java-worker-cccccc")]
+    workers.append(_worker("go-worker-dddddd", "offline"))
+    status = {
+        "workers": workers, "idle": 2, "busy": 1, "offline": 1, "queue_length": 0, "in_flight": 1,
+        "undelivered": 0, "mqtt_connected": True,
+    }  # fmt: skip
+
+    def get(url: str, timeout: float) -> FakeResponse:
+        return FakeResponse(200, {"status": "ok"} if url.endswith("/healthz") else status)
+
+    monkeypatch.setattr("httpx.get", get)
+    check = swarm_verify.web_check("http://m:8888", 3)
+    assert check.ok, check.line()
+    assert check.detail.endswith("3 workers online of 3 (1 go, 1 java, 1 python)"), check.detail
+    assert not swarm_verify.web_check("http://m:8888", 4).ok

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from lab.cli import build_parser
 from lab.swarm.docker import Docker, DockerError
 from lab.swarm.engine import EngineState, NetworkSnapshot
-from lab.swarm.local import explain_override
-from lab.swarm.standins import apt_mirror, bundle, host_extra_ca
+from lab.swarm.local import LocalOptions, build_images, deploy, explain_override, fleet_images
+from lab.swarm.standins import BUILD_ARGS, apt_mirror, bundle, host_extra_ca
+from lab.system.workers import parse_fleet
 
 DEB822 = """\
 Types: deb
@@ -84,3 +86,37 @@ def test_the_override_is_explained_by_its_header() -> None:
     explain_override(Docker(dry_run=True, out=lines.append))
     assert lines[0].startswith("# Layered on stack.yml") and all(line.startswith("#") for line in lines)
     assert any("dnsrr" in line for line in lines) and any("mode: host" in line for line in lines)
+
+
+def test_a_local_deployment_has_python_workers_only_unless_asked() -> None:
+    printed: list[str] = []
+    docker = Docker(dry_run=True, out=printed.append, environ={"PATH": "/usr/bin", "WORKERS_GO": "5"})
+    deploy(docker, LocalOptions())
+    command = printed[-1]
+    assert " WORKERS=2 WORKERS_GO=0 WORKERS_JAVA=0 " in command, command
+    assert command.endswith("stack deploy -c stack.yml -c stack.no-ipvs.yml --prune --resolve-image never ai-system")
+    deploy(docker, LocalOptions(workers="python=1,go=2"))
+    assert " WORKERS=1 WORKERS_GO=2 WORKERS_JAVA=0 " in printed[-1]
+
+
+def test_go_and_java_images_need_the_upstream_bases() -> None:
+    assert fleet_images(parse_fleet(2), upstream_images=False) == ["master", "worker"]
+    assert fleet_images(parse_fleet("go=1,java=1"), upstream_images=True) == ["master", "worker-go", "worker-java"]
+    with pytest.raises(DockerError, match="no stand-in base images for the go and java worker"):
+        fleet_images(parse_fleet("python=1,go=1,java=1"), upstream_images=False)
+
+
+def test_local_builds_give_each_dockerfile_only_the_base_images_it_declares() -> None:
+    printed: list[str] = []
+    docker = Docker(dry_run=True, out=printed.append, environ={"PATH": "/usr/bin"})
+    figures = build_images(docker, "local", None, BUILD_ARGS, images=["master", "worker"])
+    builds = [line for line in printed if " build " in line]
+    assert "--build-arg NODE_IMAGE=local/node:bookworm" in builds[0]
+    assert "NODE_IMAGE" not in builds[1] and "--build-arg PYTHON_IMAGE=local/python:3.11-bookworm" in builds[1]
+    assert list(figures) == ["master", "worker"]
+
+
+def test_local_up_takes_a_fleet() -> None:
+    args = build_parser().parse_args(["swarm", "local", "up", "--workers", "python=2,go=1"])
+    assert args.workers == (("python", 2), ("go", 1))
+    assert build_parser().parse_args(["swarm", "local", "up"]).workers == (("python", 2),)
