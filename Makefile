@@ -14,21 +14,50 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 # `make test PYTEST_ARGS="-k gemini"` narrows the suite.
 PYTEST_ARGS ?=
+# `make up WORKERS=python=2,go=2,java=2` starts a fleet of any mix (a bare number: Python workers).
+WORKERS ?=
+# The Go and Java workers (services/workers.sh): built by `make setup` where their toolchains are or can be
+# installed, else skipped with a warning; `make workers` and CI insist.
+GO_WORKER := services/worker-go/bin/worker-go
+JAVA_WORKER := services/worker-java/target/worker-java.jar
+GO_SOURCES := $(shell find services/worker-go -name '*.go' -not -path '*/bin/*' 2>/dev/null) services/worker-go/go.mod services/worker-go/go.sum
+JAVA_SOURCES := $(shell find services/worker-java/src -type f 2>/dev/null) services/worker-java/pom.xml proto/worker.proto
+STRICT := $(if $(CI),,BEST_EFFORT=1)
 
 # Run apt-get as root, through sudo, or not at all (then say what is missing).
 SUDO := $(shell if [ "$$(id -u)" = 0 ]; then echo; elif command -v sudo >/dev/null; then echo sudo; else echo none; fi)
 
-.PHONY: help setup setup-test system-packages test-packages up notebooks test bench lint unit integration proto clean
+.PHONY: help setup setup-test system-packages test-packages up up-all workers workers-if-possible codegen-tools notebooks test bench lint unit integration conformance proto clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-setup: system-packages $(STAMP) $(WEB)/node_modules/.package-lock.json ## install everything `make up` needs (idempotent)
+setup: system-packages $(STAMP) $(WEB)/node_modules/.package-lock.json workers-if-possible ## install everything `make up` needs (idempotent)
 
-setup-test: setup test-packages ## everything `make test` needs too (Chromium, a Docker engine, ip, mosquitto_sub)
+setup-test: setup test-packages codegen-tools ## everything `make test` needs too (Chromium, a Docker engine, ip, mosquitto_sub, protoc)
 
-up: setup ## start Mosquitto, the master and 2 workers; chat on http://127.0.0.1:8888
-	$(VENV)/bin/lab up $(ARGS)
+up: setup ## start Mosquitto, the master and 2 Python workers; chat on http://127.0.0.1:8888
+	$(VENV)/bin/lab up $(if $(WORKERS),--workers $(WORKERS)) $(ARGS)
+
+up-all: setup ## like `make up`, with the original system's fleet: 2 Python, 2 Go and 2 Java workers
+	$(VENV)/bin/lab up --workers python=2,go=2,java=2 $(ARGS)
+
+workers: ## build the Go and Java workers (installs JDK 17, Maven and, where it can, Go 1.26)
+	$(MAKE) --no-print-directory $(GO_WORKER) $(JAVA_WORKER) STRICT=
+
+# Outside CI a missing toolchain is a warning: the Python workers need none of this.
+workers-if-possible:
+	@$(MAKE) --no-print-directory $(GO_WORKER) $(JAVA_WORKER)
+
+$(GO_WORKER): $(GO_SOURCES)
+	$(STRICT) services/workers.sh build go
+
+$(JAVA_WORKER): $(JAVA_SOURCES)
+	$(STRICT) services/workers.sh build java
+
+# protoc and the pinned Go plugins, for the test that regenerates the Go stubs and compares them.
+codegen-tools:
+	@$(STRICT) services/workers.sh codegen
 
 # JupyterLab refuses to run as root unless told (a root shell in a container or VM is common here).
 notebooks: setup ## open the lab's notebooks in JupyterLab on http://127.0.0.1:8890 (8888 is the chat's)
@@ -37,12 +66,16 @@ notebooks: setup ## open the lab's notebooks in JupyterLab on http://127.0.0.1:8
 test: setup-test lint ## run the whole test suite (unit, integration, browser)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Each test folder is a marker (tests/conftest.py): unit, integration, browser, notebooks, netns, engine.
+# Each test folder is a marker (tests/conftest.py): unit, integration, browser, notebooks, netns, engine,
+# conformance.
 unit: setup ## run the unit tests only (no processes, under a minute)
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
 integration: setup-test ## run the integration tests only (real Mosquitto, master and workers; minutes)
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+conformance: setup-test ## run the worker conformance suite for Python, Go and Java (CONFORMANCE_WORKERS=go for one)
+	$(PY) -m pytest -m conformance $(PYTEST_ARGS)
 
 bench: setup-test ## run the benchmark suite one after another (~15 min); figures and charts to data/bench/
 	$(VENV)/bin/lab bench overhead
@@ -51,6 +84,7 @@ bench: setup-test ## run the benchmark suite one after another (~15 min); figure
 	$(VENV)/bin/lab bench registration
 	$(VENV)/bin/lab bench scale
 	$(VENV)/bin/lab bench peer --workers 4 --clients 50
+	$(VENV)/bin/lab bench languages
 
 lint: setup ## ruff, mypy and the layer rules (import-linter contracts in pyproject.toml)
 	$(VENV)/bin/ruff check .
@@ -61,8 +95,8 @@ lint: setup ## ruff, mypy and the layer rules (import-linter contracts in pyproj
 proto: setup ## regenerate the gRPC stubs from proto/
 	$(PY) -m services.protocol.generate
 
-clean: ## remove the virtual environment and node_modules
-	rm -rf $(VENV) $(WEB)/node_modules .mypy_cache .ruff_cache .pytest_cache
+clean: ## remove the virtual environment, node_modules and the workers' builds
+	rm -rf $(VENV) $(WEB)/node_modules .mypy_cache .ruff_cache .pytest_cache .tools services/worker-go/bin services/worker-java/target
 
 # -- set-up steps -------------------------------------------------------------------------------------
 define apt_install

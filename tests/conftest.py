@@ -15,7 +15,7 @@ from tests.peers import RawWorker, peer_for
 IN_CI = bool(os.environ.get("CI"))
 TESTS = Path(__file__).resolve().parent
 # Each test folder is a marker (declared in pyproject.toml), so `pytest -m unit` runs the unit tests alone.
-FOLDER_MARKERS = ("unit", "integration", "browser", "notebooks", "netns", "engine")
+FOLDER_MARKERS = ("unit", "integration", "browser", "notebooks", "netns", "engine", "conformance")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
