@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +48,20 @@ def _parent_death_signal(sig: signal.Signals) -> Callable[[], None] | None:
     return preexec
 
 
+def _with_parent_death_signal(argv: list[str], sig: signal.Signals) -> tuple[list[str], Callable[[], None] | None]:
+    """`argv` and a preexec function such that the child gets `sig` when its parent dies.
+
+    Through util-linux's `setpriv --pdeathsig` where there is one (it sets the signal and execs `argv`, same
+    pid), so that no preexec function runs: with one, Python must fork() instead of vfork(), and a fork()
+    runs the atfork handlers of gRPC's C core, which a lab holding gRPC channels has, and which aborted
+    children (exit -6) before they could exec.
+    """
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    if setpriv is not None:
+        return [setpriv, "--pdeathsig", sig.name.removeprefix("SIG"), "--", *argv], None
+    return argv, _parent_death_signal(sig)
+
+
 _print_lock = threading.Lock()
 
 
@@ -78,8 +93,9 @@ class ManagedProcess:
         self._stopping = False
         self.started_at = time.monotonic()
         """time.monotonic() when it was started."""
+        command, preexec = _with_parent_death_signal(self.argv, signal.SIGTERM)
         self._popen = subprocess.Popen(
-            self.argv,
+            command,
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL,
@@ -92,7 +108,7 @@ class ManagedProcess:
             # Own group: stop() can signal helpers the child started too, and Ctrl-C in the lab's
             # terminal reaches only the lab, which then stops everything in order.
             start_new_session=True,
-            preexec_fn=_parent_death_signal(signal.SIGTERM),
+            preexec_fn=preexec,
         )
         self._reader = threading.Thread(target=self._pump, name=f"log-{name}", daemon=True)
         self._reader.start()
