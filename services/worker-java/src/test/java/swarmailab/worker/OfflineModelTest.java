@@ -3,13 +3,14 @@ package swarmailab.worker;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.fasterxml.jackson.databind.JsonNode;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 import swarmailab.worker.models.OfflineModel;
-import swarmailab.worker.protocol.Json;
+import swarmailab.worker.protocol.JsonCodec;
 
 /**
  * Byte for byte Python's OfflineModel.text_for, on the Go worker's vectors (Python's own answers: whitespace,
@@ -26,9 +27,9 @@ class OfflineModelTest {
             if (line.isBlank()) {
                 continue;
             }
-            List<?> pair = (List<?>) Json.parse(line);
-            String query = (String) pair.get(0);
-            String want = (String) pair.get(1);
+            JsonNode pair = JsonCodec.parse(line);
+            String query = pair.get(0).textValue();
+            String want = pair.get(1).textValue();
             assertEquals(want, OfflineModel.textFor(query), "query " + query);
             checked++;
         }

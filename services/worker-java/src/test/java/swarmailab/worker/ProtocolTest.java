@@ -66,6 +66,60 @@ class ProtocolTest {
         assertThrows(DecodeException.class, () -> TaskMessage.decode(new byte[] {(byte) 0xff, '{'}));
     }
 
+    private static final String TASK = "{\"worker_id\":\"w\",\"session_id\":\"s\",\"query\":\"q\","
+        + "\"grpc_endpoint\":\"e\",\"timestamp\":1";
+
+    @Test
+    void refusesWhatPydanticRefuses() {
+        String[] bad = {
+            TASK + ",\"attempt\":3.0}", TASK + ",\"attempt\":3e0}", TASK + ",\"attempt\":true}",
+            TASK + ",\"attempt\":NaN}", TASK + ",\"attempt\":\"3\"}", TASK + ",\"attempt\":[3]}",
+            TASK + ",\"attempt\":9223372036854775808}", TASK + ",\"token\":7}", TASK + ",\"model\":{}}",
+            TASK + ",\"query\":false}", TASK + ",\"query\":null}", TASK + ",\"timestamp\":1} {}",
+            TASK + ",}", TASK + "}\u000c", "\ufeff" + TASK + "}", TASK + ",'x':1}", TASK + "} // c", "", " ", "null",
+            TASK + ",\"x\":INF}", TASK + ",\"x\":01}", TASK + ",\"x\":\"\u0001\"}", TASK + ",\"x\":\"\\x\"}",
+        };
+        for (String b : bad) {
+            assertThrows(DecodeException.class, () -> TaskMessage.decode(bytes(b)), b);
+        }
+    }
+
+    @Test
+    void acceptsWhatPythonAccepts() throws DecodeException {
+        // Python's json: the last of repeated keys wins; NaN and Infinity are numbers, harmless where ignored.
+        TaskMessage t = TaskMessage.decode(bytes(TASK + ",\"attempt\":1,\"attempt\":2,\"x\":NaN,\"y\":-Infinity,"
+            + "\"z\":1e999,\"attempt\":-0} \r\n\t"));
+        assertEquals(0L, t.attempt());
+        assertEquals("", t.apiKey());
+        assertEquals(Long.MAX_VALUE, TaskMessage.decode(bytes(TASK + ",\"attempt\":9223372036854775807}")).attempt());
+        assertEquals("\ud800", TaskMessage.decode(bytes(TASK + ",\"token\":\"\\ud800\"}")).token());
+    }
+
+    @Test
+    void decodeErrorsAreOneLineWithoutTheKey() {
+        DecodeException e = assertThrows(DecodeException.class,
+            () -> TaskMessage.decode(bytes(TASK + ",\"api_key\":AIzaSecretKey}")));
+        assertTrue(e.getMessage().startsWith("invalid task message: not UTF-8 JSON ("), e.getMessage());
+        assertTrue(!e.getMessage().contains("Secret") && !e.getMessage().contains("\n"), e.getMessage());
+        assertEquals("invalid task message: expected a JSON object, got array",
+            assertThrows(DecodeException.class, () -> TaskMessage.decode(bytes("[1]"))).getMessage());
+        assertEquals("invalid task message: attempt: Input should be a valid integer",
+            assertThrows(DecodeException.class, () -> TaskMessage.decode(bytes(TASK + ",\"attempt\":2.0}"))).getMessage());
+        assertEquals("invalid task message: timestamp: Input should be greater than or equal to 0",
+            assertThrows(DecodeException.class, () -> TaskMessage.decode(bytes(TASK.replace(":1", ":-1") + "}")))
+                .getMessage());
+    }
+
+    @Test
+    void encodesEscapesAsJsonRequires() {
+        // Control characters as \\uXXXX (Jackson writes upper-case hex, pydantic lower: both JSON); non-ASCII and
+        // emoji as UTF-8; a lone surrogate as '?', as Java's UTF-8 encoder writes it.
+        assertEquals("{\"timestamp\":1,\"source\":\"w\",\"message\":\"\\t\\u0001/\u2028😀?\"}",
+            text(Messages.log(1, "w", "\t\u0001/\u2028😀\ud800")));
+        assertEquals("{\"worker_id\":\"w\",\"language\":\"java\",\"status\":\"idle\",\"timestamp\":5}",
+            text(Messages.register("w", "java", 5, 0)));
+    }
+
     @Test
     void presence() throws DecodeException {
         MasterPresence p = MasterPresence.decode(bytes("{\"status\":\"online\",\"timestamp\":9,\"grpc_endpoint\":\"m:1\"}"));

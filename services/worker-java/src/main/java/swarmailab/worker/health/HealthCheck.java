@@ -1,13 +1,14 @@
 package swarmailab.worker.health;
 
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.JsonNode;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.Locale;
-import java.util.Map;
-import swarmailab.worker.protocol.Json;
+import swarmailab.worker.protocol.JsonCodec;
 import swarmailab.worker.settings.PyText;
 import swarmailab.worker.settings.Strerror;
 
@@ -36,27 +37,26 @@ public final class HealthCheck {
         } catch (IOException e) {
             throw new Unhealthy("cannot read the heartbeat file " + path + ": " + Strerror.of(e));
         }
-        Object parsed;
+        JsonNode beat;
         try {
-            parsed = Json.parse(raw);
-        } catch (Json.SyntaxError e) {
-            parsed = null;
+            beat = JsonCodec.parse(raw);
+        } catch (JsonProcessingException e) {
+            beat = null;
         }
-        Map<?, ?> beat = parsed instanceof Map ? (Map<?, ?>) parsed : null;
-        if (beat == null || !beat.containsKey("worker_id") || !beat.containsKey("connected")
-            || !(beat.get("time") instanceof Json.Num)) {
+        if (beat == null || !beat.isObject() || !beat.has("worker_id") || !beat.has("connected")
+            || !beat.path("time").isNumber()) {
             throw new Unhealthy("the heartbeat file " + path + " is not a worker's heartbeat");
         }
-        Object id = beat.get("worker_id");
-        String workerId = id instanceof String ? (String) id : String.valueOf(id);
-        double age = nowSeconds - Double.parseDouble(((Json.Num) beat.get("time")).text());
+        JsonNode id = beat.get("worker_id");
+        String workerId = id.isTextual() ? id.textValue() : id.toString();
+        double age = nowSeconds - beat.get("time").doubleValue();
         double limit = STALE_AFTER_BEATS * intervalMs / 1000.0;
         // A clock set back must not keep a dead worker's file fresh.
         if (!(-limit <= age && age <= limit)) {
             throw new Unhealthy(String.format(Locale.ROOT, "worker %s: last heartbeat %.1f s ago (> %s s): gone or hung",
                 workerId, age, PyText.formatG(limit)));
         }
-        if (beat.get("connected") != Boolean.TRUE) {
+        if (!beat.get("connected").booleanValue()) { // true only for JSON true, as Python's `is not True`
             throw new Unhealthy("worker " + workerId + " is not connected to the MQTT broker");
         }
         return String.format(Locale.ROOT, "worker %s is connected to MQTT (heartbeat %.1f s ago)", workerId,

@@ -7,7 +7,7 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.function.BooleanSupplier;
 import swarmailab.worker.logging.Log;
-import swarmailab.worker.protocol.Json;
+import swarmailab.worker.protocol.JsonCodec;
 import swarmailab.worker.settings.PyText;
 
 /**
@@ -34,10 +34,10 @@ public final class Heartbeat {
 
     /** One heartbeat exactly as Python's json.dumps writes it. */
     public static String format(String workerId, boolean connected, double unixSeconds, long pid) {
-        StringBuilder b = new StringBuilder("{\"worker_id\": ");
-        Json.quote(b, workerId);
-        return b.append(", \"connected\": ").append(connected).append(", \"time\": ")
-            .append(PyText.floatRepr(unixSeconds)).append(", \"pid\": ").append(pid).append('}').toString();
+        // Put together here, not by Jackson: json.dumps separates with ", " and ": ", and writes the time as
+        // Python's repr of a float (1733512345.25, where Java would write 1.73351234525E9).
+        return "{\"worker_id\": " + JsonCodec.quote(workerId) + ", \"connected\": " + connected + ", \"time\": "
+            + PyText.floatRepr(unixSeconds) + ", \"pid\": " + pid + "}";
     }
 
     /** Writes now and then every interval, and as soon as the connection comes or goes, on a daemon thread. */

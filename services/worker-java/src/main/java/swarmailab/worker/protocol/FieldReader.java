@@ -1,25 +1,29 @@
 package swarmailab.worker.protocol;
 
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.JsonNode;
 import java.nio.ByteBuffer;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
-import java.util.List;
-import java.util.Map;
 
-/** Reads typed fields of one JSON object the way pydantic validates them (strict strings and integers). */
+/**
+ * Reads typed fields of one JSON object the way pydantic validates them: strict strings and integers, unknown
+ * fields ignored. The messages are pydantic models with {@code StrictInt} fields on the Python side.
+ */
 final class FieldReader {
     private final String kind;
-    private final Map<String, Object> fields;
+    private final JsonNode fields;
 
-    private FieldReader(String kind, Map<String, Object> fields) {
+    private FieldReader(String kind, JsonNode fields) {
         this.kind = kind;
         this.fields = fields;
     }
 
     /** The payload as a JSON object, or why it is not one. */
-    @SuppressWarnings("unchecked")
     static FieldReader of(String kind, byte[] payload) throws DecodeException {
+        // Decoded here, strictly, rather than by Jackson from the bytes: Jackson would also take UTF-16/32 and
+        // skip a byte-order mark, Python's bytes.decode("utf-8") does neither.
         String text;
         try {
             text = StandardCharsets.UTF_8.newDecoder()
@@ -29,76 +33,73 @@ final class FieldReader {
         } catch (CharacterCodingException e) {
             throw new DecodeException(kind, "not UTF-8 JSON");
         }
-        Object value;
+        JsonNode value;
         try {
-            value = Json.parse(text);
-        } catch (Json.SyntaxError e) {
-            throw new DecodeException(kind, "not UTF-8 JSON (" + e.getMessage() + ")");
+            value = JsonCodec.parse(text);
+        } catch (JsonProcessingException e) {
+            throw new DecodeException(kind, "not UTF-8 JSON (" + JsonCodec.reason(e) + ")");
         }
-        if (!(value instanceof Map)) {
+        if (!value.isObject()) {
             throw new DecodeException(kind, "expected a JSON object, got " + jsonType(value));
         }
-        return new FieldReader(kind, (Map<String, Object>) value);
+        return new FieldReader(kind, value);
     }
 
-    private static String jsonType(Object v) {
-        if (v == Json.NULL) {
-            return "null";
+    /** The JSON name of a value's type, as the Python side names it in the same message. */
+    private static String jsonType(JsonNode v) {
+        switch (v.getNodeType()) {
+            case NULL: return "null";
+            case BOOLEAN: return "boolean";
+            case NUMBER: return "number";
+            case STRING: return "string";
+            case ARRAY: return "array";
+            default: return "object";
         }
-        if (v instanceof Boolean) {
-            return "boolean";
-        }
-        if (v instanceof Json.Num) {
-            return "number";
-        }
-        if (v instanceof String) {
-            return "string";
-        }
-        return v instanceof List ? "array" : "object";
     }
 
     private DecodeException fail(String name, String why) {
         return new DecodeException(kind, name + ": " + why);
     }
 
-    private Object raw(String name) {
-        Object v = fields.get(name);
-        return v == Json.NULL ? null : v;
+    /** The field's value; null when absent or JSON null. */
+    private JsonNode raw(String name) {
+        JsonNode v = fields.get(name);
+        return v == null || v.isNull() ? null : v;
     }
 
     /** A string field; null when absent or null (an error when required). */
     String string(String name, boolean required) throws DecodeException {
-        Object v = raw(name);
+        JsonNode v = raw(name);
         if (v == null) {
             if (required) {
                 throw fail(name, "Field required");
             }
             return null;
         }
-        if (!(v instanceof String)) {
+        if (!v.isTextual()) {
             throw fail(name, "Input should be a valid string");
         }
-        return (String) v;
+        return v.textValue();
     }
 
-    /** A strict integer field (no strings, booleans or fractions, 3.0 included), at least min when given. */
+    /**
+     * A strict integer field, at least min when given: a number written without fraction or exponent (3.0, 3e0,
+     * NaN, strings and booleans refused, as StrictInt refuses them) that fits a long.
+     */
     Long integer(String name, boolean required, Long min) throws DecodeException {
-        Object v = raw(name);
+        JsonNode v = raw(name);
         if (v == null) {
             if (required) {
                 throw fail(name, "Field required");
             }
             return null;
         }
-        if (!(v instanceof Json.Num) || !((Json.Num) v).isInteger()) {
+        // Jackson reads 3.0 and 3e0 as doubles (canConvertToLong would take them): isIntegralNumber tells them
+        // apart; a bigger whole number than a long is a BigIntegerNode, refused as before.
+        if (!v.isIntegralNumber() || !v.canConvertToLong()) {
             throw fail(name, "Input should be a valid integer");
         }
-        long value;
-        try {
-            value = Long.parseLong(((Json.Num) v).text());
-        } catch (NumberFormatException e) {
-            throw fail(name, "Input should be a valid integer");
-        }
+        long value = v.longValue();
         if (min != null && value < min) {
             throw fail(name, "Input should be greater than or equal to " + min);
         }

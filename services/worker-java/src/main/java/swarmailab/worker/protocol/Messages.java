@@ -1,6 +1,9 @@
 package swarmailab.worker.protocol;
 
-/** The messages a worker publishes, as compact UTF-8 JSON with the Python worker's keys, in its order. */
+/**
+ * The messages a worker publishes, as compact UTF-8 JSON with the Python worker's keys, in its order (pydantic
+ * writes a model's fields in declaration order); a null field is left out, as exclude_none=True does.
+ */
 public final class Messages {
     private Messages() {}
 
@@ -11,19 +14,19 @@ public final class Messages {
 
     /** `workers/register`: always idle, with the longest a task may take here. */
     public static byte[] register(String workerId, String language, long timestamp, long maxTaskMs) {
-        return new Json.ObjectWriter().put("worker_id", workerId).put("language", language).put("status", "idle")
-            .put("timestamp", timestamp).put("max_task_ms", maxTaskMs > 0 ? maxTaskMs : null).bytes();
+        return JsonCodec.utf8(JsonCodec.object().put("worker_id", workerId).put("language", language)
+            .put("status", "idle").put("timestamp", timestamp).put("max_task_ms", maxTaskMs > 0 ? maxTaskMs : null));
     }
 
     /** `workers/status`; timestamp, task id and attempt are left out when null (the Will has none). */
     public static byte[] status(String workerId, String status, Long timestamp, String taskId, Long attempt) {
-        return new Json.ObjectWriter().put("worker_id", workerId).put("status", status).put("timestamp", timestamp)
-            .put("task_id", taskId).put("attempt", attempt).bytes();
+        return JsonCodec.utf8(JsonCodec.object().put("worker_id", workerId).put("status", status)
+            .put("timestamp", timestamp).put("task_id", taskId).put("attempt", attempt));
     }
 
     /** One line on `logs`. */
     public static byte[] log(long timestamp, String source, String message) {
-        return new Json.ObjectWriter().put("timestamp", timestamp).put("source", source).put("message", message)
-            .bytes();
+        return JsonCodec.utf8(JsonCodec.object().put("timestamp", timestamp).put("source", source)
+            .put("message", message));
     }
 }
