@@ -120,7 +120,10 @@ def test_lab_load_explains_bad_arguments(tmp_path: Path) -> None:
     assert "--replay CSV" in done.stderr
     done = lab("load", "--workers", "0", "--runs-dir", str(tmp_path))
     assert done.returncode == 2
-    assert "--workers must be at least 1" in done.stderr
+    assert "--workers must name at least 1 worker" in done.stderr
+    done = lab("load", "--workers", "python=1,cobol=2", "--runs-dir", str(tmp_path))
+    assert done.returncode == 2
+    assert "unknown worker language 'cobol'" in done.stderr
     done = lab("load", "--model-latency-ms", "0", "--model-latency-sd-ms", "5", "--runs-dir", str(tmp_path))
     assert done.returncode == 2
     assert "--model-latency-sd-ms needs a mean" in done.stderr

@@ -111,7 +111,15 @@ def test_the_deploy_variables_give_the_config_names_and_images_docker_reads(dock
     words = shlex.split(line[2:])
     variables = dict(w.split("=", 1) for w in words[: words.index("docker")])
     version = config_version()
-    assert variables == {"CONFIG_VERSION": version, "REGISTRY": "localhost:5000", "TAG": "t9", "WORKERS": "3"}
+    # A fleet names every language: `--workers 3` is three Python workers and no Go or Java ones.
+    assert variables == {
+        "CONFIG_VERSION": version,
+        "REGISTRY": "localhost:5000",
+        "TAG": "t9",
+        "WORKERS": "3",
+        "WORKERS_GO": "0",
+        "WORKERS_JAVA": "0",
+    }
     files = words[words.index("deploy") + 1 : words.index("--with-registry-auth")]
     # The real client merges the same files with the same variables, as `docker stack deploy` would.
     config = subprocess.run(
@@ -128,6 +136,7 @@ def test_the_deploy_variables_give_the_config_names_and_images_docker_reads(dock
     assert "image: localhost:5000/swarm-ai-lab/master:t9" in config
     assert "image: localhost:5000/swarm-ai-lab/worker:t9" in config
     assert "replicas: 3" in config
+    assert "replicas: 0" in config
     assert 'encrypted: ""' in config
 
 
