@@ -63,7 +63,7 @@ codegen-tools:
 notebooks: setup ## open the lab's notebooks in JupyterLab on http://127.0.0.1:8890 (8888 is the chat's)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --port=8890 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
 
-test: setup-test lint ## run the whole test suite (unit, integration, browser)
+test: setup-test lint ## run the whole test suite (unit, integration, conformance, browser, notebooks, stack)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Each test folder is a marker (tests/conftest.py): unit, integration, browser, notebooks, netns, engine,

@@ -47,27 +47,35 @@ version_at_least() { # version_at_least HAVE WANT
 }
 
 GO=""
-find_go() { # sets GO to the go binary that builds the workers (exporting GOTOOLCHAIN if it must switch)
-  local candidate have
-  for candidate in "$(command -v go || true)" /usr/local/go/bin/go /usr/lib/go/bin/go "$HOME/go/bin/go"; do
-    if [ -n "$candidate" ] && [ -x "$candidate" ]; then GO=$candidate; break; fi
+go_version() { GOTOOLCHAIN=local "$1" env GOVERSION 2>/dev/null | sed 's/^go//'; }
+
+pick_go() { # sets GO to the newest usable go among the usual places; GOTOOLCHAIN when it must switch
+  local candidate have best="" best_version=0
+  for candidate in "$(command -v go || true)" /usr/local/go/bin/go /usr/lib/go/bin/go "$HOME/go/bin/go" \
+    "$HOME/sdk/go/bin/go"; do
+    [ -n "$candidate" ] && [ -x "$candidate" ] || continue
+    have=$(go_version "$candidate")
+    if version_at_least "${have:-0}" "$best_version"; then best=$candidate; best_version=${have:-0}; fi
   done
+  [ -n "$best" ] || return 1
+  GO=$best
+  version_at_least "$best_version" "$GO_MIN" && return 0
+  # Go 1.21+ downloads a newer toolchain itself, through the module proxy it already uses.
+  version_at_least "$best_version" 1.21 && export GOTOOLCHAIN="$GO_TOOLCHAIN" && "$GO" version >/dev/null 2>&1
+}
+
+find_go() { # sets GO to the go binary that builds the workers, installing one with apt if there is none
+  pick_go && return 0
   if [ -z "$GO" ] && [ "$SUDO" != none ] && command -v apt-get >/dev/null; then
+    # Ubuntu 24.04's Go (1.22) can fetch 1.26 itself; Debian 12's (1.19) cannot.
     apt_install golang-go || return 1
-    GO=$(command -v go || true)
+    pick_go && return 0
   fi
   if [ -z "$GO" ]; then
     fail "Go $GO_MIN or newer is missing: install it from the Go project's downloads (go.dev/dl) into /usr/local/go"
-    return 1
+  else
+    fail "Go $(go_version "$GO") at $GO is too old: the Go worker needs Go $GO_MIN or newer (go.dev/dl, into /usr/local/go)"
   fi
-  have=$(GOTOOLCHAIN=local "$GO" env GOVERSION 2>/dev/null | sed 's/^go//')
-  if version_at_least "${have:-0}" "$GO_MIN"; then return 0; fi
-  if version_at_least "${have:-0}" 1.21; then
-    # Go 1.21+ downloads a newer toolchain itself, through the module proxy it already uses.
-    export GOTOOLCHAIN="$GO_TOOLCHAIN"
-    "$GO" version >/dev/null 2>&1 && return 0
-  fi
-  fail "Go ${have:-?} at $GO is too old: the Go worker needs Go $GO_MIN or newer (go.dev/dl, into /usr/local/go)"
 }
 
 need_java() {
@@ -102,7 +110,7 @@ codegen() { # protoc from the distribution, the Go plugins at pinned versions in
 check() {
   BEST_EFFORT=1 SUDO=none find_go 2>/dev/null && say "Go: $("$GO" version | cut -d' ' -f3) ($GO)" || say "Go $GO_MIN+: missing (go.dev/dl)"
   command -v javac >/dev/null && say "JDK: $(javac -version 2>&1)" || say "JDK 17+: missing (apt-get install openjdk-17-jdk-headless)"
-  command -v mvn >/dev/null && say "Maven: $(mvn -B -v 2>/dev/null | head -n1)" || say "Maven: missing (apt-get install maven)"
+  command -v mvn >/dev/null && say "Maven: $(mvn -B -v 2>/dev/null | head -n1 | sed 's/\x1b\[[0-9;]*m//g')" || say "Maven: missing (apt-get install maven)"
   command -v protoc >/dev/null && say "protoc: $(protoc --version)" || say "protoc: missing (apt-get install protobuf-compiler; tests only)"
 }
 
