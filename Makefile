@@ -64,6 +64,7 @@ notebooks: setup ## open the lab's notebooks in JupyterLab on http://127.0.0.1:8
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --port=8890 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: setup-test lint ## run the whole test suite (unit, integration, conformance, browser, notebooks, stack)
+	$(STRICT) services/workers.sh test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Each test folder is a marker (tests/conftest.py): unit, integration, browser, notebooks, netns, engine,

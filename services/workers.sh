@@ -3,6 +3,7 @@
 #
 #   services/workers.sh build        build both: services/worker-go/bin/worker-go, services/worker-java/target/
 #   services/workers.sh build go     one of them
+#   services/workers.sh test         their own unit tests: go test, mvn test (`make test` runs them)
 #   services/workers.sh codegen      also protoc and the Go plugins, for the stubs' regenerate-and-compare test
 #   services/workers.sh check        say what is missing, build nothing
 #
@@ -99,6 +100,18 @@ build_java() {
   SKIP_TESTS="${SKIP_TESTS:-1}" services/worker-java/build.sh
 }
 
+test_go() {
+  find_go || return 0
+  say "Go worker: go test ./..."
+  (cd services/worker-go && CGO_ENABLED=0 "$GO" test ./...)
+}
+
+test_java() {
+  need_java || return 0
+  say "Java worker: mvn test"
+  (cd services/worker-java && mvn -B -q -Dstyle.color=never test)
+}
+
 codegen() { # protoc from the distribution, the Go plugins at pinned versions into .tools/bin
   command -v protoc >/dev/null || apt_install protobuf-compiler || return 0
   find_go || return 0
@@ -122,7 +135,14 @@ case "${1:-build}" in
       all) build_go; build_java ;;
       *) say "unknown worker ${2}; known: go, java"; exit 2 ;;
     esac ;;
+  test)
+    case "${2:-all}" in
+      go) test_go ;;
+      java) test_java ;;
+      all) test_go; test_java ;;
+      *) say "unknown worker ${2}; known: go, java"; exit 2 ;;
+    esac ;;
   codegen) codegen ;;
   check) check ;;
-  *) say "usage: services/workers.sh build [go|java] | codegen | check"; exit 2 ;;
+  *) say "usage: services/workers.sh build|test [go|java] | codegen | check"; exit 2 ;;
 esac
