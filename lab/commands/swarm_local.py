@@ -74,8 +74,8 @@ def register_local(sub: Any) -> None:
         type=fleet_arg,
         default=fleet_arg("2"),
         metavar="FLEET",
-        help="the workers: a number (Python) or language=count pairs; worker-go and worker-java get 0 unless "
-        "named, and need --upstream-images (default: 2)",
+        help="the workers: a number (Python) or language=count pairs, e.g. python=1,go=1,java=1; worker-go and "
+        "worker-java get 0 (and their images are not built) unless named (default: 2)",
     )
     p.add_argument("--start-engine", action="store_true", help="start dockerd when no daemon answers (down stops it)")
     p.add_argument("--extra-ca", type=Path, metavar="FILE", help="CA bundle for the builds' HTTPS (default: the "

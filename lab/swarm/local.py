@@ -2,9 +2,10 @@
 removed again.
 
 `up` starts dockerd when none answers (if allowed) and a registry on 127.0.0.1:5000, creates a swarm, makes the
-stand-in base images (Docker Hub is unreachable here), builds the project's images with BuildKit (the host's
-extra CA as a build secret), pushes them, creates the secrets and deploys stack.yml with stack.no-ipvs.yml,
-then waits until every service is healthy. What it made is written to a state file that `down` reads.
+stand-in base images (Docker Hub is unreachable here), builds the master's image and those of the fleet's
+worker languages with BuildKit (the host's extra CA as a build secret), pushes them, creates the secrets and
+deploys stack.yml with stack.no-ipvs.yml, then waits until every service is healthy. What it made is written
+to a state file that `down` reads.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import platform
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,8 +52,8 @@ from lab.swarm.stack import (
     deploy_env,
     image,
 )
-from lab.swarm.standins import BUILD_ARGS, bundle, host_extra_ca, make_standins
-from lab.system.workers import Fleet, FleetSpec, fleet_text, parse_fleet
+from lab.swarm.standins import IMAGE_BUILD_ARGS, bundle, host_extra_ca, host_goroot, make_standins
+from lab.system.workers import Fleet, FleetSpec, parse_fleet
 
 NO_IPVS_FILE = "stack.no-ipvs.yml"
 DEBIAN_CLIENT = "/usr/bin/docker"
@@ -68,8 +69,8 @@ class LocalOptions:
 
     stack: str = DEFAULT_STACK
     tag: str = "local"
-    # The whole fleet: 2 (Python), or e.g. "python=2,go=1" (Go and Java need --upstream-images: no stand-ins
-    # for their build images). The worker services of the other languages are deployed with 0 replicas.
+    # The whole fleet: 2 (Python), or e.g. "python=1,go=1,java=1"; the worker services of the languages not
+    # named are deployed with 0 replicas (and their images are not built).
     workers: FleetSpec = 2
     start_engine: bool = False
     extra_ca: Path | None = None  # None: the host's extra CAs, if it has any
@@ -138,31 +139,31 @@ def extra_ca_bundle(options: LocalOptions, into: Path, out: Any) -> Path | None:
     return bundle(found, into)
 
 
-def fleet_images(fleet: Fleet, upstream_images: bool) -> list[str]:
-    """The images a local deployment of `fleet` needs: the master's and those of its workers' languages.
-    The stand-ins cover Python only: Go and Java workers need their Dockerfiles' upstream build images."""
-    languages = [language for language, _ in fleet]
-    others = [language for language in languages if language != "python"]
-    if others and not upstream_images:
-        raise DockerError(
-            f"no stand-in base images for the {' and '.join(others)} worker (only Python's are made here): "
-            "`--upstream-images` builds on the Dockerfiles' own bases (Docker Hub or a mirror), or leave them "
-            f"out of --workers (asked: {fleet_text(fleet)})"
-        )
-    services = ["master", *(WORKER_SERVICES[language] for language in languages)]
+def fleet_images(fleet: Fleet) -> list[str]:
+    """The images a local deployment of `fleet` needs: the master's and those of its workers' languages (in
+    DOCKERFILES' order)."""
+    services = ["master", *(WORKER_SERVICES[language] for language, _ in fleet)]
     return [name for name in DOCKERFILES if name in {IMAGES[s] for s in services}]
+
+
+def check_toolchains(images: list[str], upstream_images: bool) -> None:
+    """Refuse, before anything starts, a fleet whose stand-ins this host cannot make (the Go stand-in is the
+    host's own Go toolchain)."""
+    if "worker-go" in images and not upstream_images:
+        host_goroot()
 
 
 def build_images(
     docker: Docker,
     tag: str,
     extra_ca: Path | None,
-    base_args: dict[str, str],
+    base_args: Mapping[str, Mapping[str, str]],
     label: str | None = None,
     images: list[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Build and push the images (default: the master's and the Python worker's) with BuildKit; per image:
-    build and push seconds, cold or warm, size (MB)."""
+    """Build and push the images (default: the master's and the Python worker's) with BuildKit, each given
+    the base images of `base_args[name]` that its Dockerfile declares; per image: build and push seconds,
+    cold or warm, size (MB)."""
     figures: dict[str, dict[str, Any]] = {}
     for name in images or ["master", "worker"]:
         dockerfile = DOCKERFILES[name]
@@ -170,7 +171,8 @@ def build_images(
         # Warm: an image of this name was built here before, so the build cache likely holds its layers.
         earlier = docker.query("image", "ls", "-q", reference.rsplit(":", 1)[0], echo=False)
         cold = not (earlier and earlier.lines())
-        args = ["build", "-f", dockerfile, "-t", reference, *build_args(docker.cwd / dockerfile, base_args)]
+        bases = build_args(docker.cwd / dockerfile, base_args.get(name, {}))
+        args = ["build", "-f", dockerfile, "-t", reference, *bases]
         if extra_ca is not None:
             args += ["--secret", f"id=extra_ca,src={extra_ca}"]
         if label is not None:
@@ -241,7 +243,8 @@ def up(docker: Docker, host: Host, options: LocalOptions) -> dict[str, Any]:
     state = EngineState.load(options.state_dir) or EngineState(network=snapshot(), stack=options.stack)
     figures = options.figures
     figures.update(date=datetime.now(timezone.utc).isoformat(timespec="seconds"), kernel=platform.release())
-    images = fleet_images(parse_fleet(options.workers), options.upstream_images)
+    images = fleet_images(parse_fleet(options.workers))
+    check_toolchains(images, options.upstream_images)
     _ensure_engine(docker, state, options)
     version = docker.query("version", "--format", "{{.Server.Version}}", echo=False)
     figures["engine"] = version.stdout.strip() if version else ""
@@ -250,10 +253,10 @@ def up(docker: Docker, host: Host, options: LocalOptions) -> dict[str, Any]:
     state.volumes_before = listed.lines() if listed else []
     state.save(options.state_dir)
     started = time.monotonic()
-    figures["standins_s"] = {} if options.upstream_images else make_standins(docker, host)
+    figures["standins_s"] = {} if options.upstream_images else make_standins(docker, host, images)
     with tempfile.TemporaryDirectory(prefix="lab-swarm-ca-") as tmp:
         extra_ca = extra_ca_bundle(options, Path(tmp) / "extra-ca.pem", docker.out)
-        base_args = {} if options.upstream_images else BUILD_ARGS
+        base_args = {} if options.upstream_images else IMAGE_BUILD_ARGS
         figures["images"] = build_images(docker, options.tag, extra_ca, base_args, images=images)
     figures["build_total_s"] = round(time.monotonic() - started, 1)
     state.secrets_created = ensure_secrets(docker, options.stack, interactive=lambda: False)

@@ -2,14 +2,15 @@
 registry and deploys the stack on a one-node Swarm of this machine; then every operation of DEPLOY.md is done
 to it while users ask questions through the published chat port, and every question is answered exactly once.
 
-Step by step (one module, in order): all services healthy; questions answered by the workers; a worker
-scale-up (`docker service scale`); a rolling update to a changed image; an update whose health check fails,
-rolled back by Swarm; a worker task killed by the engine (SIGKILL), replaced; the master task killed, back with
-its journal volume, and the questions it had accepted answered. `down` (always) must leave the host's links,
-nft tables and forwarding sysctls as they were, and no engine process.
+The fleet is one worker of each language (Python, Go, Java), so the Go and Java images are built on their
+stand-ins and run too. Step by step (one module, in order): all services healthy; questions answered by every
+worker; a Python worker scale-up (`docker service scale`); a rolling update to a changed image; an update
+whose health check fails, rolled back by Swarm; a worker task killed by the engine (SIGKILL), replaced; the
+master task killed, back with its journal volume, and the questions it had accepted answered. `down` (always)
+must leave the host's links, nft tables and forwarding sysctls as they were, and no engine process.
 
-What this proves on one node: the images build from the Dockerfiles (on stand-in bases, behind the proxy's
-CA), the stack file's secrets, configs, volumes, health checks, placement labels, update and restart policies
+What this proves on one node: the four images build from the Dockerfiles (on stand-in bases, behind the
+proxy's CA), the stack file's secrets, configs, volumes, health checks, placement labels, update and restart policies
 and the overlay network work on a real engine. What it does not prove, and only a multi-node Swarm with IPVS
 shows (the static checks of tests/integration/test_stack_file.py and the multi-host test of tests/netns stay for
 those): service virtual IPs and the ingress routing mesh (replaced here by stack.no-ipvs.yml: dnsrr and
@@ -44,12 +45,16 @@ from lab.swarm.docker import Docker
 from lab.swarm.engine import Host, daemon_answers
 from lab.swarm.local import LocalOptions, build_images, down, extra_ca_bundle, local_docker, up
 from lab.swarm.stack import DEFAULT_REGISTRY, image
-from lab.swarm.standins import BUILD_ARGS
+from lab.swarm.standins import IMAGE_BUILD_ARGS
 from tests.conftest import require
 
 pytestmark = pytest.mark.timeout(1500)
 
-STACK, TAG, WORKERS = "ai-system", "ci", 2
+STACK, TAG = "ai-system", "ci"
+# One worker of each language; the steps scale, update and kill the Python workers.
+FLEET = {"python": 1, "go": 1, "java": 1}
+PYTHON_WORKERS, WORKERS = FLEET["python"], sum(FLEET.values())
+IMAGES = ["master", "worker", "worker-go", "worker-java"]
 URL = "http://127.0.0.1:8888"
 QUESTION_GAP_S = 2.0  # one question every 2 s while a step runs (a session may ask 30 a minute)
 BURST_GAP_S = 0.2  # a burst keeps every worker busy (a session may have 10 questions in flight)
@@ -104,7 +109,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     require_engine()
     tmp = tmp_path_factory.mktemp("swarm-local")
     docker = local_docker()
-    options = LocalOptions(stack=STACK, tag=TAG, workers=WORKERS, start_engine=True, state_dir=tmp / "state")
+    fleet = ",".join(f"{language}={count}" for language, count in FLEET.items())
+    options = LocalOptions(stack=STACK, tag=TAG, workers=fleet, start_engine=True, state_dir=tmp / "state")
     host = Host(out=docker.out)
     deployed = Deployment(docker, options.state_dir, options.figures)
     engine_was_running = daemon_answers(docker)
@@ -207,20 +213,27 @@ def test_every_service_runs_healthy_from_the_images_built_here(deployment: Deplo
     assert deployment.inspect("master", "{{.Spec.TaskTemplate.ContainerSpec.Image}}").startswith(
         image(DEFAULT_REGISTRY, TAG, "master")
     )
-    assert deployment.inspect("worker-python", "{{.Spec.Mode.Replicated.Replicas}}") == str(WORKERS)
+    for language, count in FLEET.items():
+        service = f"worker-{language}"
+        assert deployment.inspect(service, "{{.Spec.Mode.Replicated.Replicas}}") == str(count)
+        assert deployment.inspect(service, "{{.Spec.TaskTemplate.ContainerSpec.Image}}").startswith(
+            image(DEFAULT_REGISTRY, TAG, "worker" if language == "python" else service)
+        )
     assert deployment.figures["deploy_to_healthy_s"] > 0
-    assert set(deployment.figures["images"]) == {"master", "worker"}
+    assert list(deployment.figures["images"]) == IMAGES
 
 
 def test_questions_through_the_published_port_are_answered_by_the_workers(deployment: Deployment) -> None:
     step = ask_during(deployment, "answers", None, minimum=6)
     assert_each_answered_once(step)
-    assert len({e.answers[0].workerId for e in step.exchanges}) == WORKERS, "not every worker answered"
+    answered_by = {e.answers[0].workerId for e in step.exchanges}
+    assert len(answered_by) == WORKERS, f"not every worker answered: {answered_by}"
+    assert {worker.split("-worker-")[0] for worker in answered_by} == set(FLEET), answered_by
 
 
 def test_scale_up_adds_a_worker_and_loses_no_question(deployment: Deployment) -> None:
     def scale() -> None:
-        deployment.docker.run("service", "scale", f"{deployment.service('worker-python')}={WORKERS + 1}")
+        deployment.docker.run("service", "scale", f"{deployment.service('worker-python')}={PYTHON_WORKERS + 1}")
 
     step = ask_during(deployment, "scale-up", scale)
     assert_each_answered_once(step)
@@ -230,7 +243,9 @@ def test_scale_up_adds_a_worker_and_loses_no_question(deployment: Deployment) ->
 def test_rolling_update_to_a_changed_image_loses_no_question(deployment: Deployment) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         extra_ca = extra_ca_bundle(LocalOptions(), Path(tmp) / "ca.pem", deployment.docker.out)
-        rebuilt = build_images(deployment.docker, f"{TAG}-2", extra_ca, BUILD_ARGS, label="lab.swarm.revision=2")
+        rebuilt = build_images(
+            deployment.docker, f"{TAG}-2", extra_ca, IMAGE_BUILD_ARGS, label="lab.swarm.revision=2", images=IMAGES
+        )
     deployment.figures["images_rebuilt"] = rebuilt
     new = image(DEFAULT_REGISTRY, f"{TAG}-2", "worker")
 
@@ -268,7 +283,7 @@ def test_a_worker_killed_by_the_engine_is_replaced_and_its_question_answered(dep
 
     def replaced() -> bool:
         running = deployment.containers("worker-python")
-        return victim not in running and len(running) == WORKERS + 1 and converged(deployment)
+        return victim not in running and len(running) == PYTHON_WORKERS + 1 and converged(deployment)
 
     def kill() -> float:
         time.sleep(1.5)  # the burst's questions are being worked on, on every worker
