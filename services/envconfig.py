@@ -2,7 +2,8 @@
 
 Each setting names its variable once, where its dataclass field is declared (`setting("MQTT_HOST", ...)`);
 `from_env` reads through those names, `to_env`/`env_of` render settings back into an environment, and
-`env_name` gives a field's variable to anyone who must name it.
+`env_name` gives a field's variable to anyone who must name it. A setting may also be read from another
+system's variables (`Alias`, e.g. the original system's `MQTT_BROKER`) when its own is unset.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 import math
 import os
 import re
+from collections import ChainMap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -38,6 +40,10 @@ class Env:
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         self._env = os.environ if env is None else env
+
+    def with_values(self, values: Mapping[str, str]) -> Env:
+        """This environment with `values` set over it (an alias read as the variable it stands for)."""
+        return Env(ChainMap(dict(values), dict(self._env)))
 
     def text(self, name: str, default: str) -> str:
         """A string; empty or unset means the default."""
@@ -143,6 +149,41 @@ def file_variable(name: str) -> str:
     return f"{name}_FILE"
 
 
+# -- another system's variables ---------------------------------------------------------------------------------
+
+# A host name or address without port, scheme, login or path (no IPv6 literal).
+HOST_PATTERN = r"[^\s:/@\[\]]+"
+MQTT_BROKER = "MQTT_BROKER"
+MAX_PORT = 65535
+# The original's broker: `mosquitto`, `mosquitto:1883`, `mqtt://mosquitto`, `mqtt://mosquitto:1884`.
+_BROKER = re.compile(rf"(?:(?i:mqtt)://)?({HOST_PATTERN})(?::([0-9]{{1,5}}))?")
+
+
+def mqtt_broker(env: Env) -> tuple[str, int | None] | None:
+    """The original system's `MQTT_BROKER`, a host or a URL, with or without port, as (host, port or None);
+    None when unset. A bad one is a ValueError naming MQTT_BROKER."""
+    raw = env.optional(MQTT_BROKER)
+    if raw is None:
+        return None
+    match = _BROKER.fullmatch(raw)
+    port = int(match[2]) if match and match[2] else None
+    if match is None or (port is not None and not 1 <= port <= MAX_PORT):
+        raise ValueError(f"{MQTT_BROKER} must be host, host:port or mqtt://host[:port], got {raw!r}")
+    return match[1], port
+
+
+def broker_host(env: Env) -> str | None:
+    """MQTT_BROKER's host, for MQTT_HOST."""
+    broker = mqtt_broker(env)
+    return None if broker is None else broker[0]
+
+
+def broker_port(env: Env) -> str | None:
+    """MQTT_BROKER's port, for MQTT_PORT (None: it has none)."""
+    broker = mqtt_broker(env)
+    return None if broker is None or broker[1] is None else str(broker[1])
+
+
 # -- settings that know their variables -----------------------------------------------------------------------
 
 # Where a field keeps its variable: `dataclasses.field(metadata={ENV: Variable(...)})`.
@@ -159,6 +200,27 @@ class Variable:
     options: Mapping[str, Any]
     # For a secret: the field that keeps the file it was read from, which `to_env` renders instead of the value.
     file_field: str | None = None
+    # Other systems' variables this setting is also read from, when its own is unset.
+    aliases: tuple[Alias, ...] = ()
+
+    def read_from(self, env: Env, default: Any) -> Any:
+        """This setting's value in `env`: its own variable when set, else the first alias that gives one, else
+        the default. An alias that is set is checked even when the own variable wins (a bad value is an error
+        wherever it is)."""
+        derived = [text for alias in self.aliases if (text := alias.derive(env)) is not None]
+        if derived and env.optional(self.name) is None:
+            env = env.with_values({self.name: derived[0]})
+        return self.read(env, self.name, default, **self.options)
+
+
+@dataclass(frozen=True)
+class Alias:
+    """Another system's variables (`names`) that stand for a setting when its own variable is unset:
+    `derive(env)` checks them and gives the text the own variable would hold, or None when they say nothing
+    about the setting; a bad value is a ValueError naming the alias's variable."""
+
+    names: tuple[str, ...]
+    derive: Callable[[Env], str | None]
 
 
 def setting(
@@ -168,12 +230,13 @@ def setting(
     *,
     factory: Callable[[], Any] | None = None,
     file_field: str | None = None,
+    aliases: tuple[Alias, ...] = (),
     repr: bool = True,
     **options: Any,
 ) -> Any:
     """A dataclass field read from the variable `name` with the `Env` method `read` (extra keywords go to it):
-    `mqtt_port: int = setting("MQTT_PORT", 1883, Env.port)`."""
-    variable = Variable(name, read, options, file_field)
+    `mqtt_port: int = setting("MQTT_PORT", 1883, Env.port)`; `aliases`: other variables that stand for it."""
+    variable = Variable(name, read, options, file_field, aliases)
     if factory is not None:
         return field(default_factory=factory, metadata={ENV: variable}, repr=repr)
     return field(default=default, metadata={ENV: variable}, repr=repr)
@@ -215,9 +278,10 @@ class EnvSettings:
 
     @classmethod
     def env_names(cls) -> frozenset[str]:
-        """Every variable these settings read, the `NAME_FILE` of each secret included."""
-        names = {v.name for v in cls.variables().values()}
-        return frozenset(names | {file_variable(v.name) for v in cls.variables().values() if v.file_field})
+        """Every variable these settings read, the `NAME_FILE` of each secret and the aliases included."""
+        variables = cls.variables().values()
+        names = {v.name for v in variables} | {file_variable(v.name) for v in variables if v.file_field}
+        return frozenset(names | {name for v in variables for alias in v.aliases for name in alias.names})
 
     @classmethod
     def read_one(cls, field_name: str, env: Mapping[str, str] | None = None) -> Any:
@@ -225,7 +289,7 @@ class EnvSettings:
         variable = cls.variables().get(field_name)
         if variable is None:
             raise KeyError(f"{cls.__name__} has no setting {field_name!r}")
-        return variable.read(Env(env), variable.name, cls._default(field_name), **variable.options)
+        return variable.read_from(Env(env), cls._default(field_name))
 
     @classmethod
     def _default(cls, field_name: str) -> Any:
@@ -240,7 +304,7 @@ class EnvSettings:
         e = Env(env)
         values: dict[str, Any] = {}
         for name, variable in cls.variables().items():
-            values[name] = variable.read(e, variable.name, cls._default(name), **variable.options)
+            values[name] = variable.read_from(e, cls._default(name))
             if variable.file_field is not None:
                 values[variable.file_field] = e.secret_file(variable.name)
         return cls(**values)
@@ -278,8 +342,10 @@ def _render(variables: Mapping[str, Variable], values: Mapping[str, Any]) -> dic
 class ServiceSettings(EnvSettings):
     """What every service is told: its broker (an MQTT client's settings), its log level and its event loop."""
 
-    mqtt_host: str = setting("MQTT_HOST", "127.0.0.1")
-    mqtt_port: int = setting("MQTT_PORT", 1883, Env.port)
+    # The original system's MQTT_BROKER (a host or mqtt:// URL, with or without port) stands for both when they
+    # are unset: MQTT_HOST, and MQTT_PORT, beat it.
+    mqtt_host: str = setting("MQTT_HOST", "127.0.0.1", aliases=(Alias((MQTT_BROKER,), broker_host),))
+    mqtt_port: int = setting("MQTT_PORT", 1883, Env.port, aliases=(Alias((MQTT_BROKER,), broker_port),))
     topic_prefix: str = setting("TOPIC_PREFIX", DEFAULT_PREFIX, Env.topic_prefix)
     mqtt_username: str | None = setting("MQTT_USERNAME", None, Env.optional)
     mqtt_password: str | None = setting("MQTT_PASSWORD", None, Env.secret, file_field="mqtt_password_file", repr=False)

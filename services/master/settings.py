@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from services.envconfig import Env, ServiceSettings, setting
+from services.envconfig import HOST_PATTERN, Alias, Env, ServiceSettings, setting
+
+DEFAULT_GRPC_PORT = 50051
+GRPC_PORT = "GRPC_PORT"
+MASTER_HOST = "MASTER_HOST"
+
+
+def callback_endpoint(env: Env) -> str | None:
+    """The original system's callback, `MASTER_HOST` with `GRPC_PORT`, as GRPC_ENDPOINT's host:port (None when
+    MASTER_HOST is unset)."""
+    host = env.optional(MASTER_HOST)
+    if host is None:
+        return None
+    if not re.fullmatch(HOST_PATTERN, host):
+        raise ValueError(f"{MASTER_HOST} must be a host name or address, got {host!r}")
+    return f"{host}:{env.port(GRPC_PORT, DEFAULT_GRPC_PORT)}"
 
 
 @dataclass(frozen=True)
@@ -17,8 +33,16 @@ class MasterSettings(ServiceSettings):
     web_host: str = setting("WEB_HOST", "0.0.0.0")
     web_port: int = setting("WEB_PORT", 8888, Env.port)
     grpc_host: str = setting("GRPC_HOST", "0.0.0.0")
-    grpc_port: int = setting("GRPC_PORT", 50051, Env.port)
-    grpc_endpoint: str = setting("GRPC_ENDPOINT", "", Env.matching, pattern=r"[^\s:]+:\d{1,5}", what="host:port")
+    grpc_port: int = setting(GRPC_PORT, DEFAULT_GRPC_PORT, Env.port)
+    # The original system's MASTER_HOST (with GRPC_PORT) stands for it when it is unset.
+    grpc_endpoint: str = setting(
+        "GRPC_ENDPOINT",
+        "",
+        Env.matching,
+        aliases=(Alias((MASTER_HOST, GRPC_PORT), callback_endpoint),),
+        pattern=r"[^\s:]+:\d{1,5}",
+        what="host:port",
+    )
     max_query_chars: int = setting("MAX_QUERY_CHARS", 8000, Env.integer, minimum=1)
     max_attempts: int = setting("MAX_ATTEMPTS", 3, Env.integer, minimum=1)
     allow_baseline_workers: bool = setting("ALLOW_BASELINE_WORKERS", False, Env.boolean)
@@ -38,5 +62,6 @@ class MasterSettings(ServiceSettings):
 
     @property
     def advertised_grpc_endpoint(self) -> str:
-        """The host:port workers call back; defaults to loopback and the gRPC port."""
+        """The host:port workers call back: GRPC_ENDPOINT, else MASTER_HOST:GRPC_PORT, else loopback and the gRPC
+        port."""
         return self.grpc_endpoint or f"127.0.0.1:{self.grpc_port}"

@@ -133,6 +133,7 @@ BAD_SETTINGS = {
     "WORKER_ID": "has/slash",
     "GEMINI_TIMEOUT_SECONDS": "0",
     "RESULT_STREAM": "maybe",
+    "MQTT_BROKER": "http://x",  # the original system's variable, checked even when MQTT_HOST and MQTT_PORT win
 }
 
 

@@ -180,6 +180,28 @@ func (e Env) Secret(name string) (string, error) {
 	return pyStrip(string(data)), nil
 }
 
+// brokerRe is the original system's MQTT_BROKER: `mosquitto`, `mosquitto:1883`, `mqtt://mosquitto`,
+// `mqtt://mosquitto:1884` (services/envconfig.py's _BROKER).
+var brokerRe = regexp.MustCompile(`^(?:(?i:mqtt)://)?([^\s:/@\[\]]+)(?::([0-9]{1,5}))?$`)
+
+// MQTTBroker reads the original system's MQTT_BROKER, a host or a URL, with or without port: its host and
+// port (0: none); "" when unset. It stands for MQTT_HOST and MQTT_PORT when they are unset.
+func (e Env) MQTTBroker() (string, int, error) {
+	raw := e.raw("MQTT_BROKER")
+	if raw == "" {
+		return "", 0, nil
+	}
+	m := brokerRe.FindStringSubmatch(raw)
+	port := 0
+	if m != nil && m[2] != "" {
+		port, _ = strconv.Atoi(m[2])
+	}
+	if m == nil || (m[2] != "" && (port < 1 || port > 65535)) {
+		return "", 0, fmt.Errorf("MQTT_BROKER must be host, host:port or mqtt://host[:port], got %s", protocol.PyRepr(raw))
+	}
+	return m[1], port, nil
+}
+
 // Strerror is the OS's reason for a failed file operation, as Python's e.strerror says it.
 func Strerror(err error) string {
 	var errno syscall.Errno
@@ -205,11 +227,20 @@ func FromEnv(e Env) (*Settings, error) {
 			err = e
 		}
 	}
-	var ferr error
 	// Services' settings (envconfig.ServiceSettings), in the same order as Python's.
-	s.MQTTHost = e.Text("MQTT_HOST", "127.0.0.1")
-	s.MQTTPort, ferr = e.Integer("MQTT_PORT", 1883, 1, 65535, true)
+	// The original's MQTT_BROKER stands for MQTT_HOST and MQTT_PORT when they are unset (checked even then).
+	brokerHost, brokerPort, ferr := e.MQTTBroker()
 	first(ferr)
+	s.MQTTHost = e.Text("MQTT_HOST", "127.0.0.1")
+	if e.raw("MQTT_HOST") == "" && brokerHost != "" {
+		s.MQTTHost = brokerHost
+	}
+	if e.raw("MQTT_PORT") == "" && brokerPort != 0 {
+		s.MQTTPort = brokerPort
+	} else {
+		s.MQTTPort, ferr = e.Integer("MQTT_PORT", 1883, 1, 65535, true)
+		first(ferr)
+	}
 	s.TopicPrefix = e.Text("TOPIC_PREFIX", protocol.DefaultPrefix)
 	if perr := protocol.ValidPrefix(s.TopicPrefix); perr != nil {
 		first(fmt.Errorf("TOPIC_PREFIX: %v", perr))

@@ -137,3 +137,37 @@ func TestFormatG(t *testing.T) {
 		}
 	}
 }
+
+// The original system's MQTT_BROKER stands for MQTT_HOST and MQTT_PORT when they are unset
+// (services/envconfig.py's precedence: our own variables win, a port inside MQTT_BROKER beats the default).
+func TestMQTTBroker(t *testing.T) {
+	cases := []struct {
+		env  map[string]string
+		host string
+		port int
+	}{
+		{map[string]string{"MQTT_BROKER": "mosquitto"}, "mosquitto", 1883},
+		{map[string]string{"MQTT_BROKER": "mosquitto:1884"}, "mosquitto", 1884},
+		{map[string]string{"MQTT_BROKER": "mqtt://mosquitto"}, "mosquitto", 1883},
+		{map[string]string{"MQTT_BROKER": " MQTT://10.0.0.7:1885 "}, "10.0.0.7", 1885},
+		{map[string]string{"MQTT_BROKER": "mqtt://mosquitto:1884", "MQTT_HOST": "broker"}, "broker", 1884},
+		{map[string]string{"MQTT_BROKER": "mqtt://mosquitto:1884", "MQTT_PORT": "1999"}, "mosquitto", 1999},
+		{map[string]string{"MQTT_BROKER": "mosquitto", "MQTT_PORT": "1999"}, "mosquitto", 1999},
+		{map[string]string{"MQTT_BROKER": "", "MQTT_HOST": ""}, "127.0.0.1", 1883},
+	}
+	for _, c := range cases {
+		s, err := FromEnv(FromMap(c.env))
+		if err != nil || s.MQTTHost != c.host || s.MQTTPort != c.port {
+			t.Errorf("%v: got %v %v", c.env, s, err)
+		}
+	}
+	for _, bad := range []string{"http://x", "mqtt://:99999", "mqtt://x:0", "mqtt://x:70000", "mqtt://x/", "x:y", "u@x", "mqtts://x", "mqtt://"} {
+		want := "MQTT_BROKER must be host, host:port or mqtt://host[:port], got '" + bad + "'"
+		for _, env := range []map[string]string{{"MQTT_BROKER": bad}, {"MQTT_BROKER": bad, "MQTT_HOST": "h", "MQTT_PORT": "1"}} {
+			_, err := FromEnv(FromMap(env))
+			if err == nil || err.Error() != want {
+				t.Errorf("%v: got %v, want %q", env, err, want)
+			}
+		}
+	}
+}

@@ -115,6 +115,39 @@ class SettingsTest {
         });
     }
 
+    /**
+     * The original system's MQTT_BROKER stands for MQTT_HOST and MQTT_PORT when they are unset (our own
+     * variables win; a port inside MQTT_BROKER beats the default): the Go worker's TestMQTTBroker.
+     */
+    @Test
+    void mqttBrokerStandsForHostAndPort() throws BadSetting {
+        Object[][] cases = {
+            {Map.of("MQTT_BROKER", "mosquitto"), "mosquitto", 1883},
+            {Map.of("MQTT_BROKER", "mosquitto:1884"), "mosquitto", 1884},
+            {Map.of("MQTT_BROKER", "mqtt://mosquitto"), "mosquitto", 1883},
+            {Map.of("MQTT_BROKER", " MQTT://10.0.0.7:1885 "), "10.0.0.7", 1885},
+            {Map.of("MQTT_BROKER", "mqtt://mosquitto:1884", "MQTT_HOST", "broker"), "broker", 1884},
+            {Map.of("MQTT_BROKER", "mqtt://mosquitto:1884", "MQTT_PORT", "1999"), "mosquitto", 1999},
+            {Map.of("MQTT_BROKER", "mosquitto", "MQTT_PORT", "1999"), "mosquitto", 1999},
+            {Map.of("MQTT_BROKER", "", "MQTT_HOST", ""), "127.0.0.1", 1883},
+        };
+        for (Object[] c : cases) {
+            @SuppressWarnings("unchecked")
+            Settings s = Settings.fromEnv(Env.of((Map<String, String>) c[0]));
+            assertEquals(c[1], s.mqttHost, c[0].toString());
+            assertEquals(c[2], s.mqttPort, c[0].toString());
+        }
+        for (String bad : new String[] {
+            "http://x", "mqtt://:99999", "mqtt://x:0", "mqtt://x:70000", "mqtt://x/", "x:y", "u@x", "mqtts://x", "mqtt://"}) {
+            String want = "MQTT_BROKER must be host, host:port or mqtt://host[:port], got '" + bad + "'";
+            for (Map<String, String> env : java.util.List.of(
+                Map.of("MQTT_BROKER", bad), Map.of("MQTT_BROKER", bad, "MQTT_HOST", "h", "MQTT_PORT", "1"))) {
+                BadSetting e = assertThrows(BadSetting.class, () -> Settings.fromEnv(Env.of(env)), bad);
+                assertEquals(want, e.getMessage());
+            }
+        }
+    }
+
     @Test
     void numbersAsPythonReadsThem() throws BadSetting {
         Map<String, Double> cases = Map.of("1e3", 1000.0, "1_000", 1000.0, ".5", 0.5, "5.", 5.0, "+2", 2.0, " 3 ", 3.0);

@@ -18,6 +18,12 @@ public final class Env {
         "[+-]?((\\d(_?\\d)*)?\\.?\\d(_?\\d)*([eE][+-]?\\d(_?\\d)*)?|(\\d(_?\\d)*)\\.([eE][+-]?\\d(_?\\d)*)?"
             + "|inf|infinity|nan)");
     private static final Pattern PY_INT = Pattern.compile("[+-]?\\d(_?\\d)*");
+    // The original system's MQTT_BROKER: mosquitto, mosquitto:1883, mqtt://mosquitto, mqtt://mosquitto:1884
+    // (services/envconfig.py's _BROKER).
+    private static final Pattern BROKER = Pattern.compile("(?:(?i:mqtt)://)?([^\\s:/@\\[\\]]+)(?::([0-9]{1,5}))?");
+
+    /** The original system's MQTT_BROKER: its host and its port (0: none). */
+    public record Broker(String host, int port) {}
 
     private final Function<String, String> lookup;
 
@@ -39,6 +45,24 @@ public final class Env {
     public String raw(String name) {
         String v = lookup.apply(name);
         return v == null ? "" : PyText.strip(v);
+    }
+
+    /**
+     * The original system's MQTT_BROKER, a host or a URL, with or without port; null when unset. It stands for
+     * MQTT_HOST and MQTT_PORT when they are unset.
+     */
+    public Broker mqttBroker() throws BadSetting {
+        String raw = raw("MQTT_BROKER");
+        if (raw.isEmpty()) {
+            return null;
+        }
+        java.util.regex.Matcher m = BROKER.matcher(raw);
+        boolean matches = m.matches();
+        int port = matches && m.group(2) != null ? Integer.parseInt(m.group(2)) : 0;
+        if (!matches || (m.group(2) != null && (port < 1 || port > 65535))) {
+            throw new BadSetting("MQTT_BROKER must be host, host:port or mqtt://host[:port], got " + PyText.repr(raw));
+        }
+        return new Broker(m.group(1), port);
     }
 
     /** A string; empty or unset means the default. */

@@ -52,8 +52,12 @@ public final class Settings {
     /** Reads every setting, in the Python worker's order; the first bad one is the error. */
     public static Settings fromEnv(Env e) throws BadSetting {
         Settings s = new Settings();
-        s.mqttHost = e.text("MQTT_HOST", "127.0.0.1");
-        s.mqttPort = e.integer("MQTT_PORT", 1883, 1, 65535);
+        // The original's MQTT_BROKER stands for MQTT_HOST and MQTT_PORT when they are unset (checked even then).
+        Env.Broker broker = e.mqttBroker();
+        s.mqttHost = e.text("MQTT_HOST", broker != null ? broker.host() : "127.0.0.1");
+        s.mqttPort = e.raw("MQTT_PORT").isEmpty() && broker != null && broker.port() != 0
+            ? broker.port()
+            : e.integer("MQTT_PORT", 1883, 1, 65535);
         s.topicPrefix = e.text("TOPIC_PREFIX", Topics.DEFAULT_PREFIX);
         String prefixProblem = Topics.checkPrefix(s.topicPrefix);
         if (prefixProblem != null) {
