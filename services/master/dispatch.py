@@ -114,6 +114,7 @@ class Dispatcher:
         lease_ms: int = 60_000,
         lease_margin_ms: int = 15_000,
         restore_grace_ms: int = 15_000,
+        forget_gone_after_ms: int = 30_000,
         new_token: Callable[[], str] = lambda: secrets.token_urlsafe(24),
     ) -> None:
         self.registry = Registry()
@@ -122,6 +123,7 @@ class Dispatcher:
         self.lease_ms = lease_ms
         self.lease_margin_ms = lease_margin_ms
         self.restore_grace_ms = restore_grace_ms
+        self.forget_gone_after_ms = forget_gone_after_ms
         self._new_token = new_token
         self._queue: deque[Task] = deque()
         self._tasks: dict[str, Task] = {}  # queued and assigned
@@ -195,7 +197,7 @@ class Dispatcher:
         if status == WorkerState.OFFLINE.value:
             return self._worker_lost(worker, now_ms) if worker else Outcome()
         if worker is None or worker.state is WorkerState.OFFLINE:
-            # A worker we do not know (e.g. we restarted): it is online, so admit it.
+            # A worker we do not know (we restarted, or forgot it while it was gone): it is online, admit it.
             worker = self.registry.upsert(worker_id, worker.language if worker else language_of(worker_id), now_ms)
         worker.last_seen_ms = now_ms
         if worker.task_id is not None:
@@ -266,15 +268,20 @@ class Dispatcher:
         return Outcome() if held else self._dispatch(now_ms)
 
     def expire(self, now_ms: int) -> Outcome:
-        """Take back every task whose lease ran out; its worker is not given more until it says idle."""
+        """Take back every task whose lease ran out; its worker is lost (given nothing) until it reports."""
         outcome = Outcome()
         for task in [t for t in self._assigned.values() if t.lease_until_ms <= now_ms]:
             worker = self.registry.get(task.worker_id or "")
             if worker is None or worker.task_id != task.task_id:
                 continue
             outcome.extend(self._lose(worker, "its lease ran out", now_ms))
-            self.registry.mark_busy(worker, None, now_ms)  # hung or slow: wait for its idle
+            self.registry.mark_lost(worker, now_ms)  # hung or slow: wait until it reports idle again
         return outcome.extend(self._dispatch(now_ms))
+
+    def forget_gone(self, now_ms: int) -> list[str]:
+        """Drop workers offline or lost for longer than `forget_gone_after_ms`, so that the status and its
+        counts show the fleet as it is; their ids."""
+        return self.registry.forget_gone(now_ms - self.forget_gone_after_ms)
 
     def assignment_lost(self, task_id: str, attempt: int, now_ms: int) -> Outcome:
         """The task message of `attempt` could not be published: requeue the task and keep the worker.

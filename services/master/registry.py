@@ -16,6 +16,7 @@ class WorkerState(str, Enum):
     IDLE = "idle"
     BUSY = "busy"
     OFFLINE = "offline"
+    LOST = "lost"  # its lease ran out (hung, or slower than it said): no tasks until it reports again
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Worker:
     tasks_done: int = 0
     tasks_failed: int = 0
     max_task_ms: int | None = None  # the longest a task may take on it (work + model timeout), if it said
+    gone_since_ms: int = 0  # when it went offline or lost (meaningful in those states only)
 
 
 def language_of(worker_id: str) -> str:
@@ -88,8 +90,29 @@ class Registry:
         """Take a worker out of service; its task (if any) is the caller's to requeue."""
         self._move(worker, WorkerState.OFFLINE)
         worker.task_id = None
-        worker.last_seen_ms = now_ms
+        worker.last_seen_ms = worker.gone_since_ms = now_ms
         self._idle.pop(worker.worker_id, None)
+
+    def mark_lost(self, worker: Worker, now_ms: int) -> None:
+        """Take a worker that stopped answering out of service until it reports again; its task (if any) is
+        the caller's to requeue. `last_seen_ms` stays when it was last heard from."""
+        self._move(worker, WorkerState.LOST)
+        worker.task_id = None
+        worker.gone_since_ms = now_ms
+        self._idle.pop(worker.worker_id, None)
+
+    def forget_gone(self, before_ms: int) -> list[str]:
+        """Drop the workers that went offline or lost before `before_ms`; their ids. One that reports again
+        later is admitted again as a new worker."""
+        gone = [
+            w.worker_id
+            for w in self._workers.values()
+            if w.state in (WorkerState.OFFLINE, WorkerState.LOST) and w.gone_since_ms < before_ms
+        ]
+        for worker_id in gone:
+            worker = self._workers.pop(worker_id)
+            self._counts[worker.state] -= 1
+        return gone
 
     def take_longest_idle(self) -> Worker | None:
         """The worker idle for the longest time, or None when nobody is idle (not yet marked busy)."""

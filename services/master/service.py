@@ -77,6 +77,7 @@ class Master:
             max_attempts=settings.max_attempts,
             allow_baseline=settings.allow_baseline_workers,
             lease_ms=round(settings.lease_seconds * 1000),
+            forget_gone_after_ms=round(settings.forget_workers_after_seconds * 1000),
         )
         self.dispatcher.hold(True, clock())  # nothing is assigned before MQTT is up
         self.metrics = Metrics(lambda: state_counts(self.dispatcher))
@@ -153,7 +154,7 @@ class Master:
         """A worker (re)announced itself."""
         known = self.dispatcher.registry.get(reg.worker_id)
         outcome = self.dispatcher.worker_online(reg.worker_id, reg.language, self._clock(), reg.max_task_ms)
-        if known is None or known.state is WorkerState.OFFLINE:
+        if known is None or known.state in (WorkerState.OFFLINE, WorkerState.LOST):
             self.log(f"worker {reg.worker_id} ({reg.language}) registered")
             self._event("worker.online", worker_id=reg.worker_id, language=reg.language)
         await self._apply(outcome)
@@ -222,9 +223,13 @@ class Master:
 
     # -- steps of the background loops -------------------------------------------------------
     async def tick(self) -> None:
-        """Take back tasks whose lease ran out; at most once a minute, drop old undelivered answers."""
+        """Take back tasks whose lease ran out, forget workers gone for a while; at most once a minute, drop
+        old undelivered answers."""
         now = self._clock()
         await self._apply(self.dispatcher.expire(now))
+        for worker_id in self.dispatcher.forget_gone(now):
+            gone_s = self.settings.forget_workers_after_seconds
+            self.log(f"worker {worker_id} forgotten: offline or lost for {gone_s:g} s")
         if now - self._last_purge >= PURGE_EVERY_MS:
             self._last_purge = now
             dropped = self.deliveries.purge()

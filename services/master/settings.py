@@ -48,6 +48,7 @@ class MasterSettings(ServiceSettings):
     allow_baseline_workers: bool = setting("ALLOW_BASELINE_WORKERS", False, Env.boolean)
     journal_path: str = setting("JOURNAL_PATH", "journal.sqlite3")
     lease_seconds: float = setting("LEASE_SECONDS", 60.0, Env.number, minimum=0.1)
+    forget_workers_after_seconds: float = setting("FORGET_WORKERS_AFTER_SECONDS", 30.0, Env.number, minimum=0.0)
     answer_retention_seconds: float = setting("ANSWER_RETENTION_SECONDS", 3600.0, Env.number)
     rate_per_minute: int = setting("RATE_PER_MINUTE", 30, Env.integer, minimum=1)
     max_in_flight_per_session: int = setting("MAX_IN_FLIGHT_PER_SESSION", 10, Env.integer, minimum=1)

@@ -39,6 +39,7 @@ def status_report(dispatcher: Dispatcher, undelivered: int) -> StatusReport:
         idle=registry.count(WorkerState.IDLE),
         busy=registry.count(WorkerState.BUSY),
         offline=registry.count(WorkerState.OFFLINE),
+        lost=registry.count(WorkerState.LOST),
         queue_length=dispatcher.queue_length,
         in_flight=dispatcher.in_flight,
         undelivered=undelivered,

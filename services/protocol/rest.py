@@ -9,7 +9,7 @@ from pydantic import StrictBool
 from services.protocol.messages import Message
 from services.protocol.payloads import Count, Payload
 
-WorkerStateName = Literal["idle", "busy", "offline"]
+WorkerStateName = Literal["idle", "busy", "offline", "lost"]
 
 
 class WorkerStatus(Message):
@@ -33,6 +33,7 @@ class StatusReport(Payload):
     idle: Count
     busy: Count
     offline: Count
+    lost: Count = 0  # workers whose lease ran out and that have not reported since (no tasks for them)
     queue_length: Count  # tasks waiting for a worker
     in_flight: Count  # tasks assigned and not answered yet
     undelivered: Count  # answers kept until a client of their session acknowledges them

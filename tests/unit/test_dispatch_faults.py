@@ -16,9 +16,39 @@ def test_a_lease_that_runs_out_requeues_the_task_and_benches_the_worker() -> Non
     assert d.expire(999).requeued == []
     outcome = d.expire(1_000)
     assert [r.task.task_id for r in outcome.requeued] == ["t1"] and d.queue_length == 1
-    assert worker_of(d, "slow").state is WorkerState.BUSY  # not given more until it says idle
+    slow = worker_of(d, "slow")
+    assert slow.state is WorkerState.LOST  # not given more until it says idle, and not counted as busy
+    assert (d.registry.count(WorkerState.BUSY), d.registry.count(WorkerState.LOST)) == (0, 1)
     assert assigned(d.worker_online("fresh", "python", 1_001)) == [("t1", "fresh")]
     assert t.attempt == 2
+
+
+def test_a_lost_worker_that_reports_idle_gets_work_again() -> None:
+    d = Dispatcher(lease_ms=1_000)
+    online(d, "slow")
+    d.submit(task(1), 0)
+    d.expire(1_000)
+    assert d.queue_length == 1  # nobody to give it to: the lost worker gets nothing
+    assert assigned(d.worker_status("slow", "idle", 5_000, "t1", 1)) == [("t1", "slow")]
+    assert worker_of(d, "slow").state is WorkerState.BUSY
+
+
+def test_workers_offline_or_lost_for_long_are_forgotten_and_come_back_if_they_report() -> None:
+    d = Dispatcher(lease_ms=1_000, forget_gone_after_ms=30_000)
+    for name in ("gone", "hung", "fine"):
+        online(d, name)
+    d.submit(task(1), 0)  # to "gone", the longest idle
+    d.submit(task(2), 0)  # to "hung"
+    d.worker_status("gone", "offline", 100)
+    d.expire(1_000)  # t1 went back to the queue and to "fine"; "hung"'s lease runs out
+    assert worker_of(d, "hung").state is WorkerState.LOST
+    assert d.forget_gone(30_099) == []  # "gone" went offline at 100 and "hung" lost at 1_000: not yet 30 s
+    assert d.forget_gone(30_101) == ["gone"]
+    assert d.forget_gone(31_001) == ["hung"]
+    assert d.registry.get("gone") is None and d.registry.get("hung") is None
+    assert [d.registry.count(s) for s in WorkerState] == [0, 1, 0, 0]  # "fine" is busy with t1
+    d.worker_status("hung", "idle", 40_000, "t2", 1)  # it wakes up: admitted again, given the queued t2
+    assert worker_of(d, "hung").state is WorkerState.BUSY and worker_of(d, "hung").task_id == "t2"
 
 
 def test_a_worker_that_announces_its_longest_task_gets_that_lease_plus_the_margin() -> None:

@@ -43,6 +43,15 @@ STATUS: dict[str, Any] = {
             "last_seen": 1_700_000_000_000,
         },
         {
+            "worker_id": "java-worker-77aa01",
+            "language": "java",
+            "state": "lost",
+            "tasks_done": 5,
+            "tasks_failed": 0,
+            "current_task": None,
+            "last_seen": 1_699_999_000_000,
+        },
+        {
             "worker_id": "python-worker-3f9a1c",
             "language": "python",
             "state": "idle",
@@ -55,6 +64,7 @@ STATUS: dict[str, Any] = {
     "idle": 1,
     "busy": 1,
     "offline": 0,
+    "lost": 1,
     "queue_length": 2,
     "in_flight": 1,
     "undelivered": 0,
