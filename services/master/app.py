@@ -13,6 +13,7 @@ from typing import Any
 import socketio
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.master.service import Master
 from services.protocol import DecodeError, Events, Payload, QueryAck, StatusReport, UserQuery, validate
@@ -20,7 +21,17 @@ from services.protocol import DecodeError, Events, Payload, QueryAck, StatusRepo
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
-CLIENT_JS = WEB_DIR / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
+CLIENT_DIST = WEB_DIR / "node_modules" / "socket.io-client" / "dist"
+CLIENT_JS = CLIENT_DIST / "socket.io.min.js"
+# The Socket.IO client where Socket.IO's own servers offer it, and where the original page loads it from:
+# path -> (file in CLIENT_DIST, content type). The minified build ends with `sourceMappingURL=socket.io.min.js.map`,
+# which a browser's developer tools ask for next to the script.
+CLIENT_FILES = {
+    "/socket.io/socket.io.js": ("socket.io.min.js", "text/javascript"),
+    "/socket.io/socket.io.min.js": ("socket.io.min.js", "text/javascript"),
+    "/socket.io/socket.io.min.js.map": ("socket.io.min.js.map", "application/json"),
+}
+CLIENT_FILES_PATH = "/socket.io/{name}"  # the API's route for them (ClientFilesFirst lets only them reach it)
 SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 # What a `user-query` must look like, told to a client that sent something else.
 QUERY_SHAPE = "send {query: string, apiKey?: string}"
@@ -38,6 +49,32 @@ class OriginPolicy:
             return True  # not a browser: nothing to check
         own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
         return origin == own or origin.rstrip("/") in self._allowed
+
+
+def serve_client_file(path: str) -> FileResponse:
+    """One of CLIENT_FILES, cached like the page's other assets (validators, no other policy)."""
+    name, media_type = CLIENT_FILES.get(path, ("", ""))
+    file = CLIENT_DIST / name
+    if not name or not file.is_file():
+        raise HTTPException(404, f"{path} is not here: is socket.io-client installed? (`make setup`)")
+    return FileResponse(file, media_type=media_type)
+
+
+class ClientFilesFirst:
+    """The ASGI app in front: the Socket.IO client's files to the API, everything else to Socket.IO.
+
+    Socket.IO's ASGI app takes every request under `/socket.io/` for Engine.IO (whose endpoint is
+    `/socket.io/?EIO=4&transport=...`), so the client's files there must be routed before it sees them."""
+
+    def __init__(self, socketio_app: ASGIApp, api: ASGIApp) -> None:
+        self._socketio_app = socketio_app
+        self._api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("path") in CLIENT_FILES:
+            await self._api(scope, receive, send)
+        else:
+            await self._socketio_app(scope, receive, send)
 
 
 class WebEdge:
@@ -62,12 +99,15 @@ class WebEdge:
             engineio_logger=False,
             max_http_buffer_size=1_000_000,
             cors_allowed_origins=origins,
+            # Both, as the original master: clients start with long-polling and upgrade to a WebSocket.
+            transports=["polling", "websocket"],
+            allow_upgrades=True,
         )
         self._sessions: dict[str, str] = {}  # Socket.IO sid -> session id
         self._members: dict[str, set[str]] = {}  # session id -> its connections
         self._register_events()
         self.api = self._build_api()
-        self.app = socketio.ASGIApp(self.sio, other_asgi_app=self.api)
+        self.app = ClientFilesFirst(socketio.ASGIApp(self.sio, other_asgi_app=self.api), self.api)
 
     def bind(self, master: Master) -> None:
         """Hand users' questions and sessions to `master` from now on."""
@@ -157,6 +197,10 @@ class WebEdge:
             if not CLIENT_JS.is_file():
                 raise HTTPException(404, "socket.io-client is not installed: run `make setup`")
             return FileResponse(CLIENT_JS, media_type="text/javascript")
+
+        @api.get(CLIENT_FILES_PATH, include_in_schema=False)
+        async def client_file(name: str) -> FileResponse:
+            return serve_client_file(f"/socket.io/{name}")
 
         @api.get("/healthz")
         async def healthz() -> JSONResponse:

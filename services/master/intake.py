@@ -22,10 +22,12 @@ def admit(
 ) -> Task | str:
     """The new task a question becomes, or why it may not (a message fit for the user).
 
-    Only an admitted question counts against the session's rate."""
-    text = query.query.strip()
+    Only an admitted question counts against the session's rate. The task keeps the question exactly as
+    the user sent it (leading and trailing whitespace too): the answer echoes it, and baseline clients
+    match answers by it. A question of whitespace alone is empty; the length limit counts every character."""
+    text = query.query
     limit = settings.max_query_chars
-    if not text:
+    if not text.strip():
         return "the question is empty"
     if len(text) > limit:
         return f"the question is too long: {len(text)} characters, at most {limit}"

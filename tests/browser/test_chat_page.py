@@ -2,36 +2,24 @@
 
 Needs the `system` fixture (tests/conftest.py): an object whose `web_url` is the master's HTTP address;
 the tests that leave the page while a question is in flight start their own slower system (`cluster_factory`).
-Chromium is the system one at /usr/bin/chromium (never `playwright install`).
+Chromium: the `browser` fixture (tests/browser/conftest.py).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
-from playwright.sync_api import Browser, Locator, Page, Request, WebSocket, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, Request, WebSocket, expect
 
 from tests.conftest import ClusterFactory
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 CONNECT_TIMEOUT_MS = 15_000
 ANSWER_TIMEOUT_MS = 60_000  # two workers, WORK_SECONDS about 1: generous for a slow CI machine
 INTEGER = re.compile(r"^\d+$")
@@ -43,21 +31,6 @@ class System(Protocol):
 
     @property
     def web_url(self) -> str: ...
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        reason = f"Chromium not found at {CHROMIUM}"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(f"{reason} (CI fails here)")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture

@@ -171,9 +171,10 @@ async def test_task_whose_lease_runs_out_goes_to_another_worker(cluster_factory:
             assert not late.success
             [answered] = await user.wait_answers(1, timeout=10)
             assert answered.answer and answered.answer.response == "done by the helper"
-        # The slow worker gets nothing new until it says it is idle again.
-        states = {w["worker_id"]: w["state"] for w in cluster.status()["workers"]}
-        assert states[sloth.worker_id] == "busy"
+        # The slow worker is lost: it gets nothing new until it says it is idle again, and is not counted busy.
+        report = cluster.status_report()
+        states = {w.worker_id: w.state for w in report.workers}
+        assert states[sloth.worker_id] == "lost" and report.lost == 1
     finally:
         sloth.close()
         helper.close()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from services.master.journal import Journal
 from services.protocol import Events, TaskQueued, UserQuery
-from tests.unit.master_fakes import OTHER_SESSION, SESSION, TOPICS, rig, started
+from tests.unit.master_fakes import OTHER_SESSION, SESSION, TOPICS, Clock, rig, started
 
 
 async def test_an_accepted_question_is_journaled_before_the_user_hears_of_it() -> None:
@@ -16,7 +17,7 @@ async def test_an_accepted_question_is_journaled_before_the_user_hears_of_it() -
     assert ack.accepted and ack.taskId
     assert journaled_when_told == [[ack.taskId]]  # the task-queued event already found it journaled
     (task,) = r.journal.open_tasks()
-    assert (task.session_id, task.query, task.api_key) == (SESSION, "What is MQTT?", "k")
+    assert (task.session_id, task.query, task.api_key) == (SESSION, "  What is MQTT?  ", "k")
 
 
 async def test_without_an_idle_worker_questions_are_queued_in_order() -> None:
@@ -84,9 +85,11 @@ async def test_nothing_is_assigned_until_mqtt_is_up_and_while_it_is_down() -> No
     [
         ("", "the question is empty"),
         ("   \n ", "the question is empty"),
+        ("\t\u2003\r\n\u00a0", "the question is empty"),
         ("x" * 101, "the question is too long: 101 characters, at most 100"),
+        (" " + "x" * 100, "the question is too long: 101 characters, at most 100"),
     ],
-    ids=["empty", "blank", "too long"],
+    ids=["empty", "blank", "unicode blank", "too long", "too long with its whitespace"],
 )
 async def test_a_bad_question_is_refused_and_changes_nothing(text: str, error: str) -> None:
     r = await started(max_query_chars=100)
@@ -100,6 +103,48 @@ async def test_a_bad_question_is_refused_and_changes_nothing(text: str, error: s
 async def test_a_question_of_exactly_the_longest_length_is_accepted() -> None:
     r = await started(max_query_chars=100)
     assert (await r.master.submit(SESSION, UserQuery(query="x" * 100))).accepted
+
+
+PADDED = " \tWhat is MQTT?\t \n"  # leading and trailing whitespace, a tab and a newline
+
+
+async def test_the_answer_echoes_the_question_exactly_as_it_was_sent() -> None:
+    r = await started()
+    await r.worker("go-worker-a")
+    task_id = await r.ask(PADDED)
+    task = r.last_task("go-worker-a")
+    assert task.query == PADDED  # the worker gets it as sent, too
+    assert await r.answer(task) == (True, "accepted")
+    (answer,) = r.sender.answers(SESSION)
+    assert (answer.taskId, answer.query, answer.response) == (task_id, PADDED, "42")
+
+
+async def test_a_failed_question_echoes_it_exactly_too() -> None:
+    r = await started(max_attempts=1)
+    await r.worker("go-worker-a")
+    await r.ask(PADDED)
+    await r.status("go-worker-a", "offline")  # its only attempt is lost
+    (answer,) = r.sender.answers(SESSION)
+    assert answer.failed and answer.query == PADDED
+
+
+async def test_a_restarted_master_echoes_the_exact_question_of_restored_tasks_and_answers() -> None:
+    journal, clock = Journal(":memory:"), Clock()
+    before = await started(journal, clock)
+    await before.worker("go-worker-a")
+    answered = await before.ask(PADDED)
+    await before.answer(before.last_task("go-worker-a"))  # not acknowledged by the page: kept
+    await before.status("go-worker-a", "offline")
+    queued = await before.ask("\tqueued  ")  # no worker: it waits in the queue
+
+    after = await started(journal, clock)
+    await after.master.session_connected(SESSION)  # the user comes back to the new master
+    assert [(a.taskId, a.query) for a in after.sender.answers()] == [(answered, PADDED)]
+    await after.worker("go-worker-b")
+    restored = after.last_task("go-worker-b")
+    assert (restored.task_id, restored.query) == (queued, "\tqueued  ")
+    await after.answer(restored)
+    assert [(a.taskId, a.query) for a in after.sender.answers()][-1] == (queued, "\tqueued  ")
 
 
 async def test_a_session_may_not_have_more_questions_in_flight_than_the_limit() -> None:
