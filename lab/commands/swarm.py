@@ -141,7 +141,9 @@ def deploy(docker: Docker, args: argparse.Namespace) -> int:
     if args.workers is not None:
         replicas = ", ".join(f"{WORKER_SERVICES[lang]} {env[var]}" for lang, var in WORKER_VARIABLES.items())
         docker.out(f"# --workers names the whole fleet ({replicas}): a language it does not name gets 0")
-    docker.run(*deploy_command(args.stack, args.encrypt), env=env)
+    if args.baseline:
+        docker.out("# --baseline: anonymous MQTT clients may join as workers (DEPLOY.md, Baseline workers)")
+    docker.run(*deploy_command(args.stack, args.encrypt, args.baseline), env=env)
     docker.out(f"# deployed; `lab swarm verify --stack {args.stack}` waits until it converges and asks one question")
     return 0
 
@@ -332,6 +334,12 @@ def register(commands: Any) -> None:
     p = _add(sub, "deploy", deploy, common, "check the swarm, create missing secrets, deploy the stack")
     _image_options(p)
     p.add_argument("--encrypt", action="store_true", help="encrypt the overlay network (adds stack.encrypted.yml)")
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="let the original system's workers join anonymously (adds stack.baseline.yml; DEPLOY.md says what "
+        "it gives up)",
+    )
     p.add_argument(
         "--workers",
         type=fleet_arg,

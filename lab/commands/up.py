@@ -57,6 +57,13 @@ def register(commands: Any) -> None:
         "--startup-timeout", type=float, default=30.0, metavar="S", help="give up starting after this long"
     )
     parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="let the original system's workers join: anonymous MQTT clients may register, report status, log "
+        "and read task topics, and the master accepts results without task id and token (README: Baseline "
+        "workers)",
+    )
+    parser.add_argument(
         "--no-restart",
         dest="restart",
         action="store_false",
@@ -172,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
             model_mode=args.model_mode,
             log_sink=out,
             startup_timeout=args.startup_timeout,
+            baseline=args.baseline,
             restart=args.restart,
             on_event=lambda text: out.say(f"lab up: {text}"),
         )

@@ -20,6 +20,7 @@ DEFAULT_TAG = "latest"
 DEFAULT_WEB_PORT = "8888"
 STACK_FILE = "stack.yml"
 ENCRYPTED_FILE = "stack.encrypted.yml"
+BASELINE_FILE = "stack.baseline.yml"
 
 # The workers: one service per language (lab.system.workers.LANGUAGES), each with its stack variable.
 WORKER_SERVICES = {"python": "worker-python", "go": "worker-go", "java": "worker-java"}
@@ -43,6 +44,8 @@ MOSQUITTO_FILES = (
     "services/mosquitto/mosquitto.conf",
     "services/mosquitto/swarm.conf",
     "services/mosquitto/acl.template",
+    "services/mosquitto/swarm.baseline.conf",
+    "services/mosquitto/acl.baseline.template",
 )
 
 GEMINI_SECRET = "ai-system-gemini-api-key"
@@ -151,16 +154,18 @@ def build_commands(
 
 
 def config_version(root: Path = REPO_ROOT) -> str:
-    """A short hash of the three Mosquitto files: the same files give the same config names."""
+    """A short hash of the Mosquitto files (baseline mode's too): the same files give the same config names."""
     digest = hashlib.sha256()
     for name in MOSQUITTO_FILES:
         digest.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
     return digest.hexdigest()[:12]
 
 
-def deploy_command(stack: str, encrypt: bool) -> list[str]:
-    """`docker stack deploy` with the stack files; --prune removes services no longer in them."""
+def deploy_command(stack: str, encrypt: bool, baseline: bool = False) -> list[str]:
+    """`docker stack deploy` with the stack files (with `baseline`, stack.baseline.yml: the original
+    system's workers may join); --prune removes services no longer in them."""
     files = ["-c", STACK_FILE] + (["-c", ENCRYPTED_FILE] if encrypt else [])
+    files += ["-c", BASELINE_FILE] if baseline else []
     return ["stack", "deploy", *files, "--with-registry-auth", "--prune", stack]
 
 

@@ -65,13 +65,20 @@ def acl_template() -> str:
     return _committed("acl.template")
 
 
-def render_acl(topic_prefix: str) -> str:
-    """The ACL file for `topic_prefix`."""
+def baseline_acl_template() -> str:
+    """The anonymous clients' rules of baseline mode (services/mosquitto/acl.baseline.template)."""
+    return _committed("acl.baseline.template")
+
+
+def render_acl(topic_prefix: str, *, baseline: bool = False) -> str:
+    """The ACL file for `topic_prefix`; with `baseline`, anonymous clients (the original system's workers)
+    get the rules of acl.baseline.template, which must come before any `user` line."""
     Topics(topic_prefix)  # raises ValueError on wildcards
     # One line per rule, and `%` starts a pattern substitution: either in a prefix would change the rules.
     if any(c in topic_prefix for c in "%\n\r\0") or topic_prefix != topic_prefix.strip():
         raise ValueError(f"topic prefix {topic_prefix!r} cannot be used in an ACL file")
-    return acl_template().replace("{prefix}", topic_prefix)
+    template = baseline_acl_template() + acl_template() if baseline else acl_template()
+    return template.replace("{prefix}", topic_prefix)
 
 
 def effective_config(
@@ -83,13 +90,16 @@ def effective_config(
     acl_file: Path | None = None,
     persistence_dir: Path | None = None,
     tls: BrokerTls | None = None,
+    allow_anonymous: bool = False,
 ) -> str:
     """The committed settings plus a listener on `host:port`, then authentication and persistence.
 
     Without `password_file` the listener accepts anonymous clients; with it, only its users, and `acl_file`
     (if given) limits what each may do. With `persistence_dir`, retained messages, sessions and their queued
     QoS 1 messages are saved there and survive a restart of the broker. With `tls`, the listener speaks
-    only TLS (1.2 or later) with that certificate; plain MQTT clients cannot connect.
+    only TLS (1.2 or later) with that certificate; plain MQTT clients cannot connect. With `allow_anonymous`
+    (baseline mode), clients without a login are admitted next to the users, limited by the ACL's anonymous
+    rules.
     """
     run_as = user if user is not None else pwd.getpwuid(os.geteuid()).pw_name
     lines = [
@@ -110,7 +120,7 @@ def effective_config(
     if password_file is None:
         lines.append("allow_anonymous true")
     else:
-        lines += ["allow_anonymous false", f"password_file {password_file}"]
+        lines += [f"allow_anonymous {'true' if allow_anonymous else 'false'}", f"password_file {password_file}"]
     if acl_file is not None:
         lines.append(f"acl_file {acl_file}")
     if persistence_dir is not None:
@@ -136,21 +146,29 @@ def write_config(
     credentials: Credentials | None = None,
     persistence: bool = False,
     tls: BrokerTls | None = None,
+    baseline: bool = False,
 ) -> Path:
     """Write the effective config into `directory` (and, with `credentials`, the password file and the ACL
     for `topic_prefix`; with `persistence`, a data directory); with `tls`, the listener uses those files.
+    With `baseline` (and `credentials`), anonymous clients are admitted too, with the ACL's baseline rules.
     Return the config's path."""
     password_path = acl_path = data_dir = None
     if credentials is not None:
         password_path, acl_path = directory / PASSWORD_FILE_NAME, directory / ACL_FILE_NAME
         _write_private(password_path, password_file(credentials))
-        _write_private(acl_path, render_acl(topic_prefix))
+        _write_private(acl_path, render_acl(topic_prefix, baseline=baseline))
     if persistence:
         data_dir = directory / DATA_DIR_NAME
         data_dir.mkdir(mode=0o700, exist_ok=True)
     path = directory / CONFIG_NAME
     text = effective_config(
-        port, host, password_file=password_path, acl_file=acl_path, persistence_dir=data_dir, tls=tls
+        port,
+        host,
+        password_file=password_path,
+        acl_file=acl_path,
+        persistence_dir=data_dir,
+        tls=tls,
+        allow_anonymous=baseline and credentials is not None,
     )
     _write_private(path, text)
     return path

@@ -60,6 +60,9 @@ class ClusterConfig:
     """Random passwords of this cluster's MQTT users (the services get theirs only with `auth`)."""
     broker_tls: BrokerTls | None = None
     """The broker's TLS files: its listener speaks only TLS, and the services verify it against the CA."""
+    baseline: bool = False
+    """Baseline mode: the original system's workers may join (anonymous MQTT clients with the ACL's baseline
+    rules; the master accepts results without task id and token, ALLOW_BASELINE_WORKERS=true)."""
 
     def __post_init__(self) -> None:
         for name in ("web_port", "grpc_port", "mqtt_port"):
@@ -86,6 +89,7 @@ class ClusterConfig:
         extra_env: Mapping[str, str] | None = None,
         auth: bool = True,
         broker_tls: BrokerTls | None = None,
+        baseline: bool = False,
     ) -> ClusterConfig:
         """A config where every port given as 0 is replaced by a free port on `host` (and TLS file paths
         are made absolute)."""
@@ -100,6 +104,7 @@ class ClusterConfig:
             extra_env=dict(extra_env or {}),
             auth=auth,
             broker_tls=None if broker_tls is None else broker_tls.absolute(),
+            baseline=baseline,
         )
 
     @property
@@ -149,6 +154,8 @@ class ClusterConfig:
                 grpc_endpoint=self.grpc_endpoint,  # where the workers send results back
             )
         )
+        if self.baseline:
+            env.update(MasterSettings.env_of(allow_baseline_workers=True))
         env.update(self.extra_env)
         return env
 

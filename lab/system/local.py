@@ -267,6 +267,7 @@ class LocalCluster:
             credentials=credentials,
             persistence=True,
             tls=cfg.broker_tls,
+            baseline=cfg.baseline,
         )
         mq = self._spawn("mosquitto", [str(mosquitto), "-c", str(conf)], cfg.broker_env(os.environ))
         self._wait("Mosquitto to accept connections", lambda: accepts_tcp(cfg.host, cfg.mqtt_port), [mq], deadline)

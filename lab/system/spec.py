@@ -32,9 +32,10 @@ class ClusterSpec:
 
     `log_sink` receives every process's output lines; `on_event` the lab's own messages (what it
     restarted), by default sent to the log sink as process `lab`. With `auth`, the broker admits only the
-    cluster's users; with `broker_tls` it speaks only TLS. With `restart`, what dies is started again
-    (`restart_policy`). `state_dir` holds the broker's files and the journal; by default a new temporary
-    directory, removed by stop() (a given one is kept).
+    cluster's users; with `broker_tls` it speaks only TLS. With `baseline`, the original system's workers may
+    join too: anonymous clients with the ACL's baseline rules, and the master accepts their token-less
+    results. With `restart`, what dies is started again (`restart_policy`). `state_dir` holds the broker's
+    files and the journal; by default a new temporary directory, removed by stop() (a given one is kept).
     """
 
     workers: FleetSpec = 2
@@ -50,6 +51,7 @@ class ClusterSpec:
     startup_timeout: float = 30.0
     auth: bool = True
     broker_tls: BrokerTls | None = None
+    baseline: bool = False
     restart: bool = True
     restart_policy: RestartPolicy | None = None
     on_event: Callable[[str], None] | None = None
@@ -76,6 +78,7 @@ class ClusterSpec:
             extra_env=self.extra_env,
             auth=self.auth,
             broker_tls=self.broker_tls,
+            baseline=self.baseline,
         )
 
 
@@ -94,6 +97,7 @@ class ServiceOptions(TypedDict, total=False):
     startup_timeout: float
     auth: bool
     broker_tls: BrokerTls | None
+    baseline: bool
     restart: bool
     restart_policy: RestartPolicy | None
     on_event: Callable[[str], None] | None
