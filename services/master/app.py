@@ -4,8 +4,10 @@ Socket.IO payloads are read into and written from the models of `services.protoc
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.master.intake import refusal
 from services.master.service import Master
 from services.protocol import DecodeError, Events, Payload, QueryAck, StatusReport, UserQuery, validate
 
@@ -38,6 +41,30 @@ QUERY_SHAPE = "send {query: string, apiKey?: string}"
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml"}
 
 
+# Whether the event being handled asked for an acknowledgement (its packet has an id). Set by AckAwareServer
+# around each handler: a handler's return value is sent only when one was asked for.
+ACK_REQUESTED: contextvars.ContextVar[bool] = contextvars.ContextVar("ack_requested", default=True)
+
+
+class AckAwareServer(socketio.AsyncServer):  # type: ignore[misc]
+    """A Socket.IO server whose event handlers can tell whether the client asked for an acknowledgement.
+
+    python-socketio has no public way to ask, so this overrides `_handle_event_internal` (python-socketio 5),
+    which gets the packet's ack id and runs the handler in its own task."""
+
+    async def _handle_event_internal(
+        self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: int | None
+    ) -> None:
+        ACK_REQUESTED.set(id is not None)
+        await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+
+
+def query_text(data: object) -> str:
+    """The question as sent, as far as there is one (to echo in a refusal)."""
+    text = data.get("query") if isinstance(data, dict) else None
+    return text if isinstance(text, str) else ""
+
+
 class OriginPolicy:
     """Lets a Socket.IO client connect from the page's own origin or one of the configured ones."""
 
@@ -49,6 +76,11 @@ class OriginPolicy:
             return True  # not a browser: nothing to check
         own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
         return origin == own or origin.rstrip("/") in self._allowed
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds since the epoch."""
+    return time.time_ns() // 1_000_000
 
 
 def serve_client_file(path: str) -> FileResponse:
@@ -93,7 +125,7 @@ class WebEdge:
         self._is_healthy = is_healthy
         # None: only the page's own origin may connect; otherwise the page's own and the listed ones.
         origins = OriginPolicy(cors_origins) if cors_origins else None
-        self.sio = socketio.AsyncServer(
+        self.sio = AckAwareServer(
             async_mode="asgi",
             logger=False,
             engineio_logger=False,
@@ -168,15 +200,23 @@ class WebEdge:
 
         @sio.on(Events.USER_QUERY)  # type: ignore[untyped-decorator]
         async def user_query(sid: str, data: object = None) -> dict[str, Any]:
-            session_id = self._sessions.get(sid)
-            if session_id is None:
-                return QueryAck.refuse("no session: reconnect and try again").dump()
-            try:
-                query = validate(UserQuery, data)
-            except DecodeError as e:
-                return self.master.refuse(f"{e.reason}; {QUERY_SHAPE}").dump()
-            ack = await self.master.submit(session_id, query)
+            ack = await self._user_query(sid, data)
+            if ack.error is not None and not ACK_REQUESTED.get():
+                # A baseline client shows only events: tell it why as an answer it shows.
+                await sio.emit(Events.AI_RESPONSE, refusal(query_text(data), ack.error, now_ms()).dump(), to=sid)
             return ack.dump()
+
+    async def _user_query(self, sid: str, data: object) -> QueryAck:
+        session_id = self._sessions.get(sid)
+        if session_id is None:
+            return QueryAck.refuse("no session: reconnect and try again")
+        if ACK_REQUESTED.get():
+            self.master.deliveries.expects_acks(session_id)
+        try:
+            query = validate(UserQuery, data)
+        except DecodeError as e:
+            return self.master.refuse(f"{e.reason}; {QUERY_SHAPE}")
+        return await self.master.submit(session_id, query)
 
     def _build_api(self) -> FastAPI:
         api = FastAPI(title="Swarm AI Lab master", docs_url="/api/docs", openapi_url="/api/openapi.json")

@@ -9,7 +9,7 @@ import uuid
 from services.master.dispatch import Dispatcher, Task
 from services.master.limits import RateLimiter
 from services.master.settings import MasterSettings
-from services.protocol import UserQuery
+from services.protocol import AiResponse, UserQuery
 
 
 def admit(
@@ -45,6 +45,14 @@ def admit(
         submitted_ms=now_ms,
         api_key=(query.apiKey or "").strip(),
         model=query.model or None,
+    )
+
+
+def refusal(text: str, reason: str, now_ms: int) -> AiResponse:
+    """A refused question told as an `ai-response`, for a client that did not ask for the `user-query`
+    acknowledgement (a baseline client shows only events): `response` and `error` say why."""
+    return AiResponse(
+        query=text, response=f"Not accepted: {reason}", workerId="", processingTime=0, timestamp=now_ms, error=reason
     )
 
 

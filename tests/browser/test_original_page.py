@@ -34,6 +34,7 @@ pytestmark = pytest.mark.browser
 WORK_SECONDS = 1.0
 CONNECT_TIMEOUT_MS = 15_000
 ANSWER_TIMEOUT_MS = 60_000
+UNDELIVERED_SECONDS = 5.0
 # Leading and trailing spaces and a tab: the answer must echo each question exactly as it was sent.
 FIRST = " \tWho answers first?  "
 SECOND = "  What is MQTT?\t "
@@ -179,6 +180,19 @@ def ask_both_and_check_answers(page: Page, cluster: LocalCluster) -> None:
         assert answer["workerId"] == worker_id
         assert isinstance(answer["processingTime"], int) and answer["processingTime"] >= WORK_SECONDS * 1000 * 0.9
         assert isinstance(answer["timestamp"], int) and before_ms - 5_000 <= answer["timestamp"] <= after_ms + 5_000
+    no_answer_kept(page, cluster.web_url.rstrip("/"))
+
+
+def no_answer_kept(page: Page, master: str) -> None:
+    """The page never acknowledges an answer: the master does not keep its answers once they went out
+    (it would keep them an hour for an acknowledgement that never comes)."""
+    deadline = time.monotonic() + UNDELIVERED_SECONDS
+    while True:
+        undelivered = page.request.get(f"{master}/api/status").json()["undelivered"]
+        if undelivered == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert undelivered == 0, f"the master still keeps {undelivered} answers the page already got"
 
 
 def test_the_client_script_is_served_where_socket_io_serves_it(browser: Browser, original: Original) -> None:
@@ -218,3 +232,33 @@ def test_the_original_page_works_over_long_polling_alone(browser: Browser, origi
         assert transport(page) == "polling"
         assert traffic.websockets == []
         assert sum("transport=polling" in url for url in traffic.engine_requests) > 2  # it polled throughout
+
+
+def test_the_original_page_shows_why_a_question_was_refused(browser: Browser, original: Original) -> None:
+    """The page asks for no acknowledgement, so a refusal comes as an `ai-response` it shows, with `error`."""
+    longest = MasterSettings().max_query_chars
+    too_long = "x" * (longest + 1)
+    with original_page(browser, original, None) as (page, _):
+        page.evaluate("(q) => window.ask(q)", "")
+        page.evaluate("(q) => window.ask(q)", too_long)
+        page.wait_for_function(
+            "() => window.events.filter(([name]) => name === 'ai-response').length >= 2", timeout=CONNECT_TIMEOUT_MS
+        )
+        refusals = {data["query"]: data for name, data in events(page) if name == "ai-response"}
+        assert set(refusals) == {"", too_long}
+        assert refusals[""]["error"] == "the question is empty"
+        assert refusals[too_long]["error"].startswith(f"the question is too long: {longest + 1} characters")
+        for refusal in refusals.values():
+            assert refusal["error"] in refusal["response"] and refusal["processingTime"] == 0
+            assert isinstance(refusal["timestamp"], int) and refusal["timestamp"] > 0
+        shown = page.locator("#messages li").all_inner_texts()
+        assert all(any(r["response"] == text for text in shown) for r in refusals.values()), shown
+        assert not any(name == "task-queued" for name, _ in events(page))
+        # The page goes on as before; a refusal was never kept as an answer waiting for it.
+        page.evaluate("(q) => window.ask(q)", SECOND)
+        page.wait_for_function(
+            "() => window.events.filter(([name]) => name === 'ai-response').length >= 3", timeout=ANSWER_TIMEOUT_MS
+        )
+        answer = events(page)[-1][1]
+        assert answer["query"] == SECOND and not answer.get("error") and answer["response"].strip()
+        no_answer_kept(page, original.master)

@@ -144,8 +144,11 @@ class Rig:
     clock: Clock
     journal: Journal
 
-    async def ask(self, text: str = "What is MQTT?", session_id: str = SESSION) -> str:
-        """Submit a question that must be accepted; returns its task id."""
+    async def ask(self, text: str = "What is MQTT?", session_id: str = SESSION, acks: bool = True) -> str:
+        """Submit a question that must be accepted; returns its task id. `acks`: the client asked for the
+        `user-query` acknowledgement (as the chat page does), so its session acknowledges answers."""
+        if acks:
+            self.master.deliveries.expects_acks(session_id)
         ack = await self.master.submit(session_id, UserQuery(query=text))
         assert ack.accepted and ack.taskId, ack
         return ack.taskId

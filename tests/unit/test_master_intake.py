@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from services.master.app import WebEdge
 from services.master.journal import Journal
-from services.protocol import Events, TaskQueued, UserQuery
-from tests.unit.master_fakes import OTHER_SESSION, SESSION, TOPICS, Clock, rig, started
+from services.protocol import AiResponse, Events, TaskQueued, UserQuery
+from tests.unit.master_fakes import OTHER_SESSION, SESSION, TOPICS, Clock, Rig, rig, started
 
 
 async def test_an_accepted_question_is_journaled_before_the_user_hears_of_it() -> None:
@@ -186,3 +189,89 @@ async def test_a_client_joining_a_session_hears_where_its_open_questions_are() -
     await r.master.send_positions()
     queued = [(s.session_id, s.payload) for s in r.sender.sent if s.event == Events.TASK_QUEUED]
     assert queued == [(SESSION, TaskQueued(taskId=waiting, position=1))]
+
+
+async def client_sends_user_query(
+    data: object, ack_id: int | None, connected: bool = True, max_query_chars: int = 100
+) -> tuple[list[tuple[str, object]], list[object], Rig]:
+    """A client's `user-query` packet through the web edge's Socket.IO server (with `ack_id` when the client
+    asked for the acknowledgement); returns the events emitted to it, the acknowledgements sent, the rig."""
+    r = await started(max_query_chars=max_query_chars)
+    await r.worker("go-worker-a")
+    edge = WebEdge(lambda: SESSION, lambda: True)
+    edge.bind(r.master)
+    if connected:
+        edge._sessions["sid-1"] = SESSION
+    emitted: list[tuple[str, object]] = []
+    acks: list[object] = []
+
+    async def emit(event: str, data: object = None, to: str | None = None, **kwargs: Any) -> None:
+        assert to == "sid-1"
+        emitted.append((event, data))
+
+    async def send_packet(eio_sid: str, pkt: Any) -> None:
+        acks.append(pkt.data)
+
+    edge.sio.emit = emit
+    edge.sio._send_packet = send_packet
+    await edge.sio._handle_event_internal(edge.sio, "sid-1", "eio-1", [Events.USER_QUERY, data], "/", ack_id)
+    return emitted, acks, r
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ({"query": ""}, "the question is empty"),
+        ({"query": "x" * 101}, "the question is too long: 101 characters, at most 100"),
+        ({"query": 42}, None),
+    ],
+    ids=["empty", "too long", "not a string"],
+)
+async def test_a_refusal_reaches_a_client_that_asked_for_no_acknowledgement_as_an_answer(
+    data: dict[str, object], error: str | None
+) -> None:
+    emitted, acks, r = await client_sends_user_query(data, ack_id=None)
+    assert acks == []
+    assert [event for event, _ in emitted] == [Events.AI_RESPONSE]
+    shown = AiResponse.model_validate(emitted[0][1])
+    assert shown.query == (data["query"] if isinstance(data["query"], str) else "")
+    assert shown.error and shown.error in shown.response and (error is None or shown.error == error)
+    assert (shown.processingTime, shown.workerId, shown.taskId) == (0, "", "")
+    assert shown.timestamp > 0
+    assert r.journal.open_tasks() == [] and r.master.status().undelivered == 0
+
+
+async def test_a_client_that_asked_for_the_acknowledgement_gets_the_refusal_there_only() -> None:
+    emitted, acks, _ = await client_sends_user_query({"query": ""}, ack_id=7)
+    assert emitted == [] and acks == [[{"error": "the question is empty"}]]
+
+
+async def test_a_refusal_for_too_many_questions_in_flight_reaches_a_baseline_client_too() -> None:
+    emitted, _, r = await client_sends_user_query({"query": "q1"}, ack_id=None)
+    assert emitted == [] and r.master.dispatcher.unfinished(SESSION) == 1  # accepted: no event from the edge
+    edge = WebEdge(lambda: SESSION, lambda: True)
+    edge.bind(r.master)
+    edge._sessions["sid-1"] = SESSION
+    shown: list[object] = []
+
+    async def emit(event: str, data: object = None, to: str | None = None, **kwargs: Any) -> None:
+        shown.append(data)
+
+    edge.sio.emit = emit
+    packet = [Events.USER_QUERY, {"query": "q"}]
+    for _ in range(r.master.settings.max_in_flight_per_session):
+        await edge.sio._handle_event_internal(edge.sio, "sid-1", "eio-1", packet, "/", None)
+    refusals = [AiResponse.model_validate(d) for d in shown]
+    assert [a.query for a in refusals] == ["q"] and refusals[0].error.startswith("too many questions in flight")
+
+
+async def test_a_question_without_a_session_is_refused_as_an_answer_too() -> None:
+    emitted, acks, _ = await client_sends_user_query({"query": "hello"}, ack_id=None, connected=False)
+    assert acks == [] and AiResponse.model_validate(emitted[0][1]).error.startswith("no session")
+
+
+async def test_only_a_client_that_asked_for_the_acknowledgement_marks_its_session_as_acknowledging() -> None:
+    _, _, baseline = await client_sends_user_query({"query": "q"}, ack_id=None)
+    _, _, chat = await client_sends_user_query({"query": "q"}, ack_id=1)
+    assert not baseline.master.deliveries.acknowledges(SESSION)
+    assert chat.master.deliveries.acknowledges(SESSION)
