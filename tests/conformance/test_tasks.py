@@ -155,7 +155,7 @@ async def test_04_offline_answers_are_byte_identical_to_pythons(stack: Stack) ->
     mismatches = []
     for exchange, answer in zip(asked, answers, strict=True):
         sent = stack.spy.task(exchange.task_id)["query"]
-        assert sent == exchange.query.strip()  # what the master passes on
+        assert sent == exchange.query  # what the master passes on: the question exactly as asked
         assert answer.workerId == worker.worker_id and answer.model == "offline" and answer.error == ""
         if answer.response.encode() != OfflineModel.text_for(sent).encode():
             mismatches.append({"query": sent, "got": answer.response, "want": OfflineModel.text_for(sent)})
