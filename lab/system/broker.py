@@ -17,6 +17,9 @@ CONFIG_NAME = "mosquitto.conf"
 PASSWORD_FILE_NAME = "mosquitto.passwd"
 ACL_FILE_NAME = "mosquitto.acl"
 DATA_DIR_NAME = "mosquitto-data"
+# Baseline mode: the broker's log also on `$SYS/broker/log/...`, subscriptions included (the same lines as in
+# services/mosquitto/swarm.baseline.conf; services/master/broker_log.py reads them).
+BROKER_LOG_LINES = ["log_dest topic", "log_type subscribe"]
 
 
 @dataclass(frozen=True)
@@ -90,16 +93,17 @@ def effective_config(
     acl_file: Path | None = None,
     persistence_dir: Path | None = None,
     tls: BrokerTls | None = None,
-    allow_anonymous: bool = False,
+    baseline: bool = False,
 ) -> str:
     """The committed settings plus a listener on `host:port`, then authentication and persistence.
 
     Without `password_file` the listener accepts anonymous clients; with it, only its users, and `acl_file`
     (if given) limits what each may do. With `persistence_dir`, retained messages, sessions and their queued
     QoS 1 messages are saved there and survive a restart of the broker. With `tls`, the listener speaks
-    only TLS (1.2 or later) with that certificate; plain MQTT clients cannot connect. With `allow_anonymous`
-    (baseline mode), clients without a login are admitted next to the users, limited by the ACL's anonymous
-    rules.
+    only TLS (1.2 or later) with that certificate; plain MQTT clients cannot connect. With `baseline`, clients
+    without a login are admitted next to the users (when there are users), limited by the ACL's anonymous
+    rules, and the broker publishes its log on `$SYS/broker/log/...`, subscriptions included, where the
+    master sees workers without a Last Will disconnect.
     """
     run_as = user if user is not None else pwd.getpwuid(os.geteuid()).pw_name
     lines = [
@@ -120,9 +124,11 @@ def effective_config(
     if password_file is None:
         lines.append("allow_anonymous true")
     else:
-        lines += [f"allow_anonymous {'true' if allow_anonymous else 'false'}", f"password_file {password_file}"]
+        lines += [f"allow_anonymous {'true' if baseline else 'false'}", f"password_file {password_file}"]
     if acl_file is not None:
         lines.append(f"acl_file {acl_file}")
+    if baseline:
+        lines += BROKER_LOG_LINES
     if persistence_dir is not None:
         # Saved on a clean stop (SIGTERM) and every autosave interval; the location must end with a slash.
         lines += ["persistence true", f"persistence_location {persistence_dir}/"]
@@ -168,7 +174,7 @@ def write_config(
         acl_file=acl_path,
         persistence_dir=data_dir,
         tls=tls,
-        allow_anonymous=baseline and credentials is not None,
+        baseline=baseline,
     )
     _write_private(path, text)
     return path

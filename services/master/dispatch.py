@@ -114,6 +114,7 @@ class Dispatcher:
         lease_ms: int = 60_000,
         lease_margin_ms: int = 15_000,
         restore_grace_ms: int = 15_000,
+        confirm_ms: int = 5_000,
         forget_gone_after_ms: int = 30_000,
         new_token: Callable[[], str] = lambda: secrets.token_urlsafe(24),
     ) -> None:
@@ -123,6 +124,7 @@ class Dispatcher:
         self.lease_ms = lease_ms
         self.lease_margin_ms = lease_margin_ms
         self.restore_grace_ms = restore_grace_ms
+        self.confirm_ms = confirm_ms
         self.forget_gone_after_ms = forget_gone_after_ms
         self._new_token = new_token
         self._queue: deque[Task] = deque()
@@ -130,6 +132,7 @@ class Dispatcher:
         self._assigned: dict[str, Task] = {}
         self._by_session: Counter[str] = Counter()  # unfinished tasks per session
         self._held = False
+        self._longest_baseline_ms = 0  # the longest task of any baseline worker so far
 
     # -- reading ---------------------------------------------------------------------------
     @property
@@ -180,6 +183,7 @@ class Dispatcher:
         """A worker registered (or re-registered after a reconnect); `max_task_ms` sizes its leases."""
         worker = self.registry.upsert(worker_id, language, now_ms)
         worker.max_task_ms = max_task_ms or worker.max_task_ms
+        worker.heard = True
         held = self._assigned.get(worker.task_id) if worker.task_id else None
         if held is not None:
             # Alive and still on it (a restored task's short lease assumed otherwise): the normal lease.
@@ -200,24 +204,23 @@ class Dispatcher:
             # A worker we do not know (we restarted, or forgot it while it was gone): it is online, admit it.
             worker = self.registry.upsert(worker_id, worker.language if worker else language_of(worker_id), now_ms)
         worker.last_seen_ms = now_ms
+        worker.heard = True
         if worker.task_id is not None:
             held = self._assigned.get(worker.task_id)
-            if (
-                status == WorkerState.IDLE.value
-                and held is not None
-                and (task_id, attempt)
-                == (
-                    held.task_id,
-                    held.attempt,
-                )
-            ):
-                # It finished the very attempt we wait for, yet no result reached us: the result is lost.
-                # (An idle after an older attempt of the same task is not: that one's result was refused.)
+            if held is None:
+                return Outcome()
+            if status == WorkerState.IDLE.value and self._finished_unanswered(worker, held, task_id, attempt):
+                # It finished the very attempt we wait for, yet no result reached us (or we could not take
+                # it): the result is lost, and the worker is free.
                 outcome = self._lose(worker, "its result never arrived", now_ms)
                 self.registry.mark_idle(worker, now_ms)
                 return outcome.extend(self._dispatch(now_ms))
+            if status == WorkerState.BUSY.value:
+                # It is on it: the whole lease, no longer the short one of a worker not heard from.
+                worker.confirmed = True
+                held.lease_until_ms = max(held.lease_until_ms, held.assigned_ms + self._lease_for(worker))
             # Otherwise the report is stale (an idle sent after the previous result crosses our
-            # next assignment) or confirms the task: the assignment stands.
+            # next assignment): the assignment stands.
             return Outcome()
         if status == WorkerState.IDLE.value:
             if worker.state is not WorkerState.IDLE:
@@ -252,6 +255,10 @@ class Dispatcher:
         worker = self.registry.get(task.worker_id or "")
         if worker is not None and worker.task_id == task.task_id:
             worker.tasks_done += 1
+            if worker.baseline:
+                took = max(0, now_ms - task.assigned_ms)
+                worker.longest_task_ms = max(worker.longest_task_ms, took)
+                self._longest_baseline_ms = max(self._longest_baseline_ms, took)
             self.registry.mark_idle(worker, now_ms)
         return Verdict(True, "accepted", task, self._dispatch(now_ms))
 
@@ -297,17 +304,33 @@ class Dispatcher:
         self.registry.mark_idle(worker, now_ms)
         return outcome
 
+    def remember(self, worker_id: str, language: str, longest_task_ms: int, now_ms: int) -> Worker:
+        """Take back a baseline worker known before a restart, as idle: it never registers again on its own
+        (it does not read the master's presence). Until it is heard from, its tasks have a short lease
+        (`confirm_ms`), in case it died while the master was away. Call before `restore`."""
+        worker = self.registry.upsert(worker_id, language, now_ms)
+        worker.heard = False
+        worker.longest_task_ms = max(worker.longest_task_ms, longest_task_ms)
+        self._longest_baseline_ms = max(self._longest_baseline_ms, longest_task_ms)
+        self.registry.mark_idle(worker, now_ms)
+        return worker
+
     def restore(self, tasks: list[Task], now_ms: int) -> None:
         """Take back the open tasks of a previous run: queued ones in order, assigned ones still
         assigned (their worker may yet deliver) under a short lease that becomes the normal one when
-        the worker registers again (it does so as soon as it sees the restarted master)."""
+        the worker registers again (it does so as soon as it sees the restarted master). A remembered
+        baseline worker never registers again: its task keeps the lease it was given."""
         for task in sorted(tasks, key=lambda t: t.submitted_ms):
             self._tasks[task.task_id] = task
             self._by_session[task.session_id] += 1
             if task.state is TaskState.ASSIGNED and task.worker_id:
+                remembered = self.registry.get(task.worker_id)
                 worker = self.registry.upsert(task.worker_id, language_of(task.worker_id), now_ms)
                 self.registry.mark_busy(worker, task.task_id, now_ms)
                 task.lease_until_ms = now_ms + self.restore_grace_ms
+                if remembered is not None:
+                    worker.confirmed = True  # it had the task before the restart: an idle means it is done
+                    task.lease_until_ms = max(task.lease_until_ms, task.assigned_ms + self._lease_for(worker))
                 self._assigned[task.task_id] = task
             else:
                 task.state = TaskState.QUEUED
@@ -352,9 +375,24 @@ class Dispatcher:
             outcome.requeued.append(Requeue(task, worker.worker_id, reason))
         return outcome
 
+    @staticmethod
+    def _finished_unanswered(worker: Worker, held: Task, task_id: str | None, attempt: int | None) -> bool:
+        """Whether an idle report says that `worker` finished `held` without a result we took. Our workers
+        name the attempt they finished (an idle after an older attempt is not about this one). A baseline
+        worker names none: its idle counts once it reported busy on this task, as an idle sent after its
+        previous result may cross this assignment."""
+        if task_id is not None:
+            return (task_id, attempt) == (held.task_id, held.attempt)
+        return worker.baseline and worker.confirmed
+
     def _lease_for(self, worker: Worker) -> int:
+        """How long a task may take on `worker`: what it said, else what its kind of worker has been seen to
+        take (half as long again, at least 2 s more), never more than `lease_ms`."""
         if worker.max_task_ms:
             return worker.max_task_ms + self.lease_margin_ms
+        longest = worker.longest_task_ms or self._longest_baseline_ms
+        if longest:
+            return min(self.lease_ms, longest + max(longest // 2, 2_000))
         return self.lease_ms
 
     def _dispatch(self, now_ms: int) -> Outcome:
@@ -369,9 +407,12 @@ class Dispatcher:
             task.token = self._new_token()
             task.worker_id = worker.worker_id
             task.assigned_ms = now_ms
-            task.lease_until_ms = now_ms + self._lease_for(worker)
+            lease = self._lease_for(worker)
+            # A worker remembered from before a restart may have died meanwhile: its busy report confirms it.
+            task.lease_until_ms = now_ms + (lease if worker.heard else min(lease, self.confirm_ms))
             task.state = TaskState.ASSIGNED
             self._assigned[task.task_id] = task
             self.registry.mark_busy(worker, task.task_id, now_ms)
+            worker.confirmed = False
             outcome.assignments.append(Assignment(task, worker.worker_id))
         return outcome

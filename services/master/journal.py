@@ -1,4 +1,5 @@
-"""The task journal: every accepted task in SQLite until its answer was delivered (or kept long enough).
+"""The task journal: every accepted task in SQLite until its answer was delivered (or kept long enough),
+and the baseline workers the master knows (they never register again after a restart).
 
 Writes happen on the event loop: with WAL and synchronous=NORMAL a commit costs tens of
 microseconds and survives a crash of the process (kill -9); only a power loss may drop the
@@ -34,6 +35,12 @@ CREATE TABLE IF NOT EXISTS tasks (
     delivered_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS tasks_open ON tasks(state) WHERE state IN ('queued', 'assigned', 'answered', 'failed');
+CREATE TABLE IF NOT EXISTS workers (
+    worker_id       TEXT PRIMARY KEY,
+    language        TEXT NOT NULL,
+    client_id       TEXT,
+    longest_task_ms INTEGER NOT NULL DEFAULT 0
+);
 """
 OPEN_STATES = ("queued", "assigned")
 FINISHED_STATES = ("answered", "failed")
@@ -47,6 +54,17 @@ class PendingAnswer:
     session_id: str
     payload: AiResponse
     finished_ms: int
+
+
+@dataclass(frozen=True)
+class KnownWorker:
+    """A baseline worker online when last heard of: its MQTT client id, if the broker said, and the longest
+    a task of it took."""
+
+    worker_id: str
+    language: str
+    client_id: str | None
+    longest_task_ms: int
 
 
 class Journal:
@@ -134,3 +152,24 @@ class Journal:
             "DELETE FROM tasks WHERE state IN ('answered', 'failed') AND finished_ms < ?", (older_than_ms,)
         )
         return cursor.rowcount
+
+    def worker_known(self, worker_id: str, language: str, client_id: str | None) -> None:
+        """A baseline worker is online (on `client_id`, when known)."""
+        self._db.execute(
+            "INSERT INTO workers (worker_id, language, client_id) VALUES (?, ?, ?) ON CONFLICT(worker_id) "
+            "DO UPDATE SET language=excluded.language, client_id=coalesce(excluded.client_id, client_id)",
+            (worker_id, language, client_id),
+        )
+
+    def worker_longest(self, worker_id: str, longest_task_ms: int) -> None:
+        """A baseline worker's longest task so far."""
+        self._db.execute("UPDATE workers SET longest_task_ms=? WHERE worker_id=?", (longest_task_ms, worker_id))
+
+    def worker_gone(self, worker_id: str) -> None:
+        """A baseline worker went offline or was forgotten."""
+        self._db.execute("DELETE FROM workers WHERE worker_id=?", (worker_id,))
+
+    def known_workers(self) -> list[KnownWorker]:
+        """The baseline workers online when last heard of, to remember after a restart."""
+        rows = self._db.execute("SELECT worker_id, language, client_id, longest_task_ms FROM workers").fetchall()
+        return [KnownWorker(*r) for r in rows]

@@ -8,6 +8,7 @@ from typing import Protocol
 
 import aiomqtt
 
+from services.master import broker_log
 from services.master.settings import MasterSettings
 from services.mqtt_link import MqttLink, connection_options
 from services.protocol import (
@@ -29,6 +30,7 @@ class WorkerEvents(Protocol):
 
     async def on_register(self, reg: RegisterMessage) -> None: ...
     async def on_status(self, status: StatusMessage) -> None: ...
+    async def on_broker_event(self, event: broker_log.Subscribed | broker_log.Disconnected) -> None: ...
     def bad_message(self, source: str) -> None: ...
     async def mqtt_up(self) -> None: ...
     def mqtt_down(self) -> None: ...
@@ -59,6 +61,11 @@ class MqttEdge(MqttLink):
         return self._handler
 
     async def _receive(self, topic: str, payload: bytes) -> None:
+        if topic in broker_log.LOG_TOPICS:
+            event = broker_log.parse(topic, payload, self._topics)
+            if event is not None:
+                await self.handler.on_broker_event(event)
+            return
         try:
             message = self._decode(topic, payload)
         except DecodeError as e:
@@ -101,6 +108,10 @@ class MqttEdge(MqttLink):
 
     async def _announce(self, client: aiomqtt.Client) -> None:
         await client.subscribe([(self._topics.register, 1), (self._topics.status, 1)])
+        if self._settings.allow_baseline_workers:
+            # Baseline workers set no Last Will: the broker's log says when their connection closes
+            # (broker_log). A broker that does not publish its log sends nothing here; leases still hold.
+            await client.subscribe([(topic, 1) for topic in broker_log.LOG_TOPICS])
         online = MasterPresence(status="online", timestamp=now_ms(), grpc_endpoint=self._grpc_endpoint)
         await client.publish(self._topics.master_status, encode(online), qos=1, retain=True)
         log.info("connected to MQTT at %s:%s", self._host, self._port)

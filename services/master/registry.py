@@ -33,6 +33,15 @@ class Worker:
     tasks_failed: int = 0
     max_task_ms: int | None = None  # the longest a task may take on it (work + model timeout), if it said
     gone_since_ms: int = 0  # when it went offline or lost (meaningful in those states only)
+    confirmed: bool = False  # it reported busy since it was given its current task
+    heard: bool = True  # False for a worker remembered from before a restart, until it reports
+    longest_task_ms: int = 0  # the longest a task of it took, assignment to accepted result
+
+    @property
+    def baseline(self) -> bool:
+        """True for a worker that stated no bound on its tasks (the original system's workers state none):
+        its leases come from what the master has observed, and it has no Last Will."""
+        return self.max_task_ms is None
 
 
 def language_of(worker_id: str) -> str:

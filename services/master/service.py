@@ -11,13 +11,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from services.master import broker_log
 from services.master.delivery import Deliveries, SendWithAck
 from services.master.dispatch import Dispatcher, Outcome, Task, TaskState
 from services.master.intake import admit
 from services.master.journal import Journal
 from services.master.limits import RateLimiter
 from services.master.metrics import Metrics
-from services.master.registry import WorkerState
+from services.master.registry import Worker, WorkerState
 from services.master.results import WorkerResult, answer, failure, summary
 from services.master.settings import MasterSettings
 from services.master.views import state_counts, status_report, status_summary
@@ -93,6 +94,7 @@ class Master:
         self._send = send
         self._clock = clock
         self._sent_positions: dict[str, int] = {}
+        self._clients: dict[str, str] = {}  # MQTT client id -> worker id, from the broker's log
         self._background: set[asyncio.Task[None]] = set()
         self._last_purge = clock()
 
@@ -100,6 +102,13 @@ class Master:
         """Take back what the journal holds from a previous run: open tasks and undelivered answers."""
         tasks = self.journal.open_tasks()
         answers = self.journal.pending_answers()
+        workers = self.journal.known_workers()
+        for w in workers:
+            self.dispatcher.remember(w.worker_id, w.language, w.longest_task_ms, self._clock())
+            if w.client_id:
+                self._clients[w.client_id] = w.worker_id
+        if workers:
+            self.log(f"remembered {len(workers)} baseline workers from the journal")
         self.dispatcher.restore(tasks, self._clock())
         self.deliveries.restore(answers)
         if tasks or answers:
@@ -157,19 +166,54 @@ class Master:
         if known is None or known.state in (WorkerState.OFFLINE, WorkerState.LOST):
             self.log(f"worker {reg.worker_id} ({reg.language}) registered")
             self._event("worker.online", worker_id=reg.worker_id, language=reg.language)
+        self._remember(reg.worker_id)
         await self._apply(outcome)
 
     async def on_status(self, status: StatusMessage) -> None:
         """A worker reported idle or busy, or its Last Will (or goodbye) says it is offline."""
+        await self._worker_status(status, "went offline")
+
+    async def on_broker_event(self, event: broker_log.Subscribed | broker_log.Disconnected) -> None:
+        """The broker saw a client subscribe to a worker's tasks, or a client's connection close. The latter
+        is how a baseline worker (no Last Will) that died is noticed at once."""
+        if isinstance(event, broker_log.Subscribed):
+            self._clients[event.client_id] = event.worker_id
+            return
+        worker_id = self._clients.pop(event.client_id, None)
+        if worker_id is None or worker_id in self._clients.values():
+            return  # not a worker's connection, or the worker is connected again on another one
+        worker = self.dispatcher.registry.get(worker_id)
+        if worker is None or not worker.baseline or worker.state is WorkerState.OFFLINE:
+            return  # our workers' Last Will says it
+        offline = StatusMessage(worker_id=worker.worker_id, status="offline")
+        await self._worker_status(offline, "went offline (the broker saw its connection close)")
+
+    async def _worker_status(self, status: StatusMessage, offline_reason: str) -> None:
         worker = self.dispatcher.registry.get(status.worker_id)
         was_online = worker is not None and worker.state is not WorkerState.OFFLINE
         outcome = self.dispatcher.worker_status(
             status.worker_id, status.status, self._clock(), status.task_id, status.attempt
         )
-        if status.status == "offline" and was_online:
-            self.log(f"worker {status.worker_id} went offline")
+        if status.status == "offline":
+            if was_online:
+                self.log(f"worker {status.worker_id} {offline_reason}")
+            self._forget_worker(status.worker_id)
+        elif not was_online:
+            self._remember(status.worker_id)
         self._event(f"worker.{status.status}", worker_id=status.worker_id, task_id=status.task_id or "")
         await self._apply(outcome)
+
+    def _remember(self, worker_id: str) -> None:
+        """Journal a baseline worker that is online, so that a restarted master still knows it."""
+        worker = self.dispatcher.registry.get(worker_id)
+        if worker is None or not worker.baseline or not self.settings.allow_baseline_workers:
+            return
+        client_id = next((c for c, w in self._clients.items() if w == worker_id), None)
+        self.journal.worker_known(worker_id, worker.language, client_id)
+
+    def _forget_worker(self, worker_id: str) -> None:
+        if self.settings.allow_baseline_workers:
+            self.journal.worker_gone(worker_id)
 
     def bad_message(self, source: str) -> None:
         """Count a payload from `source` (`mqtt`) that could not be read; the edge logged it."""
@@ -186,6 +230,7 @@ class Master:
             return False, verdict.message
         self.metrics.results.labels("accepted").inc()
         task = verdict.task
+        self._journal_longest(self.dispatcher.registry.get(result.worker_id), now - task.assigned_ms)
         self.dispatcher.finish(task, result.failed)
         response = answer(task, result, now)
         self._event(
@@ -204,6 +249,11 @@ class Master:
         await self.deliveries.deliver(task.task_id, task.session_id, response)
         self._record(task, result, now)
         return True, verdict.message
+
+    def _journal_longest(self, worker: Worker | None, took_ms: int) -> None:
+        """Journal a baseline worker's longest task when this one was it (its leases are sized by it)."""
+        if worker is not None and worker.baseline and worker.longest_task_ms == took_ms and took_ms > 0:
+            self.journal.worker_longest(worker.worker_id, took_ms)
 
     def _record(self, task: Task, result: WorkerResult, now: int) -> None:
         """Metrics, the results topic and the log line of a finished task."""
@@ -228,6 +278,7 @@ class Master:
         now = self._clock()
         await self._apply(self.dispatcher.expire(now))
         for worker_id in self.dispatcher.forget_gone(now):
+            self._forget_worker(worker_id)
             gone_s = self.settings.forget_workers_after_seconds
             self.log(f"worker {worker_id} forgotten: offline or lost for {gone_s:g} s")
         if now - self._last_purge >= PURGE_EVERY_MS:

@@ -55,11 +55,14 @@ def test_baseline_broker_admits_anonymous_clients_next_to_its_users(tmp_path: Pa
     assert directives["password_file"] == str(tmp_path / broker.PASSWORD_FILE_NAME)
     assert directives["acl_file"] == str(tmp_path / broker.ACL_FILE_NAME)
     assert "topic read upb/workers/+/tasks" in (tmp_path / broker.ACL_FILE_NAME).read_text()
+    # Its log on $SYS too, for the master to see workers without a Last Will go.
+    assert set(broker.BROKER_LOG_LINES) <= set(conf.read_text().splitlines())
 
 
 def test_without_baseline_the_broker_refuses_anonymous_clients(tmp_path: Path) -> None:
     conf = broker.write_config(tmp_path, 1883, credentials=Credentials())
     assert _directives(conf.read_text())["allow_anonymous"] == "false"
+    assert "log_dest topic" not in conf.read_text()
     assert _anonymous_rules((tmp_path / broker.ACL_FILE_NAME).read_text()) == []
 
 

@@ -145,7 +145,7 @@ def test_acl_gives_each_user_only_its_topics() -> None:
             rules.setdefault(user, []).append(f"{name} {value}")
     assert rules == {
         "(every user)": ["pattern read lab1/workers/%c/tasks"],
-        "master": ["topic readwrite lab1/#"],
+        "master": ["topic readwrite lab1/#", "topic read $SYS/broker/log/N", "topic read $SYS/broker/log/M/subscribe"],
         "worker": [
             "topic write lab1/workers/register",
             "topic write lab1/workers/status",

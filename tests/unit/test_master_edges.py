@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.master import broker_log
 from services.master.grpc_edge import worker_result
 from services.master.mqtt_edge import MqttEdge
 from services.master.settings import MasterSettings
@@ -13,7 +14,7 @@ TOPICS = Topics()
 
 class RecordingHandler:
     def __init__(self) -> None:
-        self.got: list[RegisterMessage | StatusMessage] = []
+        self.got: list[RegisterMessage | StatusMessage | broker_log.Subscribed | broker_log.Disconnected] = []
         self.bad: list[str] = []
 
     async def on_register(self, reg: RegisterMessage) -> None:
@@ -21,6 +22,9 @@ class RecordingHandler:
 
     async def on_status(self, status: StatusMessage) -> None:
         self.got.append(status)
+
+    async def on_broker_event(self, event: broker_log.Subscribed | broker_log.Disconnected) -> None:
+        self.got.append(event)
 
     def bad_message(self, source: str) -> None:
         self.bad.append(source)
@@ -55,6 +59,15 @@ async def test_the_mqtt_edge_counts_bad_messages_and_passes_none_on() -> None:
     await edge._receive(TOPICS.register, b"\xff not json")
     await edge._receive(TOPICS.status, b'{"worker_id": "go-worker-1", "status": "sleeping"}')
     assert (handler.got, handler.bad) == ([], ["mqtt", "mqtt"])
+
+
+async def test_the_mqtt_edge_passes_on_what_the_broker_log_says_of_workers_connections() -> None:
+    edge, handler = bound_edge()
+    await edge._receive(broker_log.SUBSCRIBE_TOPIC, b"2026-12-07T00:25:07: orig x 0 upb/workers/python-worker-ab/tasks")
+    await edge._receive(broker_log.NOTICE_TOPIC, b"2026-12-07T00:25:07: New client connected from ::1 as orig x (p2).")
+    await edge._receive(broker_log.NOTICE_TOPIC, b"1733532000: Client orig x closed its connection.")
+    assert handler.got == [broker_log.Subscribed("orig x", "python-worker-ab"), broker_log.Disconnected("orig x")]
+    assert handler.bad == []
 
 
 def test_the_grpc_edge_reads_a_task_result_into_a_worker_result() -> None:

@@ -21,6 +21,7 @@ from lab.swarm.stack_check import (
     schema_errors,
     worker_problems,
 )
+from lab.system.broker import BROKER_LOG_LINES
 
 BASELINE = REPO_ROOT / BASELINE_FILE
 
@@ -77,12 +78,13 @@ def _settings(path: str) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
 
 
-def test_the_baseline_broker_config_is_swarm_conf_admitting_anonymous_clients() -> None:
+def test_the_baseline_broker_config_is_swarm_conf_admitting_anonymous_clients_and_publishing_its_log() -> None:
     plain = _settings("services/mosquitto/swarm.conf")
     assert "allow_anonymous false" in plain
-    assert _settings("services/mosquitto/swarm.baseline.conf") == [
-        "allow_anonymous true" if line == "allow_anonymous false" else line for line in plain
-    ]
+    assert (
+        _settings("services/mosquitto/swarm.baseline.conf")
+        == ["allow_anonymous true" if line == "allow_anonymous false" else line for line in plain] + BROKER_LOG_LINES
+    )
 
 
 def test_config_version_covers_the_baseline_files() -> None:
