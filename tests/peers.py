@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import queue
 import threading
-import time
 from typing import Any
 
 import grpc
@@ -72,77 +71,6 @@ class RawWorker:
         """Disconnect cleanly."""
         self.client.loop_stop()
         self.client.disconnect()
-
-
-class BaselineWorker:
-    """A worker of the original system, on the wire: an ANONYMOUS MQTT client (its client id is not its worker
-    id), clean session, QoS 0, no Last Will, never reading the master's presence; it registers once per
-    connection, and answers each task after `work_seconds` with `SendResult` fields 1-8 only (no task id, no
-    token), echoing the API key as the original does."""
-
-    def __init__(self, port: int, worker_id: str, prefix: str = "upb", work_seconds: float = 0.2) -> None:
-        self.topics = Topics(prefix)
-        self.worker_id = worker_id
-        self.work_seconds = work_seconds
-        self.acks: queue.Queue[pb.ResultAck] = queue.Queue()
-        self._connected = threading.Event()
-        self._tasks: queue.Queue[TaskMessage | None] = queue.Queue()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"original-{worker_id}", clean_session=True, protocol=mqtt.MQTTv311
-        )
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
-        self._answering = threading.Thread(target=self._answer_tasks, name=f"baseline {worker_id}", daemon=True)
-        self._answering.start()
-        self.client.connect("127.0.0.1", port, keepalive=30)
-        self.client.loop_start()
-        if not self._connected.wait(10):
-            self.close()
-            raise TimeoutError("baseline worker could not connect")
-
-    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, rc: Any, props: object) -> None:
-        if rc.is_failure:
-            return
-        client.subscribe(self.topics.tasks(self.worker_id), qos=0)
-        self._publish(self.topics.register, {"worker_id": self.worker_id, "language": "python", "status": "idle"})
-        self._connected.set()
-
-    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        self._tasks.put(decode(TaskMessage, bytes(message.payload)))
-
-    def _publish(self, topic: str, fields: dict[str, Any]) -> None:
-        """Publish baseline fields only, at QoS 0."""
-        self.client.publish(topic, json.dumps({**fields, "timestamp": int(time.time() * 1000)}), qos=0)
-
-    def _status(self, status: str) -> None:
-        self._publish(self.topics.status, {"worker_id": self.worker_id, "status": status})
-
-    def _answer_tasks(self) -> None:
-        while (task := self._tasks.get()) is not None:
-            started = time.monotonic()
-            self._status("busy")
-            time.sleep(self.work_seconds)
-            answer = pb.TaskResult(
-                worker_id=self.worker_id,
-                session_id=task.session_id,
-                original_query=task.query,
-                ai_response=f"baseline answer to: {task.query}",
-                api_key=task.api_key,
-                processing_time_ms=int((time.monotonic() - started) * 1000),
-                query_timestamp=task.timestamp,
-                completion_timestamp=int(time.time() * 1000),
-            )
-            with grpc.insecure_channel(task.grpc_endpoint) as channel:
-                stub = pb_grpc.WorkerCallbackStub(channel)  # type: ignore[no-untyped-call]
-                self.acks.put(stub.SendResult(answer, timeout=10))
-            self._status("idle")
-
-    def close(self) -> None:
-        """Disconnect (no Will: the original says nothing more) and stop answering."""
-        self._tasks.put(None)
-        self.client.loop_stop()
-        self.client.disconnect()
-        self._answering.join(5)
 
 
 def send_result(endpoint: str, **fields: Any) -> pb.ResultAck:

@@ -11,10 +11,10 @@ import uuid
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from lab.bench.baseline_worker import BaselineWorker
 from lab.loadgen.client import ChatClient
 from lab.system.local import LocalCluster
 from tests.conftest import ClusterFactory
-from tests.peers import BaselineWorker
 from tests.waiting import eventually
 
 _QUIET_SECONDS = 1.0
