@@ -78,7 +78,7 @@ integration: setup-test ## run the integration tests only (real Mosquitto, maste
 conformance: setup-test ## run the worker conformance suite for Python, Go and Java (CONFORMANCE_WORKERS=go for one)
 	$(PY) -m pytest -m conformance $(PYTEST_ARGS)
 
-bench: setup-test ## run the benchmark suite one after another (~15 min); figures and charts to data/bench/
+bench: setup-test ## run the benchmark suite one after another (~20 min); figures and charts to data/bench/
 	$(VENV)/bin/lab bench overhead
 	for n in 1 2 4 8; do $(VENV)/bin/lab bench throughput --workers $$n || exit 1; done
 	$(VENV)/bin/lab bench saturation
@@ -86,6 +86,7 @@ bench: setup-test ## run the benchmark suite one after another (~15 min); figure
 	$(VENV)/bin/lab bench scale
 	$(VENV)/bin/lab bench peer --workers 4 --clients 50
 	$(VENV)/bin/lab bench languages
+	$(VENV)/bin/lab bench baseline
 
 lint: setup ## ruff, mypy and the layer rules (import-linter contracts in pyproject.toml)
 	$(VENV)/bin/ruff check .

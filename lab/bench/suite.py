@@ -10,7 +10,19 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any, Protocol
 
-from lab.bench import burst, faults, languages, overhead, peer, registration, saturation, scale, soak, throughput
+from lab.bench import (
+    baseline,
+    burst,
+    faults,
+    languages,
+    overhead,
+    peer,
+    registration,
+    saturation,
+    scale,
+    soak,
+    throughput,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -41,6 +53,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     registration,
     languages,
     faults,
+    baseline,
     soak,
     peer,
     scale,
