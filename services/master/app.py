@@ -1,9 +1,10 @@
-"""The master's web edge: FastAPI (chat page, status, health, metrics) with Socket.IO mounted.
+"""The master's web edge: FastAPI (chat page, dashboard, status, health, metrics) with Socket.IO mounted.
 
 Socket.IO payloads are read into and written from the models of `services.protocol`."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import re
@@ -18,14 +19,36 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.master.intake import refusal
+from services.master.loops import tell_dashboards
 from services.master.service import Master
-from services.protocol import DecodeError, Events, Payload, QueryAck, StatusReport, UserQuery, validate
+from services.protocol import (
+    DASHBOARD_AUTH_KEY,
+    DashboardSnapshot,
+    DecodeError,
+    Events,
+    Payload,
+    QueryAck,
+    StatusReport,
+    UserQuery,
+    validate,
+)
 
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
-CLIENT_DIST = WEB_DIR / "node_modules" / "socket.io-client" / "dist"
+NODE_MODULES = WEB_DIR / "node_modules"
+CLIENT_DIST = NODE_MODULES / "socket.io-client" / "dist"
 CLIENT_JS = CLIENT_DIST / "socket.io.min.js"
+# The pages' third-party scripts (services/web/package.json), served at /vendor/<name>: name -> file. Only these:
+# nothing else under node_modules is reachable. Each ends with `sourceMappingURL=<name>.map`, which a browser's
+# developer tools ask for next to it, so the maps are listed too.
+VENDOR_FILES = {
+    "socket.io.min.js": CLIENT_JS,
+    "chart.umd.min.js": NODE_MODULES / "chart.js" / "dist" / "chart.umd.min.js",
+    "marked.umd.js": NODE_MODULES / "marked" / "lib" / "marked.umd.js",
+    "purify.min.js": NODE_MODULES / "dompurify" / "dist" / "purify.min.js",
+}
+VENDOR_FILES |= {f"{name}.map": file.with_name(f"{file.name}.map") for name, file in VENDOR_FILES.items()}
 # The Socket.IO client where Socket.IO's own servers offer it, and where the original page loads it from:
 # path -> (file in CLIENT_DIST, content type). The minified build ends with `sourceMappingURL=socket.io.min.js.map`,
 # which a browser's developer tools ask for next to the script.
@@ -39,6 +62,9 @@ SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 # What a `user-query` must look like, told to a client that sent something else.
 QUERY_SHAPE = "send {query: string, apiKey?: string}"
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml"}
+# The Socket.IO room of the dashboards' connections. Not a session id (those are 16 to 64 characters), so no
+# answer or task event addressed to a session can reach a dashboard.
+DASHBOARD_ROOM = "dashboard"
 
 
 # Whether the event being handled asked for an acknowledgement (its packet has an id). Set by AckAwareServer
@@ -81,6 +107,21 @@ class OriginPolicy:
 def now_ms() -> int:
     """Wall-clock milliseconds since the epoch."""
     return time.time_ns() // 1_000_000
+
+
+def is_dashboard(auth: object) -> bool:
+    """Whether a connection's auth says it is a dashboard (`{dashboard: true}`)."""
+    return isinstance(auth, dict) and auth.get(DASHBOARD_AUTH_KEY) is True
+
+
+def serve_vendor_file(name: str) -> FileResponse:
+    """One of VENDOR_FILES, cached like the page's other assets (validators, no other policy)."""
+    file = VENDOR_FILES.get(name)
+    if file is None:
+        raise HTTPException(404)
+    if not file.is_file():
+        raise HTTPException(404, f"/vendor/{name} is not here: are the page's npm packages installed? (`make setup`)")
+    return FileResponse(file, media_type="application/json" if name.endswith(".map") else "text/javascript")
 
 
 def serve_client_file(path: str) -> FileResponse:
@@ -137,6 +178,8 @@ class WebEdge:
         )
         self._sessions: dict[str, str] = {}  # Socket.IO sid -> session id
         self._members: dict[str, set[str]] = {}  # session id -> its connections
+        self._dashboards: set[str] = set()  # Socket.IO sids of the dashboards' connections (no session)
+        self._dashboard_loop: asyncio.Task[None] | None = None  # runs while `_dashboards` is not empty
         self._register_events()
         self.api = self._build_api()
         self.app = ClientFilesFirst(socketio.ASGIApp(self.sio, other_asgi_app=self.api), self.api)
@@ -179,6 +222,9 @@ class WebEdge:
 
         @sio.event  # type: ignore[untyped-decorator]
         async def connect(sid: str, environ: dict[str, Any], auth: object = None) -> None:
+            if is_dashboard(auth):
+                await self._dashboard_joined(sid)
+                return
             offered = auth.get("sessionId") if isinstance(auth, dict) else None
             session_id = offered if isinstance(offered, str) and SESSION_RE.match(offered) else None
             session_id = session_id or self._new_session_id()
@@ -191,6 +237,9 @@ class WebEdge:
 
         @sio.event  # type: ignore[untyped-decorator]
         async def disconnect(sid: str, *args: object) -> None:
+            if sid in self._dashboards:
+                self._dashboard_left(sid)
+                return
             session_id = self._sessions.pop(sid, None)
             members = self._members.get(session_id or "")
             if members is not None:
@@ -205,6 +254,39 @@ class WebEdge:
                 # A baseline client shows only events: tell it why as an answer it shows.
                 await sio.emit(Events.AI_RESPONSE, refusal(query_text(data), ack.error, now_ms()).dump(), to=sid)
             return ack.dump()
+
+    async def _dashboard_joined(self, sid: str) -> None:
+        """A dashboard connected: into the dashboards' room, and snapshots from now on. No session: no session id,
+        no answers, and its `user-query` is refused as sessionless."""
+        self._dashboards.add(sid)
+        await self.sio.enter_room(sid, DASHBOARD_ROOM)
+        if self._dashboard_loop is None or self._dashboard_loop.done():
+            # The loop's first snapshot goes out at once, to this one too.
+            self._dashboard_loop = asyncio.create_task(
+                tell_dashboards(self.master, self._send_dashboard), name="dashboards"
+            )
+        else:
+            await self.sio.emit(Events.DASHBOARD, self.master.dashboard().dump(), to=sid)
+
+    def _dashboard_left(self, sid: str) -> None:
+        """A dashboard disconnected; with the last one gone, no more snapshots are built."""
+        self._dashboards.discard(sid)
+        if not self._dashboards and self._dashboard_loop is not None:
+            self._dashboard_loop.cancel()
+            self._dashboard_loop = None
+
+    @property
+    def dashboards(self) -> int:
+        """How many dashboards are connected."""
+        return len(self._dashboards)
+
+    @property
+    def dashboards_updating(self) -> bool:
+        """Whether snapshots are being built and sent (exactly while a dashboard is connected)."""
+        return self._dashboard_loop is not None and not self._dashboard_loop.done()
+
+    async def _send_dashboard(self, snapshot: DashboardSnapshot) -> None:
+        await self.sio.emit(Events.DASHBOARD, snapshot.dump(), to=DASHBOARD_ROOM)
 
     async def _user_query(self, sid: str, data: object) -> QueryAck:
         session_id = self._sessions.get(sid)
@@ -232,11 +314,13 @@ class WebEdge:
                 raise HTTPException(404)
             return FileResponse(path, media_type=STATIC_TYPES[path.suffix])
 
-        @api.get("/vendor/socket.io.min.js", include_in_schema=False)
-        async def client_js() -> FileResponse:
-            if not CLIENT_JS.is_file():
-                raise HTTPException(404, "socket.io-client is not installed: run `make setup`")
-            return FileResponse(CLIENT_JS, media_type="text/javascript")
+        @api.get("/dashboard", include_in_schema=False)
+        async def dashboard() -> FileResponse:
+            return FileResponse(WEB_DIR / "dashboard.html", media_type="text/html")
+
+        @api.get("/vendor/{name}", include_in_schema=False)
+        async def vendor(name: str) -> FileResponse:
+            return serve_vendor_file(name)
 
         @api.get(CLIENT_FILES_PATH, include_in_schema=False)
         async def client_file(name: str) -> FileResponse:

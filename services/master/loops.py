@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from services.master.service import Master
-from services.protocol import Events, SystemStatus
+from services.protocol import DashboardSnapshot, Events, SystemStatus
+
+log = logging.getLogger(__name__)
 
 # How often queued users are told their new position, and everyone the system's state, at most.
 POSITION_INTERVAL_S = 0.25
 STATUS_INTERVAL_S = 1.0
 # How often leases are checked (and, less often, old undelivered answers dropped).
 LEASE_CHECK_S = 0.5
+# How often open dashboards get a snapshot.
+DASHBOARD_INTERVAL_S = 1.0
 
 Broadcast = Callable[[str, SystemStatus], Awaitable[None]]  # (event, payload) to every client
 
@@ -43,6 +48,19 @@ async def tell_status(master: Master, broadcast: Broadcast) -> None:
             await broadcast(Events.STATUS, summary)
             last = summary
         await asyncio.sleep(STATUS_INTERVAL_S)
+
+
+async def tell_dashboards(master: Master, send: Callable[[DashboardSnapshot], Awaitable[None]]) -> None:
+    """Forever: send the dashboards a snapshot at once, then about once a second.
+
+    Not one of `background`'s: the web edge runs it only while a dashboard is connected (and cancels it when the
+    last one leaves), so that without a dashboard it costs nothing at all."""
+    while True:
+        try:
+            await send(master.dashboard())
+        except Exception:  # a dashboard that cannot be shown must not stop the next snapshots, nor the master
+            log.exception("dashboard snapshot failed")
+        await asyncio.sleep(DASHBOARD_INTERVAL_S)
 
 
 def background(master: Master, broadcast: Broadcast) -> dict[str, Coroutine[Any, Any, None]]:

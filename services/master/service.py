@@ -18,12 +18,14 @@ from services.master.intake import admit
 from services.master.journal import Journal
 from services.master.limits import RateLimiter
 from services.master.metrics import Metrics
+from services.master.recent import RecentAnswers
 from services.master.registry import Worker, WorkerState
 from services.master.results import WorkerResult, answer, failure, summary
 from services.master.settings import MasterSettings
-from services.master.views import state_counts, status_report, status_summary
+from services.master.views import LAST_MINUTE_S, dashboard_snapshot, state_counts, status_report, status_summary
 from services.master.watch import EventHub
 from services.protocol import (
+    DashboardSnapshot,
     Events,
     LogMessage,
     Payload,
@@ -82,6 +84,7 @@ class Master:
         )
         self.dispatcher.hold(True, clock())  # nothing is assigned before MQTT is up
         self.metrics = Metrics(lambda: state_counts(self.dispatcher))
+        self.recent = RecentAnswers(started_ms=clock())  # the dashboard's answers per second and latencies
         self.journal = journal
         self.events = EventHub()
         self.deliveries = Deliveries(
@@ -265,6 +268,7 @@ class Master:
         self.metrics.wait.observe((task.assigned_ms - task.submitted_ms) / 1000)
         self.metrics.processing.observe(result.processing_time_ms / 1000)
         self.metrics.overhead.observe(max(0, delivered - task.submitted_ms - result.processing_time_ms) / 1000)
+        self.recent.add(delivered, delivered - task.submitted_ms)
         self._publisher.publish(self.topics.results, encode(message), qos=0)
         self.log(
             f"task {task.task_id[:8]} {message.outcome} by {result.worker_id} "
@@ -304,7 +308,14 @@ class Master:
 
     def status(self) -> StatusReport:
         """The REST status: workers with state and counts, and the queue."""
-        return status_report(self.dispatcher, len(self.deliveries))
+        s = self.settings
+        return status_report(self.dispatcher, len(self.deliveries), s.advertised_grpc_endpoint, s.max_query_chars)
+
+    def dashboard(self) -> DashboardSnapshot:
+        """The dashboard's snapshot: workers, queue, and the recent answers per second and their latency."""
+        now = self._clock()
+        points = self.recent.series(now)
+        return dashboard_snapshot(self.dispatcher, points, self.recent.summary(now, LAST_MINUTE_S), now)
 
     def worker_snapshot(self) -> list[pb.Event]:
         """One event per known worker with its current state (the start of a watch)."""

@@ -5,7 +5,7 @@ Nothing outside this package spells a topic, an event name or a message field.
 """
 
 from services.protocol.errors import DecodeError
-from services.protocol.events import Events
+from services.protocol.events import DASHBOARD_AUTH_KEY, Events
 from services.protocol.messages import (
     LogMessage,
     MasterPresence,
@@ -20,6 +20,10 @@ from services.protocol.messages import (
 )
 from services.protocol.payloads import (
     AiResponse,
+    AnswerSeries,
+    AnswerSummary,
+    DashboardSnapshot,
+    DashboardWorker,
     Payload,
     QueryAck,
     SystemStatus,
@@ -32,7 +36,12 @@ from services.protocol.topics import Topics
 from services.protocol.worker_ids import make_worker_id, worker_language
 
 __all__ = [
+    "DASHBOARD_AUTH_KEY",
     "AiResponse",
+    "AnswerSeries",
+    "AnswerSummary",
+    "DashboardSnapshot",
+    "DashboardWorker",
     "DecodeError",
     "Events",
     "LogMessage",

@@ -16,3 +16,9 @@ class Events:
     # Extensions.
     TASK_ASSIGNED: Final = "task-assigned"  # master -> client: {taskId, workerId}
     STATUS: Final = "system-status"  # master -> every client, when it changes: {workers, idle, busy, queued}
+    DASHBOARD: Final = "dashboard"  # master -> dashboard clients only, about once a second: DashboardSnapshot
+
+
+# A client that connects with `auth: {dashboard: true}` is a dashboard, not a chat session: it gets no session
+# id and no answers, only `dashboard` snapshots (a key of the connection's auth, not an event).
+DASHBOARD_AUTH_KEY: Final = "dashboard"

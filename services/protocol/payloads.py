@@ -7,13 +7,14 @@ so a payload from the original master (without them) still reads.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from services.protocol.messages import Message
 
 Count = Annotated[int, Field(ge=0)]
+WorkerStateName = Literal["idle", "busy", "offline", "lost"]
 
 
 class Payload(Message):
@@ -119,3 +120,58 @@ class SystemStatus(Payload):
     idle: Count
     busy: Count
     queued: Count
+
+
+class DashboardWorker(Message):
+    """One worker in a `dashboard` snapshot: its state, its current task and how long that has run, its counts."""
+
+    kind: ClassVar[str] = "dashboard worker"
+    workerId: str
+    language: str
+    state: WorkerStateName
+    taskId: str | None = None  # the task it holds, null when none
+    taskMs: Count | None = None  # how long it has held that task (the master's clock), null when none
+    tasksDone: Count = 0
+    tasksFailed: Count = 0
+    lastSeen: Count = 0  # when the master last heard from it (ms since the epoch)
+
+
+class AnswerSeries(Message):
+    """Answers per second over the last few minutes, oldest second first: how many were delivered in each
+    second, and the p50 and p95 of their latency (question accepted to answer delivered, ms; null in a
+    second without answers). The three lists have the same length; second `i` starts at `start + i * stepMs`."""
+
+    kind: ClassVar[str] = "answer series"
+    start: Count = 0  # ms since the epoch
+    stepMs: Count = 1000
+    answers: list[Count] = Field(default_factory=list)
+    p50: list[Count | None] = Field(default_factory=list)
+    p95: list[Count | None] = Field(default_factory=list)
+
+
+class AnswerSummary(Message):
+    """The answers delivered over the last `seconds` complete seconds: how many, and their latency's p50 and p95
+    (ms, null without answers)."""
+
+    kind: ClassVar[str] = "answer summary"
+    seconds: Count = 60
+    answers: Count = 0
+    p50: Count | None = None
+    p95: Count | None = None
+
+
+class DashboardSnapshot(Payload):
+    """`dashboard` (extension, master -> dashboard clients, about once a second): the workers, the queue and
+    the recent answers. Timings and counts only: no question, answer, session id or key."""
+
+    kind: ClassVar[str] = "dashboard"
+    timestamp: Count  # the master's clock when it was taken (ms); `lastSeen` and `series` are on it
+    workers: list[DashboardWorker]
+    idle: Count
+    busy: Count
+    offline: Count
+    lost: Count
+    queued: Count  # questions waiting for a worker
+    inFlight: Count  # questions assigned to a worker and not answered yet
+    series: AnswerSeries
+    lastMinute: AnswerSummary

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from pydantic import StrictBool
 
 from services.protocol.messages import Message
-from services.protocol.payloads import Count, Payload
-
-WorkerStateName = Literal["idle", "busy", "offline", "lost"]
+from services.protocol.payloads import Count, Payload, WorkerStateName
 
 
 class WorkerStatus(Message):
@@ -38,3 +36,5 @@ class StatusReport(Payload):
     in_flight: Count  # tasks assigned and not answered yet
     undelivered: Count  # answers kept until a client of their session acknowledges them
     mqtt_connected: StrictBool
+    grpc_endpoint: str = ""  # host:port workers send results to (the master's advertised one); "" when not said
+    max_query_chars: Count = 0  # the longest question accepted, in characters (MAX_QUERY_CHARS); 0: not said

@@ -69,6 +69,8 @@ STATUS: dict[str, Any] = {
     "in_flight": 1,
     "undelivered": 0,
     "mqtt_connected": True,
+    "grpc_endpoint": "master:50051",
+    "max_query_chars": 8000,
 }
 
 # (model, the JSON object it must be on the wire, keys in this order)
