@@ -1,4 +1,5 @@
-/* Swarm AI Lab chat: plain JS, no framework. Everything from the network is shown with textContent. */
+/* Swarm AI Lab chat: plain JS, no framework. Everything from the network is shown with textContent, except
+   answers: their Markdown is rendered by marked, then sanitized by DOMPurify (renderAnswer). */
 (() => {
   "use strict";
 
@@ -6,6 +7,9 @@
   const ACK_TIMEOUT_MS = 30000; // no acknowledgement after this: the question is marked failed
   const ORPHAN_TTL_MS = 60000; // events for a taskId not acknowledged yet are kept this long
   const ADOPT_AFTER_MS = 3000; // an answer still unclaimed after this is shown on its own (resumed session)
+  // The master's MAX_QUERY_CHARS by default; replaced by `max_query_chars` from /api/status when it tells it.
+  const DEFAULT_MAX_QUERY_CHARS = 8000;
+  const COUNTER_FROM = 0.9; // the character counter shows from this share of the limit on
 
   const $ = (id) => document.getElementById(id);
   const els = {
@@ -19,7 +23,11 @@
     query: $("query"),
     apiKey: $("api-key"),
     tpl: $("exchange-tpl"),
+    info: $("composer-info"),
+    notice: $("notice"),
+    counter: $("counter"),
   };
+  let maxQueryChars = DEFAULT_MAX_QUERY_CHARS;
 
   const byTask = new Map(); // taskId -> exchange
   const orphans = new Map(); // taskId -> {at, events: [[name, data, arrivedAt], ...]}
@@ -38,6 +46,10 @@
     return Number.isFinite(n) ? Math.max(0, Math.round(n)) : null;
   };
   const str = (v) => (typeof v === "string" ? v : v == null ? "" : String(v));
+  // Characters as the master counts them (Python's len: code points, so an emoji is one, not two).
+  const charCount = (s) => Array.from(s).length;
+  const escapeHtml = (s) =>
+    str(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 
   // Follow new content only when the reader is already at the bottom (decided before the change).
   function atBottom() {
@@ -112,10 +124,10 @@
     ex.position.textContent = workerId ? `${str(workerId)} is working…` : "A worker is working…";
   }
 
-  function showFailed(ex, message, data, at) {
+  function showFailed(ex, message, data, at, state = "failed") {
     if (ex.done) return;
     ex.done = true;
-    setState(ex, "failed");
+    setState(ex, state);
     ex.progress.hidden = true;
     ex.error.textContent = str(message) || "Something went wrong.";
     ex.error.hidden = false;
@@ -140,7 +152,7 @@
     ex.done = true;
     setState(ex, "answered");
     ex.progress.hidden = true;
-    ex.answer.textContent = str(data.response);
+    renderAnswer(ex.answer, str(data.response));
     ex.answer.hidden = false;
     fillMeta(ex, data, at);
   }
@@ -152,6 +164,80 @@
       else if (name === "task-assigned") showWorking(ex, data.workerId);
       else if (name === "ai-response") showAnswer(ex, data, at);
     });
+  }
+
+  // ---------- answers in Markdown, sanitized ----------
+  // marked turns the Markdown into HTML; raw HTML in the answer is shown as the text it is (a model that
+  // writes <br> or <script> in prose is talking about it). DOMPurify then keeps only the elements and
+  // attributes below: no scripts, styles, frames, forms, images or event handlers, links only to http(s) and
+  // mailto. Images are never loaded: a remote image in an answer is a request to a host chosen by the text
+  // (a tracking pixel, or a URL that carries data out of the chat); the CSP refuses them too. They become
+  // links the reader may open.
+  const PURIFY_CONFIG = {
+    ALLOWED_TAGS: [
+      "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "code", "ul", "ol", "li",
+      "strong", "b", "em", "i", "del", "s", "sub", "sup", "kbd", "a", "table", "thead", "tbody", "tr", "th", "td",
+    ],
+    ALLOWED_ATTR: ["href", "title", "start", "align"],
+    ADD_URI_SAFE_ATTR: ["start", "align"], // not URLs: not held to ALLOWED_URI_REGEXP
+    ALLOWED_URI_REGEXP: /^(?:https?|mailto):/i,
+    ALLOW_DATA_ATTR: false,
+    ALLOW_ARIA_ATTR: false,
+    RETURN_DOM_FRAGMENT: true,
+  };
+
+  function makeMarkdown() {
+    const lib = window.marked;
+    const purify = window.DOMPurify;
+    if (!lib || typeof lib.Marked !== "function" || !purify || typeof purify.sanitize !== "function") return null;
+    if (purify.isSupported === false) return null;
+    const parser = new lib.Marked({
+      gfm: true,
+      breaks: true, // a single newline is a line break, as in the plain-text answers before
+      async: false,
+      renderer: {
+        html({ text, block }) {
+          const shown = escapeHtml(text);
+          return block ? `<p>${shown.trim().replace(/\n/g, "<br>")}</p>\n` : shown;
+        },
+        image({ href, title, text }) {
+          const label = `image: ${text || href}`;
+          return `<a href="${escapeHtml(href)}" title="${escapeHtml(title || href)}">${escapeHtml(label)}</a>`;
+        },
+        checkbox({ checked }) {
+          return checked ? "☑ " : "☐ ";
+        },
+      },
+    });
+    return (text) => {
+      const fragment = purify.sanitize(parser.parse(text), PURIFY_CONFIG);
+      for (const a of fragment.querySelectorAll("a")) {
+        const href = a.getAttribute("href");
+        if (!href) {
+          a.replaceWith(...a.childNodes); // its URL was refused: keep the words, lose the link
+          continue;
+        }
+        a.target = "_blank";
+        a.rel = "noopener noreferrer";
+        if (!a.title) a.title = href; // where it goes, before the click
+      }
+      return fragment;
+    };
+  }
+  const markdown = makeMarkdown();
+
+  function renderAnswer(el, text) {
+    if (markdown) {
+      try {
+        el.replaceChildren(markdown(text));
+        el.dataset.format = "markdown";
+        return;
+      } catch (e) {
+        console.error("Markdown rendering failed; the answer is shown as plain text", e);
+      }
+    }
+    el.textContent = text; // the libraries are missing (or failed): plain text is always safe
+    el.dataset.format = "text";
   }
 
   // ---------- correlation by taskId (events may arrive before the ack) ----------
@@ -221,7 +307,10 @@
     },
   });
 
-  socket.on("connect", () => setStatus("connected", "Connected"));
+  socket.on("connect", () => {
+    setStatus("connected", "Connected");
+    learnLimit(); // on every connection: a restarted master may have another limit
+  });
   socket.on("disconnect", (reason) => {
     // "io server disconnect": the server closed us; the client will not retry by itself.
     if (reason === "io server disconnect") {
@@ -271,10 +360,88 @@
     els.workers.hidden = parts.length === 0;
   });
 
+  // ---------- the composer: notices and the character counter ----------
+  // `kind` "empty" goes away as soon as the user types; the others stay until the next question is sent.
+  function showNotice(kind, text) {
+    els.notice.dataset.kind = kind;
+    els.notice.textContent = text;
+    els.notice.hidden = false;
+    updateInfo();
+  }
+  function clearNotice() {
+    els.notice.hidden = true;
+    els.notice.textContent = "";
+    delete els.notice.dataset.kind;
+    updateInfo();
+  }
+  function updateInfo() {
+    els.info.hidden = els.notice.hidden && els.counter.hidden;
+  }
+
+  // Counts what would be sent (the trimmed question), as the master counts it; shown near the limit only.
+  function updateCounter() {
+    const n = charCount(els.query.value.trim());
+    const limit = maxQueryChars;
+    const near = n > 0 && n >= Math.floor(limit * COUNTER_FROM);
+    els.counter.hidden = !near;
+    if (near) {
+      const over = n > limit;
+      els.counter.dataset.state = over ? "over" : "near";
+      els.counter.textContent = over
+        ? `${n} / ${limit} characters · ${n - limit} too many`
+        : `${n} / ${limit} characters · ${limit - n} left`;
+    } else {
+      delete els.counter.dataset.state;
+      els.counter.textContent = "";
+    }
+    if (near && n > limit) els.query.setAttribute("aria-invalid", "true");
+    else els.query.removeAttribute("aria-invalid");
+    updateInfo();
+  }
+
+  // The master's limit, when its status tells it (`max_query_chars`); otherwise the default stays.
+  async function learnLimit() {
+    try {
+      const response = await fetch("/api/status", { headers: { Accept: "application/json" }, cache: "no-store" });
+      if (!response.ok) return;
+      const status = await response.json();
+      const limit = Number(status && status.max_query_chars);
+      if (Number.isInteger(limit) && limit > 0 && limit !== maxQueryChars) {
+        maxQueryChars = limit;
+        updateCounter();
+      }
+    } catch {
+      /* keep the limit we have */
+    }
+  }
+
+  // A question that was not accepted comes back to the box, unless the user has started another one there.
+  function restoreDraft(draft) {
+    if (els.query.value.trim()) return false;
+    els.query.value = draft;
+    autosize();
+    updateCounter();
+    els.query.focus();
+    els.query.setSelectionRange(draft.length, draft.length);
+    return true;
+  }
+
+  // The exchange says what went wrong; the notice above the box says it again and where the question is.
+  function notSent(ex, draft, message, state) {
+    showFailed(ex, message, null, 0, state);
+    const where = restoreDraft(draft)
+      ? "Your question is back in the box: edit it and send it again."
+      : "Your question is still in the conversation above.";
+    showNotice(state, `${message}. ${where}`);
+  }
+
   // ---------- sending ----------
   function send() {
-    const query = els.query.value.trim();
+    const draft = els.query.value;
+    const query = draft.trim();
+    clearNotice();
     if (!query) {
+      showNotice("empty", draft ? "Nothing sent: the question is only spaces." : "Nothing sent: the question is empty.");
       els.query.focus();
       return;
     }
@@ -284,14 +451,15 @@
     const ex = createExchange(query);
     els.query.value = "";
     autosize();
+    updateCounter();
     els.query.focus();
     socket.timeout(ACK_TIMEOUT_MS).emit("user-query", payload, (err, ack) => change(() => {
       if (err) {
-        showFailed(ex, "No acknowledgement from the server (timed out).");
+        notSent(ex, draft, "No acknowledgement from the server in time: the question may not have arrived", "failed");
       } else if (!ack || typeof ack !== "object") {
-        showFailed(ex, "Unexpected acknowledgement from the server.");
+        notSent(ex, draft, "Unexpected acknowledgement from the server", "failed");
       } else if (ack.error) {
-        showFailed(ex, ack.error);
+        notSent(ex, draft, `Not sent: ${str(ack.error)}`, "refused"); // the master refused it: nothing queued
       } else if (ack.taskId) {
         bind(ex, str(ack.taskId), ack.position);
       } else {
@@ -316,6 +484,11 @@
       send();
     }
   });
-  els.query.addEventListener("input", autosize);
+  els.query.addEventListener("input", () => {
+    autosize();
+    updateCounter();
+    if (els.notice.dataset.kind === "empty") clearNotice();
+  });
+  updateCounter();
   els.query.focus();
 })();
