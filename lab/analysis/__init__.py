@@ -1,4 +1,5 @@
-"""Figures from measured data, with no I/O: the KPIs of a run, queueing-theory predictions, percentiles."""
+"""Figures from measured data, with no I/O: the KPIs of a run with their verdicts (`verdicts`) and their text in
+ms and percent (`display`), queueing-theory predictions, percentiles."""
 
 from __future__ import annotations
 

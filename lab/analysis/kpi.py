@@ -1,9 +1,10 @@
 """The original system's KPIs judged against a run's DataFrames (columns in ``lab.runs.schema``): one row per
-KPI with the measured value, the target, pass or fail, and how it was measured.
+KPI with the measured value, the target, the verdict (pass, FAIL or n/a with why), and how it was measured.
 
-Times in the frames are ms since the epoch; the KPI table reports seconds, except the MQTT latency (ms).
-Empty or partial data never raises: a KPI with nothing to measure (registration included) gets ``measured``
-NaN and ``passed`` None (not judged), and its ``how`` says why.
+Times in the frames are ms since the epoch; the KPI table reports every latency in ms and every fraction in
+percent (its ``unit`` column). Empty or partial data never raises: a KPI with nothing to measure (registration
+included) gets ``measured`` NaN and verdict n/a; so does one that does not apply to the run
+(``lab.analysis.verdicts``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from typing import Any
 
 import pandas as pd
 
+from lab.analysis import verdicts
+from lab.analysis.display import ms_text
+from lab.analysis.series import per_second as per_second  # re-exported: callers know it as kpi.per_second
 from lab.analysis.stats import percentile
 
-KPI_COLUMNS = ["kpi", "measured", "unit", "target", "passed", "how", "detail"]
+KPI_COLUMNS = ["kpi", "measured", "unit", "target", "passed", "verdict", "note", "how", "detail"]
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "max": 100.0}
 
 KPI_NAMES = [
@@ -62,19 +66,31 @@ def _answered(tasks: pd.DataFrame) -> pd.DataFrame:
     return answered
 
 
-def _describe(p: Mapping[str, float], unit: str) -> str:
-    return ", ".join(f"{name} {value:.3g} {unit}" for name, value in p.items())
+def _describe(p: Mapping[str, float]) -> str:
+    return ", ".join(f"{name} {ms_text(value)}" for name, value in p.items())
 
 
 def _row(
-    kpi: str, measured: float, unit: str, target: str, passed: bool | None, how: str, detail: str = ""
+    kpi: str,
+    measured: float,
+    unit: str,
+    target: str,
+    judged: tuple[bool | None, str],
+    how: str,
+    detail: str = "",
 ) -> dict[str, Any]:
+    passed, note = judged
+    if passed is None and not note:
+        note = "nothing measured"
+    verdict = "n/a" if passed is None else ("pass" if passed else "FAIL")
     return {
         "kpi": kpi,
         "measured": measured,
         "unit": unit,
         "target": target,
         "passed": passed,
+        "verdict": verdict,
+        "note": note,
         "how": how,
         "detail": detail,
     }
@@ -174,44 +190,6 @@ def registration_s(worker_events: pd.DataFrame) -> pd.Series:
     return pd.Series(result, dtype="float64", name="registration_s")
 
 
-def per_second(tasks: pd.DataFrame) -> pd.DataFrame:
-    """Per-second time series from the first submission: tasks submitted and answered in each second, and
-    tasks in the system (queued or in service) at the end of it. Index ``second`` (0, 1, ...); a ``time``
-    column gives the start of each second in UTC. Empty when no task has a submission time.
-
-    A task leaves the system when delivered (or, failing that, finished); one that never did stays in it.
-    """
-    submitted = _ms(tasks, "submitted")
-    columns = ["time", "submitted", "answered", "in_system"]
-    if submitted.dropna().empty:
-        empty: pd.DataFrame = pd.DataFrame(columns=columns, index=pd.RangeIndex(0, name="second"))
-        return empty
-    start = float(submitted.min())
-    left = _ms(tasks, "delivered").fillna(_ms(tasks, "finished"))
-    answered_at = left[tasks["outcome"] == "answered"]
-    last = float(pd.concat([submitted, left]).max())
-    seconds = int((last - start) // 1000) + 1
-    index = pd.RangeIndex(seconds, name="second")
-
-    def count(stamps: pd.Series) -> pd.Series:
-        bins = ((stamps.dropna() - start) // 1000).astype("int64")
-        return bins.value_counts().reindex(index, fill_value=0).astype("int64")
-
-    arrived = count(submitted).cumsum()
-    # Tasks that never left have no leaving time: they are in the system until the end of the series.
-    departed = count(left[submitted.notna()]).cumsum()
-    frame: pd.DataFrame = pd.DataFrame(
-        {
-            "time": pd.to_datetime([start + 1000 * s for s in index], unit="ms", utc=True),
-            "submitted": count(submitted),
-            "answered": count(answered_at),
-            "in_system": (arrived - departed).astype("int64"),
-        },
-        index=index,
-    )
-    return frame
-
-
 def evaluate(
     tasks: pd.DataFrame,
     worker_events: pd.DataFrame,
@@ -219,11 +197,13 @@ def evaluate(
     params: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """One row per KPI of the original system (``KPI_NAMES``, in that order) with columns ``KPI_COLUMNS``:
-    kpi, measured, unit, target, passed (True/False, None when there was nothing to judge), how (one
-    sentence), detail (the percentiles, where there are some).
+    kpi, measured (in ``unit``: ms for latencies, % for fractions), unit, target, passed (True/False, None
+    when not judged), verdict (``pass``, ``FAIL``, ``n/a``), note (why n/a, or the small-run flag), how (what
+    was measured), detail (the percentiles, where there are some).
 
     ``params`` may give ``duration_s`` (the load's duration; throughput divides by it instead of the
-    window from first submission to last delivery).
+    window from first submission to last delivery) and the offered load (``target_utilization``,
+    ``rate_per_s``), which decide whether utilization and throughput apply (``lab.analysis.verdicts``).
 
     The table's ``attrs["by_language"]`` holds utilization, latency and processing time by worker language
     (``lab.analysis.languages.breakdown_records``), which ``lab.runs.kpi_markdown`` prints.
@@ -235,9 +215,9 @@ def evaluate(
     params = params or {}
     rows = [
         _availability(tasks),
-        _throughput(tasks, workers, params.get("duration_s")),
+        _throughput(tasks, workers, params),
         _latency(tasks),
-        _utilization(worker_events),
+        _utilization(worker_events, verdicts.offered_utilization(tasks, workers, params)),
         _mqtt_latency(tasks),
         _grpc_latency(tasks),
         _overhead(tasks),
@@ -252,18 +232,29 @@ def _availability(tasks: pd.DataFrame) -> dict[str, Any]:
     accepted = len(tasks)
     answered = len(_answered(tasks))
     value = answered / accepted if accepted else float("nan")
+    share = 1 - AVAILABILITY_TARGET
+    judged = verdicts.size_rule(
+        _judge(value, value >= AVAILABILITY_TARGET),
+        accepted,
+        accepted - answered,
+        share,
+        percentile=False,
+        noun="questions",
+        miss="failure",
+    )
     return _row(
         "availability",
-        value,
-        "fraction",
+        100 * value,
+        "%",
         f">= {AVAILABILITY_TARGET:.0%}",
-        _judge(value, value >= AVAILABILITY_TARGET),
+        judged,
         f"Answered tasks ({answered}) over accepted tasks ({accepted}); failed and never-finished tasks count "
         "against it.",
     )
 
 
-def _throughput(tasks: pd.DataFrame, workers: int, duration_s: Any) -> dict[str, Any]:
+def _throughput(tasks: pd.DataFrame, workers: int, params: Mapping[str, Any]) -> dict[str, Any]:
+    duration_s = params.get("duration_s")
     window = run_window_s(tasks) if duration_s is None else float(duration_s)
     value = throughput_per_min(tasks, window)
     basis = "the load's duration" if duration_s is not None else "the window from first submission to last delivery"
@@ -272,54 +263,53 @@ def _throughput(tasks: pd.DataFrame, workers: int, duration_s: Any) -> dict[str,
         value,
         "tasks/min",
         f">= {workers} tasks/min ({workers} workers)",
-        _judge(value, value >= workers),
+        verdicts.throughput_rule(_judge(value, value >= workers), workers, params),
         f'Answered tasks per minute over {basis} ({window:.1f} s), against the original "N tasks/min for N workers".',
     )
 
 
-def _percentile_row(kpi: str, values: pd.Series, unit: str, limit: float, how: str) -> dict[str, Any]:
-    p = percentiles(values.tolist())
+def _percentile_row(kpi: str, values_ms: pd.Series, limit_ms: float, how: str) -> dict[str, Any]:
+    """A "p95 < limit" KPI over samples in ms, after the run-size rule (5% of the samples may reach it)."""
+    p = percentiles(values_ms.tolist())
     value = p["p95"]
-    return _row(
-        kpi,
-        value,
-        unit,
-        f"p95 < {limit:g} {unit}",
-        _judge(value, value < limit),
-        f"{how} ({len(values)} tasks); p95 is judged.",
-        _describe(p, unit),
+    judged = verdicts.size_rule(
+        _judge(value, value < limit_ms),
+        len(values_ms),
+        int((values_ms >= limit_ms).sum()),
+        1 - PERCENTILES["p95"] / 100,
+        percentile=True,
+        noun="tasks",
+        miss=f"task at {ms_text(limit_ms)} or more",
     )
+    return _row(kpi, value, "ms", f"p95 < {ms_text(limit_ms)}", judged, how, _describe(p))
 
 
 def _latency(tasks: pd.DataFrame) -> dict[str, Any]:
-    values = latency_s(tasks)
-    p = percentiles(values.tolist())
-    value = p["p95"]
-    return _row(
+    values = latency_s(tasks) * 1000
+    return _percentile_row(
         "latency",
-        value,
-        "s",
-        f"p95 < {LATENCY_TARGET_S:g} s",
-        _judge(value, value < LATENCY_TARGET_S),
+        values,
+        LATENCY_TARGET_S * 1000,
         f"Delivered minus submitted for the {len(values)} answered tasks; p95 is judged because "
         '"under 15 s per task" is a promise to nearly every user, which a mean or median would hide, while '
         "the max would let one outlier decide the run (p99 and max are in the detail).",
-        _describe(p, "s"),
     )
 
 
-def _utilization(worker_events: pd.DataFrame) -> dict[str, Any]:
+def _utilization(worker_events: pd.DataFrame, offered: float) -> dict[str, Any]:
     value = utilization(worker_events)
     source = "gRPC (master)" if (worker_events["source"] == "grpc").any() else "MQTT (workers)"
     low, high = BUSY_TARGET
+    offered_text = "unknown" if math.isnan(offered) else f"{offered:.0%}"
     return _row(
         "utilization",
-        value,
-        "fraction",
-        f"{low:.0%}-{high:.0%} at normal load",
-        _judge(value, low <= value <= high),
+        100 * value,
+        "%",
+        f"{low * 100:.0f}-{high:.0%} at normal load",
+        verdicts.load_rule(_judge(value, low <= value <= high), offered, BUSY_TARGET),
         f"Busy time over online time summed across workers, from the {source} busy/idle state changes; the "
-        "target only applies at normal load, so judge it on a run at normal load.",
+        f"target applies at normal load only, taken as an offered load in the same {low:.0%}-{high:.0%} band "
+        f"(this run's: {offered_text}).",
         "; ".join(f"{r.worker_id} {r.utilization:.0%}" for r in utilization_by_worker(worker_events).itertuples()),
     )
 
@@ -329,50 +319,46 @@ def _mqtt_latency(tasks: pd.DataFrame) -> dict[str, Any]:
     return _percentile_row(
         "mqtt_latency",
         values,
-        "ms",
         MQTT_TARGET_MS,
         "Worker start minus master assignment, over MQTT; the master's and the worker's clocks are one clock "
-        "only when both run on this machine",
+        f"only when both run on this machine ({len(values)} tasks); p95 is judged.",
     )
 
 
 def _grpc_latency(tasks: pd.DataFrame) -> dict[str, Any]:
-    values = ((_ms(tasks, "delivered") - _ms(tasks, "finished")) / 1000).dropna()
+    values = (_ms(tasks, "delivered") - _ms(tasks, "finished")).dropna()
     return _percentile_row(
         "grpc_latency",
         values,
-        "s",
-        GRPC_TARGET_S,
-        "Delivery of the result to the user minus the worker's finish, across the worker's gRPC result call",
+        GRPC_TARGET_S * 1000,
+        "Delivery of the result to the user minus the worker's finish, across the worker's gRPC result call "
+        f"({len(values)} tasks); p95 is judged.",
     )
 
 
 def _overhead(tasks: pd.DataFrame) -> dict[str, Any]:
     answered = _answered(tasks)
-    values = (
-        (_ms(answered, "delivered") - _ms(answered, "submitted") - _ms(answered, "processing_time_ms")) / 1000
-    ).dropna()
+    values = (_ms(answered, "delivered") - _ms(answered, "submitted") - _ms(answered, "processing_time_ms")).dropna()
     return _percentile_row(
         "overhead",
         values,
-        "s",
-        OVERHEAD_TARGET_S,
+        OVERHEAD_TARGET_S * 1000,
         "Latency minus the worker's processing_time_ms for answered tasks; it includes time queued, so under "
-        "load it measures waiting as well as the system's own cost",
+        f"load it measures waiting as well as the system's own cost ({len(values)} tasks); p95 is judged.",
     )
 
 
 def _registration(worker_events: pd.DataFrame) -> dict[str, Any]:
-    values = registration_s(worker_events)
-    low, high = REGISTRATION_TARGET_S
-    target = f"{low:g}-{high:g} s (judged: every worker <= {high:g} s)"
+    values = registration_s(worker_events) * 1000
+    low, high = (1000 * s for s in REGISTRATION_TARGET_S)
+    target = f"{low:g}-{high:g} ms (every worker <= {high:g} ms)"
     if values.empty:
         return _row(
             "registration",
             float("nan"),
-            "s",
+            "ms",
             target,
-            None,
+            (None, "not measurable (no register followed by a gRPC idle)"),
             "Not measurable: no worker has both an online (register) event and a later gRPC idle event from the "
             "master; a worker's first busy is not its registration.",
         )
@@ -380,10 +366,10 @@ def _registration(worker_events: pd.DataFrame) -> dict[str, Any]:
     return _row(
         "registration",
         value,
-        "s",
+        "ms",
         target,
-        value <= high,
+        (value <= high, ""),
         f"Slowest of {len(values)} workers from first online (register) to the master's first gRPC idle for "
-        f"it (assignable); faster than {low:g} s is better than the target, not a failure.",
-        _describe(percentiles(values.tolist()), "s"),
+        f"it (assignable); faster than {low:g} ms is better than the target, not a failure.",
+        _describe(percentiles(values.tolist())),
     )

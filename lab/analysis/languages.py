@@ -22,8 +22,8 @@ BREAKDOWN_COLUMNS = [
     "workers",
     "answered",
     "utilization",
-    "latency_p50_s",
-    "latency_p95_s",
+    "latency_p50_ms",
+    "latency_p95_ms",
     "processing_p50_ms",
     "processing_p95_ms",
 ]
@@ -50,12 +50,12 @@ def _utilization(worker_events: pd.DataFrame) -> dict[str, tuple[int, float]]:
 
 def breakdown(tasks: pd.DataFrame, worker_events: pd.DataFrame) -> pd.DataFrame:
     """One row per worker language (sorted), columns `BREAKDOWN_COLUMNS`: workers seen, tasks answered,
-    utilization (as the KPI: busy over online time), latency p50/p95 (s) and processing_time_ms p50/p95
+    utilization (as the KPI: busy over online time, a fraction), latency p50/p95 (ms) and processing_time_ms p50/p95
     of the answered tasks. Empty frames give an empty table; a language with workers but no answered task
     has NaN latencies."""
     answered = tasks[tasks["outcome"] == "answered"]
     answered = answered.assign(_language=answered["worker_id"].map(language_of))
-    latency = kpi.latency_s(answered)
+    latency = kpi.latency_s(answered) * 1000
     processing = pd.to_numeric(answered["processing_time_ms"], errors="coerce").astype("float64")
     usage = _utilization(worker_events)
     languages = sorted({*usage, *(x for x in answered["_language"] if x)})
@@ -71,8 +71,8 @@ def breakdown(tasks: pd.DataFrame, worker_events: pd.DataFrame) -> pd.DataFrame:
                 "workers": workers,
                 "answered": int(mine.sum()),
                 "utilization": busy,
-                "latency_p50_s": lat["p50"],
-                "latency_p95_s": lat["p95"],
+                "latency_p50_ms": lat["p50"],
+                "latency_p95_ms": lat["p95"],
                 "processing_p50_ms": proc["p50"],
                 "processing_p95_ms": proc["p95"],
             }

@@ -237,8 +237,8 @@ def kpi_contradictions(
     per_worker_low = low_busy * 60 / mean_service_s
     per_worker_high = high_busy * 60 / mean_service_s
     notes.append(
-        f'"{workers} tasks/min with {workers} workers" at {mean_service_s:g} s per task is one task per worker '
-        f"per minute, so each worker is busy {mean_service_s:g} s of every 60: utilization {kpi_rho:.0%}, "
+        f'"{workers} tasks/min with {workers} workers" at {mean_service_s:.3g} s per task is one task per worker '
+        f"per minute, so each worker is busy {mean_service_s:.3g} s of every 60: utilization {kpi_rho:.0%}, "
         f'{relation} the "{busy} of workers busy" target. Keeping {busy} busy takes '
         f"{per_worker_low:.1f}-{per_worker_high:.1f} tasks/min per worker "
         f"({per_worker_low * workers:.0f}-{per_worker_high * workers:.0f} tasks/min for {workers} workers); "
@@ -249,7 +249,7 @@ def kpi_contradictions(
     budget = latency_target_s - mean_service_s
     if budget <= 0:
         notes.append(
-            f'The service alone ({mean_service_s:g} s) already exceeds "latency under {latency_target_s:g} s", '
+            f'The service alone ({mean_service_s:.3g} s) already exceeds "latency under {latency_target_s:g} s", '
             "at any load."
         )
         return notes
@@ -262,14 +262,14 @@ def kpi_contradictions(
     late_share = prob_wait_exceeds_mmc(budget, arrival, mean_service_s, workers)
     verdict = "breaks" if exponential.mean_response_s > latency_target_s else "meets"
     notes.append(
-        f"At {load:.0%} utilization ({arrival * 60:.1f} tasks/min) with {workers} workers and {mean_service_s:g} s "
+        f"At {load:.0%} utilization ({arrival * 60:.1f} tasks/min) with {workers} workers and {mean_service_s:.3g} s "
         f"per task, {exponential.p_wait:.0%} of tasks wait for a worker (Erlang C). The service alone leaves "
-        f'{budget:g} s of the "latency under {latency_target_s:g} s" budget for waiting; the predicted mean wait '
+        f'{budget:.3g} s of the "latency under {latency_target_s:g} s" budget for waiting; the predicted mean wait '
         f"is {exponential.mean_wait_s:.1f} s with exponential service (mean response "
         f"{exponential.mean_response_s:.1f} s, which {verdict} the KPI on average) and {fixed.mean_wait_s:.1f} s "
         f"with fixed service (M/D/c, mean response {fixed.mean_response_s:.1f} s). With exponential service the "
-        f"90th-percentile wait is {p90_wait:.1f} s and {late_share:.0%} of tasks wait longer than {budget:g} s; "
-        f"served in {mean_service_s:g} s, those tasks take over {latency_target_s:g} s whatever the mean."
+        f"90th-percentile wait is {p90_wait:.1f} s and {late_share:.0%} of tasks wait longer than {budget:.3g} s; "
+        f"served in {mean_service_s:.3g} s, those tasks take over {latency_target_s:g} s whatever the mean."
     )
 
     max_exp = max_utilization_for_mean_response(workers, mean_service_s, latency_target_s, 1.0)
@@ -282,7 +282,7 @@ def kpi_contradictions(
     notes.append(
         f"With {workers} workers the mean response stays within {latency_target_s:g} s only up to "
         f"{max_exp:.0%} utilization with exponential service ({max_fixed:.0%} with fixed service), and 90% of "
-        f"tasks wait no more than {budget:g} s only up to {max_p90:.0%} (M/M/c). Read as a bound on every task, "
+        f"tasks wait no more than {budget:.3g} s only up to {max_p90:.0%} (M/M/c). Read as a bound on every task, "
         f'"under {latency_target_s:g} s" cannot hold at any load with random arrivals; only a percentile of it '
         "can be tested."
     )

@@ -2,8 +2,10 @@
 queue depth, scaling, faults, queueing predictions and worker languages, each a ``matplotlib.figure.Figure``.
 
 Figures are made without pyplot, so no global state is touched and they render headless; in Jupyter a
-returned figure displays itself. Times on x axes are seconds since the run's first submission. Empty
-frames give a chart with a "no data" note; tasks missing a timestamp a chart needs are left out of it.
+returned figure displays itself. Times on x axes are seconds since the run's first submission; latencies
+are drawn in ms and fractions in percent, as in the KPI table, with targets in those units; counts have
+whole-number ticks; each chart names its run (``run_id=``) or runs on the right of its title. Empty frames
+give a chart with a "no data" note; tasks missing a timestamp a chart needs are left out of it.
 
 The charts over time are in ``timeline``, those across runs and loads in ``across_load``; ``files`` saves a
 run's charts; the shared pieces are in ``style`` and ``data``. Charts sit above ``lab.runs``: a run saves

@@ -1,5 +1,6 @@
 """Charts and figures across load: latency distributions, latency and throughput against load or workers,
-and measured waits against the M/M/c and M/G/c queueing predictions."""
+and measured waits against the M/M/c and M/G/c queueing predictions. Latencies and waits are drawn in ms,
+utilizations in percent; each chart names the runs it shows."""
 
 from __future__ import annotations
 
@@ -11,40 +12,61 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from lab.analysis import kpi, queueing
+from lab.analysis.display import ms_text
 from lab.charts.data import service_times_s, waits_s
-from lab.charts.style import BAND_COLOUR, BUSY_HIGH, BUSY_LOW, TARGET_COLOUR, legend, new_figure, no_data
+from lab.charts.style import (
+    BAND_COLOUR,
+    BUSY_HIGH,
+    BUSY_LOW,
+    TARGET_COLOUR,
+    integer_ticks,
+    legend,
+    new_figure,
+    no_data,
+    percent_ticks,
+    run_name,
+    runs_name,
+    titled,
+)
 from lab.runs import Run
 
 _X_LABELS = {
-    "target_utilization": "target utilization (fraction of capacity)",
+    "target_utilization": "target utilization (% of capacity)",
     "rate_per_s": "offered arrival rate (tasks/s)",
     "workers": "workers",
     "work_seconds": "work per task (s)",
 }
 
 
-def latency_cdf(runs: pd.DataFrame | Mapping[str, pd.DataFrame], limit_s: float = kpi.LATENCY_TARGET_S) -> Figure:
-    """Empirical CDF of end-to-end latency (delivered minus submitted, answered tasks) for one task frame or
-    several labelled ones, with the p50, p95 and p99 of each marked and the latency target."""
+def latency_cdf(
+    runs: pd.DataFrame | Mapping[str, pd.DataFrame],
+    limit_s: float = kpi.LATENCY_TARGET_S,
+    *,
+    run_id: str | None = None,
+) -> Figure:
+    """Empirical CDF of end-to-end latency in ms (delivered minus submitted, answered tasks) for one task frame
+    or several labelled ones, with the p50, p95 and p99 of each marked and the latency target (``limit_s``,
+    drawn in ms); ``run_id`` names the run (or runs) in the title."""
     frames = {"latency": runs} if isinstance(runs, pd.DataFrame) else dict(runs)
     figure, (ax,) = new_figure()
-    ax.set_title("End-to-end latency, cumulative distribution")
-    ax.set_xlabel("latency: delivered - submitted (s)")
-    ax.set_ylabel("fraction of answered tasks")
+    titled(ax, "End-to-end latency, cumulative distribution", run_name(run_id))
+    ax.set_xlabel("latency: delivered - submitted (ms)")
+    ax.set_ylabel("answered tasks (%)")
+    percent_ticks(ax.yaxis)
     drawn = False
     for index, (label, tasks) in enumerate(frames.items()):
-        values = np.sort(kpi.latency_s(tasks).to_numpy(dtype="float64"))
+        values = np.sort(kpi.latency_s(tasks).to_numpy(dtype="float64") * 1000)
         if not len(values):
             continue
         drawn = True
-        fraction = np.arange(1, len(values) + 1) / len(values)
-        (line,) = ax.step(values, fraction, where="post", label=f"{label} (n={len(values)})")
+        share = 100 * np.arange(1, len(values) + 1) / len(values)
+        (line,) = ax.step(values, share, where="post", label=f"{label} (n={len(values)})")
         marks = kpi.percentiles(values.tolist())
         for name in ("p50", "p95", "p99"):
-            q = kpi.PERCENTILES[name] / 100
+            q = kpi.PERCENTILES[name]
             ax.plot([marks[name]], [q], "o", color=line.get_color())
             ax.annotate(
-                f"{name} {marks[name]:.1f} s",
+                f"{name} {ms_text(marks[name])}",
                 (marks[name], q),
                 textcoords="offset points",
                 xytext=(5, -10 - 9 * index),  # one label row per series, so they do not overlap
@@ -53,23 +75,27 @@ def latency_cdf(runs: pd.DataFrame | Mapping[str, pd.DataFrame], limit_s: float 
             )
     if not drawn:
         no_data(ax)
-    ax.axvline(limit_s, color=TARGET_COLOUR, linestyle="--", label=f"target {limit_s:g} s")
-    ax.set_ylim(0, 1.05)
+    ax.axvline(limit_s * 1000, color=TARGET_COLOUR, linestyle="--", label=f"target {ms_text(limit_s * 1000)}")
+    ax.set_ylim(0, 105)
     legend(ax)
     return figure
 
 
 def latency_vs_load(runs: Sequence[Run], x: str = "target_utilization") -> Figure:
-    """p50, p95 and p99 latency of each run against ``run.params[x]`` (runs without it are left out), with
-    the 15 s target (and the 70-80% utilization band when x is a utilization)."""
+    """p50, p95 and p99 latency (ms) of each run against ``run.params[x]`` (runs without it are left out; a
+    utilization in percent), with the 15 000 ms target (and the 70-80% band when x is a utilization)."""
     figure, (ax,) = new_figure()
-    ax.set_title("Latency against load")
+    shown = [run for run in runs if run.params.get(x) is not None]
+    titled(ax, "Latency against load", runs_name([run.run_id for run in shown]))
     ax.set_xlabel(_X_LABELS.get(x, x))
-    ax.set_ylabel("latency (s)")
+    ax.set_ylabel("latency (ms)")
+    scale = 100.0 if "utilization" in x else 1.0
+    if "utilization" in x:
+        percent_ticks(ax.xaxis)
+    elif x == "workers":
+        integer_ticks(ax.xaxis)
     points = sorted(
-        (float(run.params[x]), kpi.percentiles(kpi.latency_s(run.tasks).tolist()))
-        for run in runs
-        if run.params.get(x) is not None
+        (scale * float(run.params[x]), kpi.percentiles((kpi.latency_s(run.tasks) * 1000).tolist())) for run in shown
     )
     points = [(load, p) for load, p in points if not math.isnan(p["p50"])]
     if not points:
@@ -77,7 +103,8 @@ def latency_vs_load(runs: Sequence[Run], x: str = "target_utilization") -> Figur
     for name in ("p50", "p95", "p99"):
         if points:
             ax.plot([load for load, _ in points], [p[name] for _, p in points], "o-", label=name)
-    ax.axhline(kpi.LATENCY_TARGET_S, color=TARGET_COLOUR, linestyle="--", label=f"target {kpi.LATENCY_TARGET_S:g} s")
+    limit_ms = kpi.LATENCY_TARGET_S * 1000
+    ax.axhline(limit_ms, color=TARGET_COLOUR, linestyle="--", label=f"target {ms_text(limit_ms)}")
     if "utilization" in x:
         ax.axvspan(BUSY_LOW, BUSY_HIGH, color=BAND_COLOUR, alpha=0.15, label="target utilization")
     ax.set_ylim(bottom=0)
@@ -89,9 +116,10 @@ def scaling(runs: Sequence[Run]) -> Figure:
     """Measured answered tasks per minute against workers, with the ideal capacity workers / mean service
     time (pooled over the runs), the offered rate where known, and the KPI "N tasks/min for N workers"."""
     figure, (ax,) = new_figure()
-    ax.set_title("Throughput against workers")
+    titled(ax, "Throughput against workers", runs_name([run.run_id for run in runs]))
     ax.set_xlabel("workers")
     ax.set_ylabel("answered tasks per minute")
+    integer_ticks(ax.xaxis)
     # Over the run's window, not the sending time: under overload the backlog drains after the last send,
     # and answers per sending time would report the offered rate instead of the capacity.
     measured = [(run.workers, kpi.throughput_per_min(run.tasks), run.params.get("rate_per_s")) for run in runs]
@@ -158,12 +186,13 @@ def wait_prediction(run: Run) -> dict[str, float]:
 
 
 def wait_vs_prediction(runs: Sequence[Run]) -> Figure:
-    """Measured mean wait of each run against its utilization, with the M/M/c and M/G/c (measured cv²)
-    mean-wait curves for each worker count among the runs and the 70-80% utilization band."""
+    """Measured mean wait (ms) of each run against its utilization (%), with the M/M/c and M/G/c (measured
+    cv²) mean-wait curves for each worker count among the runs and the 70-80% utilization band."""
     figure, (ax,) = new_figure()
-    ax.set_title("Mean wait: measured against queueing predictions")
-    ax.set_xlabel("utilization (offered load / capacity)")
-    ax.set_ylabel("mean wait: first assigned - submitted (s)")
+    titled(ax, "Mean wait: measured against queueing predictions", runs_name([run.run_id for run in runs]))
+    ax.set_xlabel("utilization (offered load / capacity, %)")
+    ax.set_ylabel("mean wait: first assigned - submitted (ms)")
+    percent_ticks(ax.xaxis)
     ax.axvspan(BUSY_LOW, BUSY_HIGH, color=BAND_COLOUR, alpha=0.15, label="target utilization")
     by_workers: dict[int, list[Run]] = {}
     for run in runs:
@@ -178,19 +207,19 @@ def wait_vs_prediction(runs: Sequence[Run]) -> Figure:
         points = [(_run_utilization(run, mean), waits_s(run.tasks).mean()) for run in group]
         points = [(u, float(w)) for u, w in points if not (math.isnan(u) or pd.isna(w))]
         (dots,) = ax.plot(
-            [u for u, _ in points], [w for _, w in points], "o", markersize=8, label=f"{workers} measured"
+            [100 * u for u, _ in points], [1000 * w for _, w in points], "o", markersize=8, label=f"{workers} measured"
         )
         capacity = queueing.capacity_per_s(workers, mean)
-        mmc = [queueing.mmc(rho * capacity, mean, workers).mean_wait_s for rho in rho_grid]
-        mgc = [queueing.mgc(rho * capacity, mean, cv2, workers).mean_wait_s for rho in rho_grid]
-        ax.plot(rho_grid, mmc, "--", color=dots.get_color(), label=f"{workers} M/M/c")
-        ax.plot(rho_grid, mgc, "-", color=dots.get_color(), label=f"{workers} M/G/c, cv² {cv2:.2f}")
+        mmc = [1000 * queueing.mmc(rho * capacity, mean, workers).mean_wait_s for rho in rho_grid]
+        mgc = [1000 * queueing.mgc(rho * capacity, mean, cv2, workers).mean_wait_s for rho in rho_grid]
+        ax.plot(100 * rho_grid, mmc, "--", color=dots.get_color(), label=f"{workers} M/M/c")
+        ax.plot(100 * rho_grid, mgc, "-", color=dots.get_color(), label=f"{workers} M/G/c, cv² {cv2:.2f}")
         # The curves run off to infinity near rho = 1; scale to the measurements and the target band instead.
-        tops += [w for _, w in points] + [queueing.mmc(0.9 * capacity, mean, workers).mean_wait_s]
+        tops += [1000 * w for _, w in points] + [1000 * queueing.mmc(0.9 * capacity, mean, workers).mean_wait_s]
     if not tops:
         no_data(ax)
     else:
         ax.set_ylim(0, max(tops) * 1.2 or 1.0)
-    ax.set_xlim(0, 1)
+    ax.set_xlim(0, 100)
     legend(ax)
     return figure

@@ -22,13 +22,13 @@ def save_charts(run: Run, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     faults = run.params.get("faults") or []
     charts: dict[str, Callable[[], Figure]] = {
-        "throughput": lambda: throughput(run.tasks, run.workers),
-        "latency_cdf": lambda: latency_cdf(run.tasks),
-        "utilization_timeline": lambda: utilization_timeline(run.worker_events, run.tasks),
-        "queue_depth": lambda: queue_depth(run.tasks),
+        "throughput": lambda: throughput(run.tasks, run.workers, run_id=run.run_id),
+        "latency_cdf": lambda: latency_cdf(run.tasks, run_id=run.run_id),
+        "utilization_timeline": lambda: utilization_timeline(run.worker_events, run.tasks, run_id=run.run_id),
+        "queue_depth": lambda: queue_depth(run.tasks, run_id=run.run_id),
     }
     if faults:
-        charts["fault_timeline"] = lambda: fault_timeline(run.tasks, run.worker_events, faults)
+        charts["fault_timeline"] = lambda: fault_timeline(run.tasks, run.worker_events, faults, run_id=run.run_id)
     else:
         # A re-saved run must not keep the fault chart of an earlier save.
         (folder / "fault_timeline.png").unlink(missing_ok=True)

@@ -12,7 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from lab.analysis.languages import breakdown
-from lab.charts.style import BAND_COLOUR, BUSY_HIGH, BUSY_LOW, TARGET_COLOUR, legend, no_data
+from lab.charts.style import BAND_COLOUR, BUSY_HIGH, BUSY_LOW, TARGET_COLOUR, legend, no_data, percent_ticks, run_name
 
 __all__ = ["LANGUAGE_COLOURS", "by_language", "languages_benchmark"]
 
@@ -104,10 +104,13 @@ def languages_benchmark(result: Mapping[str, Any]) -> Figure:
     return figure
 
 
-def by_language(tasks: pd.DataFrame, worker_events: pd.DataFrame) -> Figure:
-    """A run's utilization (with the target band) and latency p50/p95 by worker language."""
+def by_language(tasks: pd.DataFrame, worker_events: pd.DataFrame, *, run_id: str | None = None) -> Figure:
+    """A run's utilization in percent (with the target band) and latency p50/p95 in ms by worker language;
+    ``run_id`` names the run above both."""
     table = breakdown(tasks, worker_events)
     figure = Figure(figsize=(9, 4), layout="constrained")
+    if run_id:
+        figure.suptitle(run_name(run_id) or "", fontsize="small", color="dimgrey")
     busy, latency = figure.subplots(1, 2)
     if table.empty:
         no_data(busy)
@@ -115,17 +118,19 @@ def by_language(tasks: pd.DataFrame, worker_events: pd.DataFrame) -> Figure:
         return figure
     names = table["language"].tolist()
     busy.axhspan(BUSY_LOW, BUSY_HIGH, color=BAND_COLOUR, alpha=0.15, label="target at normal load")
-    bars = busy.bar(names, table["utilization"].fillna(0), color=[_colour(n) for n in names])
-    busy.bar_label(bars, labels=[f"{u:.0%}" if u == u else "n/a" for u in table["utilization"]], fontsize="small")
-    busy.set_ylim(0, 1.05)
-    busy.set_ylabel("busy / online")
+    percent = 100 * table["utilization"]
+    bars = busy.bar(names, percent.fillna(0), color=[_colour(n) for n in names])
+    busy.bar_label(bars, labels=[f"{u:.1f}%" if u == u else "n/a" for u in percent], fontsize="small")
+    busy.set_ylim(0, 105)
+    busy.set_ylabel("busy (% of online)")
+    percent_ticks(busy.yaxis)
     busy.set_title("Utilization by worker language")
     legend(busy)
     x = range(len(names))
-    latency.bar([i - 0.2 for i in x], table["latency_p50_s"].fillna(0), width=0.4, label="p50", color="tab:blue")
-    latency.bar([i + 0.2 for i in x], table["latency_p95_s"].fillna(0), width=0.4, label="p95", color="tab:purple")
+    latency.bar([i - 0.2 for i in x], table["latency_p50_ms"].fillna(0), width=0.4, label="p50", color="tab:blue")
+    latency.bar([i + 0.2 for i in x], table["latency_p95_ms"].fillna(0), width=0.4, label="p95", color="tab:purple")
     latency.set_xticks(list(x), [f"{n}\n({a} answered)" for n, a in zip(names, table["answered"], strict=True)])
-    latency.set_ylabel("s")
+    latency.set_ylabel("ms")
     latency.set_title("Latency by worker language")
     legend(latency)
     return figure

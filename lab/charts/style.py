@@ -1,5 +1,5 @@
-"""The look the charts share: figure layout, resolution, colours, the target band, legends and the
-"no data" note.
+"""The look the charts share: figure layout, resolution, colours, the target band (in percent), titles that
+name the run, integer ticks for counts, legends and the "no data" note.
 
 Figures are made without pyplot, so no global state is touched and they render headless.
 """
@@ -9,12 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from lab.analysis import kpi
 
 DPI = 110
-BUSY_LOW, BUSY_HIGH = kpi.BUSY_TARGET
+# Fractions are drawn in percent, latencies in ms: the units of the KPI table.
+BUSY_LOW, BUSY_HIGH = (100 * x for x in kpi.BUSY_TARGET)
 TARGET_COLOUR = "tab:red"
 BAND_COLOUR = "tab:green"
 
@@ -39,3 +42,33 @@ def legend(ax: Axes) -> None:
     handles, _ = ax.get_legend_handles_labels()
     if len(handles) > 1:
         ax.legend(loc="best", fontsize="small")
+
+
+def titled(ax: Axes, title: str, run: str | None) -> None:
+    """``title`` on the left of ``ax``, and the run (or runs) it shows on the right, small and grey."""
+    ax.set_title(title, loc="left")
+    if run:
+        ax.set_title(run, loc="right", fontsize="small", color="dimgrey")
+
+
+def run_name(run_id: str | None) -> str | None:
+    """``"run <id>"`` for a chart's title, None without an id."""
+    return f"run {run_id}" if run_id else None
+
+
+def runs_name(run_ids: Sequence[str]) -> str | None:
+    """The runs a chart across runs shows: ``"run a"``, ``"runs a, b"``, or ``"5 runs: a ... e"``."""
+    ids = list(dict.fromkeys(run_ids))
+    if len(ids) <= 2:
+        return ("run " if len(ids) == 1 else "runs ") + ", ".join(ids) if ids else None
+    return f"{len(ids)} runs: {ids[0]} ... {ids[-1]}"
+
+
+def integer_ticks(axis: Axis) -> None:
+    """Ticks only at whole numbers on ``axis`` (counts of tasks or workers)."""
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
+def percent_ticks(axis: Axis) -> None:
+    """``"75%"`` tick labels on ``axis``, whose values are percentages (0-100)."""
+    axis.set_major_formatter(PercentFormatter(100))

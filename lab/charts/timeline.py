@@ -1,7 +1,7 @@
 """Charts of a run over time: throughput, worker utilization, queue depth, and tasks against faults.
 
 Times on x axes are seconds since the run's first submission; tasks missing a timestamp a chart needs are
-left out of it.
+left out of it. Each chart names its run on the right of its title when given ``run_id``.
 """
 
 from __future__ import annotations
@@ -15,20 +15,34 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from lab.analysis import kpi
+from lab.analysis.series import per_second
 from lab.charts.data import ms, origin_ms
-from lab.charts.style import BAND_COLOUR, BUSY_HIGH, BUSY_LOW, TARGET_COLOUR, legend, new_figure, no_data
+from lab.charts.style import (
+    BAND_COLOUR,
+    BUSY_HIGH,
+    BUSY_LOW,
+    TARGET_COLOUR,
+    integer_ticks,
+    legend,
+    new_figure,
+    no_data,
+    percent_ticks,
+    run_name,
+    titled,
+)
 
 ROLLING_S = 10
 
 
-def throughput(tasks: pd.DataFrame, workers: int | None = None) -> Figure:
+def throughput(tasks: pd.DataFrame, workers: int | None = None, *, run_id: str | None = None) -> Figure:
     """Tasks submitted and answered in each second since the first submission, with a rolling mean of
     answered; with ``workers``, the KPI "N tasks/min for N workers" as a rate per second."""
     figure, (ax,) = new_figure()
-    ax.set_title("Throughput")
+    titled(ax, "Throughput", run_name(run_id))
     ax.set_xlabel("time since first submission (s)")
     ax.set_ylabel("tasks per second")
-    series = kpi.per_second(tasks)
+    integer_ticks(ax.yaxis)
+    series = per_second(tasks)
     if series.empty:
         no_data(ax)
         return figure
@@ -38,7 +52,8 @@ def throughput(tasks: pd.DataFrame, workers: int | None = None) -> Figure:
     rolling = series["answered"].astype("float64").rolling(ROLLING_S, min_periods=1).mean()
     ax.plot(seconds, rolling.to_numpy(), label=f"answered, {ROLLING_S} s mean", color="tab:orange", linewidth=2.5)
     if workers:
-        ax.axhline(workers / 60, color=TARGET_COLOUR, linestyle="--", label=f"KPI {workers} tasks/min")
+        per_s = workers / 60  # the axis is per second
+        ax.axhline(per_s, color=TARGET_COLOUR, linestyle="--", label=f"KPI {workers} tasks/min = {per_s:.2g}/s")
     ax.set_ylim(bottom=0)
     legend(ax)
     return figure
@@ -90,18 +105,21 @@ def _worker_events(worker_events: pd.DataFrame) -> pd.DataFrame:
     return ordered
 
 
-def utilization_timeline(worker_events: pd.DataFrame, tasks: pd.DataFrame | None = None) -> Figure:
-    """One row per worker with its busy spans as bars and its offline spans hatched; below, the fraction of
+def utilization_timeline(
+    worker_events: pd.DataFrame, tasks: pd.DataFrame | None = None, *, run_id: str | None = None
+) -> Figure:
+    """One row per worker with its busy spans as bars and its offline spans hatched; below, the percentage of
     online workers busy over time against the 70-80% target band.
 
     A busy span runs from a ``busy`` event to the worker's next other state; the last state lasts until the
     last event (or task delivery). Time zero is the first submission in ``tasks``, else the first event.
     """
     figure, (gantt, busy) = new_figure(rows=2, height=6, ratios=(3, 1.3))
-    gantt.set_title("Worker utilization")
+    titled(gantt, "Worker utilization", run_name(run_id))
     gantt.set_ylabel("worker")
     busy.set_xlabel("time since first submission (s)" if tasks is not None else "time since first event (s)")
-    busy.set_ylabel("fraction busy")
+    busy.set_ylabel("busy (% of online)")
+    percent_ticks(busy.yaxis)
     events = _worker_events(worker_events)
     if events.empty:
         no_data(gantt)
@@ -132,12 +150,12 @@ def utilization_timeline(worker_events: pd.DataFrame, tasks: pd.DataFrame | None
     gantt.invert_yaxis()
     legend(gantt)
     times, fractions = _busy_fraction(events)
-    busy.step((times - origin) / 1000, fractions, where="post", label="busy / online")
-    busy.axhspan(BUSY_LOW, BUSY_HIGH, color=BAND_COLOUR, alpha=0.2, label=f"target {BUSY_LOW:.0%}-{BUSY_HIGH:.0%}")
-    overall = kpi.utilization(worker_events)
+    busy.step((times - origin) / 1000, 100 * fractions, where="post", label="busy / online")
+    busy.axhspan(BUSY_LOW, BUSY_HIGH, color=BAND_COLOUR, alpha=0.2, label=f"target {BUSY_LOW:.0f}-{BUSY_HIGH:.0f}%")
+    overall = 100 * kpi.utilization(worker_events)
     if not math.isnan(overall):
-        busy.axhline(overall, color="tab:purple", linestyle=":", label=f"run {overall:.0%}")
-    busy.set_ylim(-0.05, 1.05)
+        busy.axhline(overall, color="tab:purple", linestyle=":", label=f"run {overall:.1f}%")
+    busy.set_ylim(-5, 105)
     legend(busy)
     return figure
 
@@ -150,16 +168,17 @@ def _step_counts(starts: pd.Series, stops: pd.Series, end: float) -> tuple[np.nd
     return net.index.to_numpy(dtype="float64"), net.cumsum().to_numpy(dtype="float64")
 
 
-def queue_depth(tasks: pd.DataFrame) -> Figure:
+def queue_depth(tasks: pd.DataFrame, *, run_id: str | None = None) -> Figure:
     """Tasks waiting (submitted, not yet first assigned) and in service (assigned, not yet finished) over time.
 
     A task never assigned waits until its finish or delivery (a failure) if it has one, else to the end of
     the record; one never finished stays in service to the end. Tasks without a submission are left out.
     """
     figure, (ax,) = new_figure()
-    ax.set_title("Queue depth")
+    titled(ax, "Queue depth", run_name(run_id))
     ax.set_xlabel("time since first submission (s)")
     ax.set_ylabel("tasks")
+    integer_ticks(ax.yaxis)
     origin = origin_ms(tasks)
     if math.isnan(origin):
         no_data(ax)
@@ -198,15 +217,20 @@ def queue_depth(tasks: pd.DataFrame) -> Figure:
 
 
 def fault_timeline(
-    tasks: pd.DataFrame, worker_events: pd.DataFrame, faults: Sequence[Mapping[str, Any]] = ()
+    tasks: pd.DataFrame,
+    worker_events: pd.DataFrame,
+    faults: Sequence[Mapping[str, Any]] = (),
+    *,
+    run_id: str | None = None,
 ) -> Figure:
     """One line per task from submission to delivery (or finish), coloured first attempt or retried, failed
     tasks marked, unfinished ones grey to the end; a labelled vertical line per fault and a marker per worker
     going offline. ``faults`` are ``{"timestamp": ms, "action": ..., "target": ...}``."""
     figure, (ax,) = new_figure(height=6)
-    ax.set_title("Tasks and faults")
+    titled(ax, "Tasks and faults", run_name(run_id))
     ax.set_xlabel("time since first submission (s)")
     ax.set_ylabel("task (by submission)")
+    integer_ticks(ax.yaxis)
     origin = origin_ms(tasks)
     if math.isnan(origin):
         no_data(ax)

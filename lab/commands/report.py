@@ -7,11 +7,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from lab.paths import RUNS_DIR
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from lab.runs import Run
 
 
@@ -50,6 +52,42 @@ def resolve(name: str, root: Path = RUNS_DIR) -> Path:
     raise LookupError(f"{name!r} matches {len(matches)} runs: " + ", ".join(p.name for p in matches))
 
 
+def kpi_table_text(table: pd.DataFrame, title: str) -> str:
+    """The compact KPI table as plain aligned text: a title line, then KPI, value with its unit, target and
+    verdict (``n/a: why`` where a KPI does not apply), one line each."""
+    from lab.analysis.display import COMPACT_HEADERS, compact_rows
+
+    rows = [COMPACT_HEADERS, *compact_rows(table)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COMPACT_HEADERS) - 1)]
+    lines = [title]
+    for row in rows:
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
+    return "\n".join(lines) + "\n"
+
+
+def print_kpi_table(table: pd.DataFrame, title: str, file: TextIO | None = None) -> None:
+    """Print the compact KPI table: a `rich` table on a terminal, plain aligned text otherwise (a pipe, a file,
+    a notebook). The long explanations are in the run's kpi.md."""
+    out = sys.stdout if file is None else file
+    if not out.isatty():
+        out.write(kpi_table_text(table, title))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from lab.analysis.display import COMPACT_HEADERS, compact_rows
+
+    styles = {"pass": "green", "FAIL": "bold red", "n/a": "yellow"}
+    rich_table = Table(title=Text(title), title_justify="left")
+    for header in COMPACT_HEADERS:
+        rich_table.add_column(header, justify="right" if header == "Value" else "left", overflow="fold")
+    for row, verdict in zip(compact_rows(table), table["verdict"], strict=True):
+        # Text, not markup: a note or a target may hold brackets.
+        rich_table.add_row(*(Text(cell) for cell in row[:-1]), Text(row[-1], style=styles.get(str(verdict), "")))
+    Console(file=out).print(rich_table)
+
+
 def prediction_text(run: Run) -> str:
     """Predicted (M/M/c, M/G/c) against measured mean wait for an open-loop run, or why there is none."""
     from lab.charts import wait_prediction
@@ -58,18 +96,22 @@ def prediction_text(run: Run) -> str:
         p = wait_prediction(run)
     except ValueError as exc:
         return f"no queueing prediction: {exc}"
+    from lab.analysis.display import ms_text
+
+    def ms(key: str) -> str:
+        return ms_text(1000 * p[key])
+
     return (
-        f"utilization {p['utilization']:.0%} of {run.workers} workers, service mean {p['service_mean_s']:.2f} s "
-        f"(cv² {p['service_cv2']:.3f}); mean wait in queue: measured {p['measured_mean_wait_s']:.2f} s, "
-        f"M/M/c {p['mmc_mean_wait_s']:.2f} s, M/G/c {p['mgc_mean_wait_s']:.2f} s"
+        f"utilization {100 * p['utilization']:.1f}% of {run.workers} workers, service mean {ms('service_mean_s')} "
+        f"(cv² {p['service_cv2']:.3f}); mean wait in queue: measured {ms('measured_mean_wait_s')}, "
+        f"M/M/c {ms('mmc_mean_wait_s')}, M/G/c {ms('mgc_mean_wait_s')}"
     )
 
 
 def print_report(run: Run) -> None:
-    """The KPI table of a run, its load summary and the queueing prediction, on stdout."""
-    from lab.runs import kpi_markdown
-
-    print(kpi_markdown(run.kpis(), title=f"KPIs of run {run.run_id}"))
+    """The compact KPI table of a run (``print_kpi_table``), its load summary and the queueing prediction, on
+    stdout; how each KPI was measured is in the run's kpi.md."""
+    print_kpi_table(run.kpis(), f"KPIs of run {run.run_id} (how each was measured: its kpi.md)")
     load = run.params.get("load")
     if isinstance(load, dict):
         print(
@@ -106,5 +148,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"charts: {', '.join(str(p) for p in written)}\n")
     if len(runs) > 1:
         with pd.option_context("display.width", 160, "display.max_columns", 20):
-            print(compare(runs).to_string(index=False))
+            digits = {"throughput_per_min": 1, "p50_ms": 0, "p95_ms": 0, "utilization_pct": 1}
+            print(compare(runs).round(digits).to_string(index=False))
     return 0

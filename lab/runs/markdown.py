@@ -1,4 +1,6 @@
-"""A KPI table (``lab.analysis.kpi.evaluate``) as a Markdown document, with its breakdown by worker language."""
+"""A KPI table (``lab.analysis.kpi.evaluate``) as a Markdown document (a run's ``kpi.md``): the verdicts with their
+values in ms and percent, how each was measured, the rules that decide pass, FAIL and n/a, and the breakdown by
+worker language."""
 
 from __future__ import annotations
 
@@ -8,6 +10,9 @@ from typing import Any
 
 import pandas as pd
 
+from lab.analysis.display import is_missing, ms_text, percent_text, value_text, verdict_text
+from lab.analysis.verdicts import RULES
+
 __all__ = ["kpi_markdown", "language_markdown"]
 
 _LANGUAGE_HEADERS = {
@@ -15,10 +20,10 @@ _LANGUAGE_HEADERS = {
     "workers": "Workers",
     "answered": "Answered",
     "utilization": "Utilization",
-    "latency_p50_s": "Latency p50 (s)",
-    "latency_p95_s": "Latency p95 (s)",
-    "processing_p50_ms": "Processing p50 (ms)",
-    "processing_p95_ms": "Processing p95 (ms)",
+    "latency_p50_ms": "Latency p50",
+    "latency_p95_ms": "Latency p95",
+    "processing_p50_ms": "Processing p50",
+    "processing_p95_ms": "Processing p95",
 }
 
 
@@ -49,8 +54,10 @@ def language_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     ]
     for row in rows:
         value = {k: row.get(k) for k in _LANGUAGE_HEADERS}
-        if isinstance(value["utilization"], float) and not math.isnan(value["utilization"]):
-            value["utilization"] = f"{value['utilization']:.0%}"
+        busy = value["utilization"]
+        value["utilization"] = "n/a" if busy is None or is_missing(busy) else percent_text(100 * busy)
+        for key in ("latency_p50_ms", "latency_p95_ms", "processing_p50_ms", "processing_p95_ms"):
+            value[key] = ms_text(value[key])
         lines.append("| " + " | ".join(_cell(value[k]) for k in _LANGUAGE_HEADERS) + " |")
     return "\n".join(lines) + "\n"
 
@@ -58,13 +65,17 @@ def language_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
 def kpi_markdown(
     table: pd.DataFrame, title: str = "KPIs", by_language: Sequence[Mapping[str, Any]] | None = None
 ) -> str:
-    """The KPI table (from ``lab.analysis.kpi.evaluate``) as a Markdown document, followed by the breakdown by
-    worker language when the run had several (`by_language`, by default the table's ``attrs``)."""
-    headers = ["KPI", "Measured", "Unit", "Target", "Result", "How", "Detail"]
+    """The KPI table (from ``lab.analysis.kpi.evaluate``) as a Markdown document: one row per KPI (value with its
+    unit, target, verdict with its reason, how it was measured, percentiles), the rules behind the verdicts,
+    then the breakdown by worker language when the run had several (`by_language`, by default the table's
+    ``attrs``)."""
+    headers = ["KPI", "Measured", "Target", "Verdict", "How", "Detail"]
     lines = [f"# {title}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    for row in table.itertuples(index=False):
-        cells = [row.kpi, row.measured, row.unit, row.target, row.passed, row.how, row.detail]
+    for row in table.to_dict("records"):
+        measured = value_text(row["measured"], str(row["unit"]))
+        cells = [row["kpi"], measured, row["target"], verdict_text(row), row["how"], row["detail"]]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    lines += ["", "## How the verdicts are given", "", *(f"- {rule}" for rule in RULES)]
     text = "\n".join(lines) + "\n"
     languages = language_markdown(table.attrs.get("by_language", []) if by_language is None else by_language)
     return text + ("\n" + languages if languages else "")

@@ -98,10 +98,11 @@ class Run:
 
 
 def compare(runs: Sequence[Run]) -> pd.DataFrame:
-    """One row per run: run_id, workers, answered, throughput_per_min, p50_s and p95_s latency, utilization."""
+    """One row per run: run_id, workers, answered, throughput_per_min, p50_ms and p95_ms latency, utilization_pct
+    (busy over online time, in percent)."""
     rows = []
     for run in runs:
-        latency = kpi.percentiles(kpi.latency_s(run.tasks).tolist())
+        latency = kpi.percentiles((kpi.latency_s(run.tasks) * 1000).tolist())
         rows.append(
             {
                 "run_id": run.run_id,
@@ -109,11 +110,11 @@ def compare(runs: Sequence[Run]) -> pd.DataFrame:
                 "answered": int((run.tasks["outcome"] == "answered").sum()),
                 # Over the window from first question to last answer (see charts.scaling for why).
                 "throughput_per_min": kpi.throughput_per_min(run.tasks),
-                "p50_s": latency["p50"],
-                "p95_s": latency["p95"],
-                "utilization": kpi.utilization(run.worker_events),
+                "p50_ms": latency["p50"],
+                "p95_ms": latency["p95"],
+                "utilization_pct": 100 * kpi.utilization(run.worker_events),
             }
         )
-    columns = ["run_id", "workers", "answered", "throughput_per_min", "p50_s", "p95_s", "utilization"]
+    columns = ["run_id", "workers", "answered", "throughput_per_min", "p50_ms", "p95_ms", "utilization_pct"]
     table: pd.DataFrame = pd.DataFrame(rows, columns=columns)
     return table

@@ -100,18 +100,18 @@ def test_throughput_counts_submitted_and_answered_tasks_in_each_second() -> None
     assert xs(line(ax, "answered")) == [0, 1, 2, 3, 4, 5]
     rolling = ys(line(ax, f"answered, {charts.ROLLING_S} s mean"))
     assert rolling[-1] == pytest.approx(3 / 6)  # fewer than 10 s so far: the mean of what there is
-    assert ys(line(ax, "KPI 6 tasks/min")) == [pytest.approx(0.1)] * 2
+    assert ys(line(ax, "KPI 6 tasks/min = 0.1/s")) == [pytest.approx(0.1)] * 2  # in the axis' unit
 
 
 def test_latency_cdf_steps_through_the_sorted_latencies_to_one() -> None:
     frame = tasks_frame([task("t1", 0, 12), task("t2", 1, 3), task("t3", 2, 7.5), task("t4", 3, 99, outcome="failed")])
     ax = charts.latency_cdf({"six workers": frame, "again": frame}).axes[0]
     cdf = line(ax, "six workers (n=3)")
-    assert xs(cdf) == pytest.approx([3.0, 7.5, 12.0])
-    assert ys(cdf) == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert xs(cdf) == pytest.approx([3000, 7500, 12_000])  # ms
+    assert ys(cdf) == pytest.approx([100 / 3, 200 / 3, 100])  # percent
     assert len([ln for ln in ax.get_lines() if str(ln.get_label()).endswith("(n=3)")]) == 2
-    assert xs(line(ax, "target 15 s")) == [15, 15]
-    assert "p50 7.5 s" in texts(ax.figure)  # type: ignore[arg-type]
+    assert xs(line(ax, "target 15 000 ms")) == [15_000, 15_000]
+    assert "p50 7500 ms" in texts(ax.figure)  # type: ignore[arg-type]
 
 
 def test_latency_vs_load_sorts_runs_by_the_parameter() -> None:
@@ -122,9 +122,10 @@ def test_latency_vs_load_sorts_runs_by_the_parameter() -> None:
     unknown = Run("unknown", {}, {}, tasks_frame([task("d", 0, 50)]), events_frame([]))
     ax = charts.latency_vs_load([slow, fast, unknown]).axes[0]
     p50 = line(ax, "p50")
-    assert xs(p50) == [0.5, 0.8]
-    assert ys(p50) == pytest.approx([4.0, 15.0])
-    assert ys(line(ax, "target 15 s")) == [15, 15]
+    assert xs(p50) == [50, 80]  # percent
+    assert ys(p50) == pytest.approx([4000, 15_000])  # ms
+    assert ys(line(ax, "target 15 000 ms")) == [15_000, 15_000]
+    assert ax.get_title(loc="right") == "runs slow, fast"  # the runs drawn, not the one without the parameter
 
 
 def test_utilization_timeline_has_one_bar_per_busy_span_and_the_offline_gap() -> None:
@@ -149,7 +150,7 @@ def test_utilization_timeline_has_one_bar_per_busy_span_and_the_offline_gap() ->
     assert bars(gantt, "offline") == [(0, 9, 3)]
     fraction = line(lower, "busy / online")
     assert xs(fraction) == pytest.approx([0, 1, 2, 4, 5, 6, 7, 9, 12, 12.5])
-    assert ys(fraction) == pytest.approx([0, 0.5, 1, 0.5, 0, 0.5, 0.5, 0, 0, 0])
+    assert ys(fraction) == pytest.approx([0, 50, 100, 50, 0, 50, 50, 0, 0, 0])  # percent
 
 
 def test_utilization_timeline_counts_time_from_the_first_submission() -> None:
@@ -213,12 +214,12 @@ def test_wait_prediction_needs_the_offered_rate() -> None:
 def test_wait_vs_prediction_places_each_run_at_its_utilization_under_the_curves() -> None:
     ax = charts.wait_vs_prediction([queueing_run({"workers": 2, "rate_per_s": 0.1})]).axes[0]
     measured = line(ax, "2 measured")
-    assert xs(measured) == pytest.approx([0.5])
-    assert ys(measured) == pytest.approx([2.0])
+    assert xs(measured) == pytest.approx([50])  # percent
+    assert ys(measured) == pytest.approx([2000])  # ms
     curve = line(ax, "2 M/M/c")
-    rho, wait = xs(curve)[-1], ys(curve)[-1]
-    assert rho < 1
-    assert wait == pytest.approx(queueing.mmc(rho * 2 / 10, 10, 2).mean_wait_s)
+    percent, wait_ms = xs(curve)[-1], ys(curve)[-1]
+    assert percent < 100
+    assert wait_ms == pytest.approx(1000 * queueing.mmc(percent / 100 * 2 / 10, 10, 2).mean_wait_s)
     assert len(xs(line(ax, "2 M/G/c, cv² 0.05"))) == len(xs(curve))
 
 

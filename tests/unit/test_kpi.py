@@ -118,10 +118,14 @@ def test_evaluate_gives_every_kpi_once_in_order_with_the_documented_columns() ->
     assert all(isinstance(h, str) and h for h in table["how"])
 
 
-def test_availability_of_three_answered_out_of_four_fails() -> None:
-    row = kpis(evaluate(four_tasks(), half_busy_events(), workers=2))["availability"]
-    assert row["measured"] == pytest.approx(0.75)
+def test_availability_of_eight_answered_out_of_ten_fails() -> None:
+    # Two failures: more than a small run's one (see test_kpi_readable for one failure in a small run).
+    frame = tasks_frame([task(f"t{i}", i, 11, outcome="failed" if i < 2 else "answered") for i in range(10)])
+    row = kpis(evaluate(frame, half_busy_events(), workers=2))["availability"]
+    assert row["measured"] == pytest.approx(80.0)
+    assert row["unit"] == "%"
     assert row["passed"] is False
+    assert row["verdict"] == "FAIL"
 
 
 def test_availability_of_all_answered_passes() -> None:
@@ -129,13 +133,15 @@ def test_availability_of_all_answered_passes() -> None:
     assert kpis(evaluate(frame, half_busy_events(), workers=2))["availability"]["passed"] is True
 
 
-def test_latency_judges_p95_of_answered_tasks_in_seconds() -> None:
+def test_latency_judges_p95_of_answered_tasks_in_milliseconds() -> None:
     row = kpis(evaluate(four_tasks(), half_busy_events(), workers=2))["latency"]
     # The answered tasks took 11, 12 and 13 s: p95 interpolates to 12.9 s.
-    assert row["measured"] == pytest.approx(12.9)
+    assert row["measured"] == pytest.approx(12_900)
+    assert row["unit"] == "ms"
+    assert row["target"] == "p95 < 15 000 ms"
     assert row["passed"] is True
     assert "p95" in row["how"]
-    assert "max 13 s" in row["detail"]
+    assert "max 13 000 ms" in row["detail"]
 
 
 def test_latency_over_fifteen_seconds_at_p95_fails() -> None:
@@ -159,9 +165,11 @@ def test_throughput_uses_the_given_duration_and_fails_below_n_per_minute() -> No
 
 def test_two_workers_busy_half_the_time_are_fifty_percent_utilized() -> None:
     assert utilization(half_busy_events()) == pytest.approx(0.5)
-    row = kpis(evaluate(four_tasks(), half_busy_events(), workers=2))["utilization"]
-    assert row["measured"] == pytest.approx(0.5)
-    assert row["passed"] is False  # below 70-80%
+    normal = {"target_utilization": 0.75}
+    row = kpis(evaluate(four_tasks(), half_busy_events(), workers=2, params=normal))["utilization"]
+    assert row["measured"] == pytest.approx(50.0)
+    assert row["unit"] == "%"
+    assert row["passed"] is False  # below 70-80% at a normal load
 
 
 def test_utilization_prefers_grpc_events_and_falls_back_to_mqtt() -> None:
@@ -187,9 +195,9 @@ def test_mqtt_grpc_and_overhead_latencies_come_from_their_timestamps() -> None:
     rows = kpis(evaluate(frame, half_busy_events(), workers=1))
     assert rows["mqtt_latency"]["measured"] == pytest.approx(150.0)
     assert rows["mqtt_latency"]["passed"] is False
-    assert rows["grpc_latency"]["measured"] == pytest.approx(2.0)
+    assert rows["grpc_latency"]["measured"] == pytest.approx(2000.0)
     assert rows["grpc_latency"]["passed"] is False
-    assert rows["overhead"]["measured"] == pytest.approx(2.0)  # 11 s latency - 9 s processing
+    assert rows["overhead"]["measured"] == pytest.approx(2000.0)  # 11 s latency - 9 s processing
     assert rows["overhead"]["passed"] is False
 
 
@@ -211,7 +219,7 @@ def test_registration_is_from_register_to_the_masters_first_idle() -> None:
         ]
     )
     row = kpis(evaluate(four_tasks(), events, workers=2))["registration"]
-    assert row["measured"] == pytest.approx(4.0)  # the slower worker
+    assert row["measured"] == pytest.approx(4000.0)  # the slower worker, in ms
     assert row["passed"] is True
 
 
@@ -231,6 +239,7 @@ def test_empty_frames_give_every_kpi_unjudged_instead_of_raising() -> None:
     table = evaluate(tasks_frame([]), events_frame([]), workers=3)
     assert table["kpi"].tolist() == KPI_NAMES
     assert table["passed"].isna().all()
+    assert set(table["verdict"]) == {"n/a"}
 
 
 def test_zero_workers_is_refused() -> None:

@@ -90,10 +90,10 @@ def test_utilization_latency_and_processing_time_by_language() -> None:
     assert table.loc["python", "utilization"] == pytest.approx(0.5)
     assert table.loc["java", "utilization"] == 0
     assert table.loc["go", "answered"] == 3 and table.loc["java", "answered"] == 0
-    assert table.loc["go", "latency_p50_s"] == pytest.approx(0.5)
-    assert table.loc["python", "latency_p50_s"] == pytest.approx(2.0)
+    assert table.loc["go", "latency_p50_ms"] == pytest.approx(500)
+    assert table.loc["python", "latency_p50_ms"] == pytest.approx(2000)
     assert table.loc["python", "processing_p50_ms"] == pytest.approx(1900)
-    assert math.isnan(table.loc["java", "latency_p95_s"])
+    assert math.isnan(table.loc["java", "latency_p95_ms"])
     # No worker events for the off-convention worker: unknown utilization, but its task counts.
     assert table.loc["unknown", "answered"] == 1 and math.isnan(table.loc["unknown", "utilization"])
 
@@ -111,8 +111,8 @@ def test_the_kpi_table_carries_the_breakdown_and_its_markdown_prints_it() -> Non
     section = text.split("## By worker language", 1)[1]
     rows = [line for line in section.splitlines() if line.startswith("| ")]
     assert rows[0].startswith("| Language | Workers | Answered | Utilization")
-    assert rows[1].startswith("| go | 2 | 3 | 50% | 0.5 |")
-    assert rows[2].startswith("| java | 1 | 0 | 0% | n/a |")
+    assert rows[1].startswith("| go | 2 | 3 | 50.0% | 500 ms |")
+    assert rows[2].startswith("| java | 1 | 0 | 0.0% | n/a |")
 
 
 def test_one_language_needs_no_breakdown_in_the_markdown() -> None:

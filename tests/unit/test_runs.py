@@ -112,7 +112,7 @@ def test_kpi_markdown_has_one_table_row_per_kpi_with_equal_cells() -> None:
     rows = [line for line in lines if line.startswith("|")]
     assert len(rows) == 2 + len(KPI_NAMES)
     # Escaped pipes do not split cells.
-    assert {row.replace("\\|", "").count("|") for row in rows} == {8}
+    assert {row.replace("\\|", "").count("|") for row in rows} == {7}
 
 
 def test_new_run_id_is_utc_minute_and_a_safe_label() -> None:
@@ -139,8 +139,8 @@ def test_compare_gives_one_row_per_run() -> None:
     assert table["answered"].tolist() == [3, 1]
     # One answer over the 11 s from its question to its answer, not over the 60 s of sending.
     assert table.loc[1, "throughput_per_min"] == pytest.approx(60 / 11)
-    assert table.loc[0, "p50_s"] == pytest.approx(12.0)
-    assert table["utilization"].tolist() == pytest.approx([0.5, 0.5])
+    assert table.loc[0, "p50_ms"] == pytest.approx(12_000)
+    assert table["utilization_pct"].tolist() == pytest.approx([50.0, 50.0])
 
 
 def test_workers_default_to_the_distinct_workers_seen() -> None:
