@@ -51,7 +51,11 @@ def register(commands: Any) -> None:
         help=f"its spread (lognormal; default {GEMINI_LIKE_SD_MS:g}, or 0 with --model-latency-ms 0)",
     )
     system.add_argument("--url", help="attach to the master serving this URL instead of starting a system")
-    system.add_argument("--grpc", metavar="HOST:PORT", help="with --url: the master's gRPC endpoint")
+    system.add_argument(
+        "--grpc",
+        metavar="HOST:PORT",
+        help="with --url: the master's gRPC endpoint (default: the one its /api/status names, on the URL's host)",
+    )
     system.add_argument("--mqtt", metavar="URL", help="with --url: mqtt://observer:PASSWORD@host:1883")
     system.add_argument(
         "--service-seconds", type=float, help="with --url and --utilization: the mean time a worker takes per task"
@@ -75,7 +79,12 @@ def register(commands: Any) -> None:
     out = parser.add_argument_group("the run")
     out.add_argument("--label", default="load", help="part of the run id")
     out.add_argument("--runs-dir", type=Path, default=RUNS_DIR, metavar="DIR", help="where runs are saved")
-    out.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    out.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="no live stats (a table redrawn every 2 s on a terminal, a line every 5 s otherwise)",
+    )
     out.add_argument("--no-charts", dest="charts", action="store_false", help="save no PNG charts")
     parser.set_defaults(run=run)
 
@@ -182,13 +191,16 @@ def _online(target: Target) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run the load, save the run, print its report; 2 on bad arguments, 1 when the system fails."""
     from lab.charts import save_run
-    from lab.system.target import AttachError, attach
+    from lab.system.target import CLI_FLAGS, AttachError, attach
 
     try:
         check(args)
         if args.url:
-            target = attach(args.url, args.grpc, args.mqtt)
-            print(f"attached to {target.web_url} ({_online(target)} workers online)", flush=True)
+            target = attach(args.url, args.grpc, args.mqtt, fixes=CLI_FLAGS)
+            print(
+                f"attached to {target.web_url}, gRPC {target.grpc_endpoint} ({_online(target)} workers online)",
+                flush=True,
+            )
             result = _drive(target, args)
         else:
             print(

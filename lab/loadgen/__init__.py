@@ -1,5 +1,5 @@
 """Load over Socket.IO as real users: arrival schedules, the chat client, open and closed loops with their
-options, and what a run sent and got back."""
+options, their live stats while they run, and what a run sent and got back."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from lab._lazy import lazy_exports
 if TYPE_CHECKING:
     from lab.loadgen.client import ChatClient, Exchange
     from lab.loadgen.closed_loop import closed_loop, closed_loop_async
+    from lab.loadgen.live import LiveSnapshot, LiveStats
     from lab.loadgen.open_loop import open_loop, open_loop_async
     from lab.loadgen.options import LoadOptions
     from lab.loadgen.result import LoadResult, Question
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ChatClient",
     "Exchange",
+    "LiveSnapshot",
+    "LiveStats",
     "LoadOptions",
     "LoadResult",
     "Question",
@@ -33,6 +36,8 @@ __getattr__ = lazy_exports(
     {
         "ChatClient": "client",
         "Exchange": "client",
+        "LiveSnapshot": "live",
+        "LiveStats": "live",
         "LoadOptions": "options",
         "LoadResult": "result",
         "Question": "result",

@@ -7,9 +7,9 @@ import random
 import time
 from collections.abc import Sequence
 
-from tqdm import tqdm
-
 from lab.loadgen.client import ChatClient
+from lab.loadgen.live import LiveStats
+from lab.loadgen.live_monitor import LiveMonitor, LiveView, live_view
 from lab.loadgen.options import DEFAULT_OPTIONS, LoadOptions
 from lab.loadgen.result import LoadResult, Question
 from lab.loadgen.users import Answers, check_users, close_users, connect_users, run_sync, send, steady_heap
@@ -37,9 +37,10 @@ def closed_loop(
     Users stop asking after `duration_s`; the run ends when their last answers came. A user whose answer
     takes longer than `options.answer_timeout_s` gives up (asking on would put two questions in flight); a
     refused or unacknowledged question is asked again after at least RETRY_PAUSE_S. Think times come from
-    `options.seed`.
+    `options.seed`. With `options.progress`, live stats while it runs (as lab.loadgen.open_loop.open_loop).
     """
-    return run_sync(closed_loop_async(url, users, duration_s, think_time_s, corpus, options))
+    with live_view(options.progress) as view:  # made here: a notebook widget must be shown from this thread
+        return run_sync(closed_loop_async(url, users, duration_s, think_time_s, corpus, options, view=view))
 
 
 async def closed_loop_async(
@@ -49,13 +50,15 @@ async def closed_loop_async(
     think_time_s: float,
     corpus: Sequence[str],
     options: LoadOptions = DEFAULT_OPTIONS,
+    *,
+    view: LiveView | None = None,
 ) -> LoadResult:
-    """closed_loop inside a running event loop."""
+    """closed_loop inside a running event loop (`view`: where live stats go; default: as closed_loop)."""
     check_users(users, corpus)
     _check_closed(duration_s, think_time_s)
     clients = await connect_users(url, users, options.connect_batch, options.progress)
     try:
-        return await drive_closed_loop(clients, duration_s, think_time_s, corpus, options)
+        return await drive_closed_loop(clients, duration_s, think_time_s, corpus, options, view=view)
     finally:
         await close_users(clients)
 
@@ -66,13 +69,16 @@ async def drive_closed_loop(
     think_time_s: float,
     corpus: Sequence[str],
     options: LoadOptions = DEFAULT_OPTIONS,
+    *,
+    view: LiveView | None = None,
 ) -> LoadResult:
-    """The closed loop over users already connected (they stay connected): see closed_loop."""
+    """The closed loop over users already connected (they stay connected): see closed_loop. Live stats go
+    to `view`, or with `options.progress` to one made for the run."""
     check_users(len(clients), corpus)
     _check_closed(duration_s, think_time_s)
     questions: list[Question] = []
-    bar = tqdm(desc="closed loop", unit="answer", disable=not options.progress)
-    answers = Answers(bar)
+    stats = LiveStats("closed loop", time.monotonic(), duration_s=duration_s)
+    answers = Answers(stats)
     counting = asyncio.get_running_loop().create_task(answers.keep_counting())
 
     async def user(index: int, client: ChatClient) -> None:
@@ -99,8 +105,8 @@ async def drive_closed_loop(
             await asyncio.sleep(pause)
 
     try:
-        async with steady_heap():
-            started = time.monotonic()
+        async with steady_heap(), LiveMonitor(stats, view, clients[0].url, options.progress):
+            started = stats.started = time.monotonic()
             stop_at = started + duration_s
             await asyncio.gather(*(user(i, c) for i, c in enumerate(clients)))
             ended = time.monotonic()
@@ -108,5 +114,4 @@ async def drive_closed_loop(
             await asyncio.sleep(options.linger_s)  # a duplicate answer would come now
     finally:
         counting.cancel()
-        bar.close()
     return LoadResult("closed", len(clients), started, ended, questions)

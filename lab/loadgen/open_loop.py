@@ -10,9 +10,9 @@ import itertools
 import time
 from collections.abc import Sequence
 
-from tqdm import tqdm
-
 from lab.loadgen.client import ChatClient
+from lab.loadgen.live import LiveStats
+from lab.loadgen.live_monitor import LiveMonitor, LiveView, live_view
 from lab.loadgen.options import DEFAULT_OPTIONS, LoadOptions
 from lab.loadgen.result import LoadResult, Question
 from lab.loadgen.users import (
@@ -40,21 +40,29 @@ def open_loop(
     """Send corpus questions at the `schedule` (sorted seconds from the start), round-robin over `users` users.
 
     No send waits for an answer, so a stalled system shows up as latency and nothing is omitted; each send's
-    lateness is kept (Question.send_lag_s). Timeouts and the rest: see LoadOptions. Works inside Jupyter's
+    lateness is kept (Question.send_lag_s). With `options.progress`, live stats while it runs (see
+    lab.loadgen.live_monitor.choose_view). Timeouts and the rest: see LoadOptions. Works inside Jupyter's
     loop too (in a thread).
     """
-    return run_sync(open_loop_async(url, schedule, users, corpus, options))
+    with live_view(options.progress) as view:  # made here: a notebook widget must be shown from this thread
+        return run_sync(open_loop_async(url, schedule, users, corpus, options, view=view))
 
 
 async def open_loop_async(
-    url: str, schedule: Sequence[float], users: int, corpus: Sequence[str], options: LoadOptions = DEFAULT_OPTIONS
+    url: str,
+    schedule: Sequence[float],
+    users: int,
+    corpus: Sequence[str],
+    options: LoadOptions = DEFAULT_OPTIONS,
+    *,
+    view: LiveView | None = None,
 ) -> LoadResult:
-    """open_loop inside a running event loop."""
+    """open_loop inside a running event loop (`view`: where live stats go; default: as open_loop)."""
     check_users(users, corpus)
     _check_schedule(schedule)
     clients = await connect_users(url, users, options.connect_batch, options.progress)
     try:
-        return await drive_open_loop(clients, schedule, corpus, options)
+        return await drive_open_loop(clients, schedule, corpus, options, view=view)
     finally:
         await close_users(clients)
 
@@ -64,20 +72,24 @@ async def drive_open_loop(
     schedule: Sequence[float],
     corpus: Sequence[str],
     options: LoadOptions = DEFAULT_OPTIONS,
+    *,
+    view: LiveView | None = None,
 ) -> LoadResult:
-    """The open loop over users already connected (they stay connected): see open_loop."""
+    """The open loop over users already connected (they stay connected): see open_loop. Live stats go to
+    `view`, or with `options.progress` to one made for the run."""
     check_users(len(clients), corpus)
     _check_schedule(schedule)
     users = len(clients)
     questions: list[Question] = []
     loop = asyncio.get_running_loop()
     sends: list[asyncio.Task[None]] = []
-    bar = tqdm(total=len(schedule), desc="open loop", unit="answer", disable=not options.progress)
-    answers = Answers(bar)
+    duration = float(schedule[-1]) if schedule else None
+    stats = LiveStats("open loop", time.monotonic(), planned=len(schedule), duration_s=duration)
+    answers = Answers(stats)
     counting = loop.create_task(answers.keep_counting())
     try:
-        async with steady_heap():
-            started = time.monotonic()
+        async with steady_heap(), LiveMonitor(stats, view, clients[0].url, options.progress):
+            started = stats.started = time.monotonic()
             i = 0
             while i < len(schedule):
                 # Start every send that is due in one go: one per loop turn could not catch up after a stall
@@ -104,5 +116,4 @@ async def drive_open_loop(
         counting.cancel()
         for task in sends:
             task.cancel()
-        bar.close()
     return LoadResult("open", users, started, ended, questions)

@@ -15,7 +15,9 @@ class LoadOptions:
 
     A send without an ack within `ack_timeout_s` counts as failed; after the last send, the loop waits up
     to `answer_timeout_s` for the answers, then `linger_s` more for duplicates. Users connect
-    `connect_batch` at a time. `seed` draws the closed loop's think times; `progress` shows a bar.
+    `connect_batch` at a time. `seed` draws the closed loop's think times; `progress` shows live stats (a table
+    redrawn on a terminal, a line every few seconds into a log, a widget in Jupyter: see
+    lab.loadgen.live_monitor).
     """
 
     api_key: str | None = None

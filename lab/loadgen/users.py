@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from tqdm import tqdm
 
 from lab.loadgen.client import ChatClient
+from lab.loadgen.live import LiveStats
 from lab.loadgen.options import CONNECT_BATCH
 from lab.loadgen.result import Question
 from lab.paths import CORPUS
@@ -31,7 +32,7 @@ __all__ = [
     "steady_heap",
 ]
 
-POLL_S = 0.2  # how often the progress bar counts answers
+POLL_S = 0.2  # how often answers are counted into the live stats
 FREEZE_EVERY_S = 1.0  # see steady_heap
 
 T = TypeVar("T")
@@ -47,20 +48,34 @@ def load_corpus(path: str | Path = CORPUS) -> list[str]:
 
 
 class Answers:
-    """Counts first answers for the progress bar and waits for the last ones, looking only at open questions."""
+    """Feeds a run's live stats: sends, failures, and first answers found by looking only at open questions;
+    the loops also wait on it for the last answers."""
 
-    def __init__(self, bar: tqdm[Any]) -> None:
-        self.bar = bar
+    def __init__(self, stats: LiveStats) -> None:
+        self.stats = stats
         self._open: list[Question] = []
+
+    def sent(self) -> None:
+        """A question goes out."""
+        self.stats.on_sent()
+
+    def failed(self) -> None:
+        """A question was refused, or got no ack."""
+        self.stats.on_failed()
 
     def expect(self, question: Question) -> None:
         """Watch an acknowledged question until its answer comes."""
         self._open.append(question)
 
     def count(self) -> int:
-        """Move newly answered questions to the bar; return how many are still open."""
-        still = [q for q in self._open if q.answered_at is None]
-        self.bar.update(len(self._open) - len(still))
+        """Feed newly answered questions to the stats; return how many are still open."""
+        still: list[Question] = []
+        for question in self._open:
+            latency = question.latency_s()
+            if question.answered_at is None or latency is None:
+                still.append(question)
+            else:
+                self.stats.on_answered(question.answered_at, latency)
         self._open = still
         return len(still)
 
@@ -95,15 +110,18 @@ async def close_users(clients: Sequence[ChatClient]) -> None:
 async def send(client: ChatClient, question: Question, api_key: str | None, timeout: float, answers: Answers) -> None:
     """Send `question` from `client` and record its ack, or why none came; watch it for its answer."""
     question.sent_at = time.monotonic()
+    answers.sent()
     try:
         question.exchange = await client.ask(question.query, api_key, timeout=timeout)
     except Exception as exc:  # no ack: a timeout or a lost connection, counted as failed rather than raised
         question.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        answers.failed()
         return
     if question.exchange.task_id:
         answers.expect(question)
     else:
         question.error = question.exchange.ack.error or "refused"
+        answers.failed()
 
 
 async def all_answered(clients: Sequence[ChatClient], timeout: float) -> None:
