@@ -59,9 +59,12 @@ $(JAVA_WORKER): $(JAVA_SOURCES)
 codegen-tools:
 	@$(STRICT) services/workers.sh codegen
 
+# `make notebooks PORT=8891` when 8890 is taken. Only a PORT given on make's command line counts: a PORT
+# variable in the environment is often some other program's.
+NOTEBOOKS_PORT := $(if $(filter command line,$(origin PORT)),$(PORT),8890)
 # JupyterLab refuses to run as root unless told (a root shell in a container or VM is common here).
-notebooks: setup ## open the lab's notebooks in JupyterLab on http://127.0.0.1:8890 (8888 is the chat's)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --port=8890 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
+notebooks: setup ## open the lab's notebooks in JupyterLab on http://127.0.0.1:8890 (8888 is the chat's; PORT=P for another)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --port=$(NOTEBOOKS_PORT) --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: setup-test lint ## run the whole test suite (unit, integration, conformance, browser, notebooks, stack)
 	$(STRICT) services/workers.sh test

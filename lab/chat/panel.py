@@ -3,6 +3,10 @@
 The Socket.IO client lives on an asyncio loop in a background thread owned by the panel (`lab.chat.session`),
 so the panel works the same in a Jupyter kernel and in a plain process. Widget callbacks only hand work to
 that loop; everything from the network is shown as escaped text (`lab.chat.format`).
+
+Widget callbacks run on the kernel's own thread, between cells: a question sent while a cell runs waits for
+it, and the panel says so while a cell runs (`lab.chat.kernel`). No question is dropped without a word: one
+that arrives after the panel was closed is shown as not sent, with how to open a new panel.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from lab.chat.format import (
     system_html,
     text_html,
 )
+from lab.chat.kernel import CellActivity
 from lab.chat.session import CLOSE_TIMEOUT_S, ChatSession
 from lab.loadgen.client import Exchange, TaskEvent
 from services.protocol import SystemStatus
@@ -43,6 +48,7 @@ __all__ = [
 
 CONNECT_TIMEOUT_S = 10.0
 ACK_TIMEOUT_S = 30.0  # as the chat page: no acknowledgement after this, the question is marked failed
+BUSY_TEXT = "A cell is running: what you send now waits, and is sent when the kernel is free."
 
 
 class QuestionRefused(ValueError):
@@ -118,6 +124,7 @@ class ChatPanel:
         self._closed = False
         self._session = ChatSession(url, self._on_event, self._set_status, self._on_system_status)
         self._build_widgets(have_key=self._api_key is not None)
+        self._cells = CellActivity(self._kernel_busy)
         self._session.start()
         if connect:
             try:
@@ -146,7 +153,7 @@ class ChatPanel:
     def connect(self, timeout: float = CONNECT_TIMEOUT_S) -> None:
         """Connect to the master and wait for the session id; raise ConnectionError if that fails."""
         if self._closed:
-            raise RuntimeError("the panel is closed")
+            raise RuntimeError(self.closed_text)
         if self._session.connected:
             return
         self._set_status("connecting")
@@ -180,12 +187,19 @@ class ChatPanel:
                     )
                 self._lock.wait(left)
 
+    @property
+    def closed_text(self) -> str:
+        """What a closed panel says: that it is closed, and how to open a new one."""
+        return f"the panel is closed; to chat again, open a new one: panel = ChatPanel({self.url!r})"
+
     def close(self) -> None:
         """Disconnect and stop the background thread (safe to call again)."""
         if self._closed:
             return
         self._closed = True
         self.send_button.disabled = self.text.disabled = True
+        self._cells.close()
+        self._show_notice(self.closed_text[0].upper() + self.closed_text[1:])
         self._session.close()
         with self._lock:
             for q in self._questions:
@@ -220,6 +234,7 @@ class ChatPanel:
             layout=widgets.Layout(width="100%"),
         )
         self.text = widgets.Text(placeholder="Ask a question… (Enter sends)", layout=widgets.Layout(flex="1"))
+        self.notice = widgets.HTML()  # a cell is running, or the panel is closed
         self.send_button = widgets.Button(description="Send", button_style="primary", icon="paper-plane")
         self.send_button.on_click(self._on_send)
         self.text.on_msg(self._on_text_msg)  # the text box sends {"event": "submit"} on Enter
@@ -231,19 +246,31 @@ class ChatPanel:
                 self.conversation,
                 self.api_key_field,
                 widgets.HBox([self.text, self.send_button]),
+                self.notice,
             ]
         )
         self._set_status("disconnected")
+        self._show_notice("")
+
+    def _show_notice(self, text: str) -> None:
+        self.notice.value = text_html(text, "color: #b26a00") if text else ""
+        self.notice.layout.display = "" if text else "none"
+
+    def _kernel_busy(self, busy: bool) -> None:
+        if not self._closed:
+            self._show_notice(BUSY_TEXT if busy else "")
 
     def _set_status(self, state: str) -> None:
         self._status = state
         self.status_html.value = status_html(state)
 
     def _on_send(self, _: object = None) -> None:
-        if self._closed:
-            return
         query = str(self.text.value).strip()
         self.text.value = ""
+        if self._closed:
+            # Sent before the panel was closed, handled after (it waited for a cell): say so, do not drop it.
+            self._refuse(query, f"not sent: {self.closed_text}")
+            return
         # An empty question is sent too: the master says what is wrong, and the panel shows it.
         self._submit(query, ACK_TIMEOUT_S)
 
@@ -252,9 +279,19 @@ class ChatPanel:
             self._on_send()
 
     # ---------- questions ----------
+    def _refuse(self, text: str, reason: str) -> None:
+        """Show a question that was not sent, with why."""
+        view = QuestionView(text)
+        view.failure = reason
+        with self._lock:
+            self._questions.append(view)
+            self.conversation.children = (*self.conversation.children, view.box)
+            view.render("")
+            self._lock.notify_all()
+
     def _submit(self, text: str, timeout: float) -> concurrent.futures.Future[str]:
         if self._closed:
-            raise RuntimeError("the panel is closed")
+            raise RuntimeError(self.closed_text)
         api_key = str(self.api_key_field.value).strip() or self._api_key
         view = QuestionView(text)
         with self._lock:

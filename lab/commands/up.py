@@ -1,8 +1,13 @@
-"""`lab up`: run the whole system locally until Ctrl-C or SIGTERM, streaming every process's log."""
+"""`lab up`: run the whole system locally until Ctrl-C or SIGTERM.
+
+By default it says what matters: the ready line, restarts, workers that join or leave, and the processes'
+errors; `--verbose` streams every process's log too.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 import threading
@@ -24,13 +29,19 @@ from lab.system.config import (
 )
 from lab.system.local import LocalCluster
 from lab.system.ports import PortInUseError, free_port
-from lab.system.readiness import ClusterStartError
+from lab.system.readiness import ClusterStartError, tail_text
 from lab.system.spec import ClusterSpec
 from lab.system.supervision import describe_exit
 from lab.system.workers import WorkerUnavailableError, fleet_text
+from services.protocol import StatusReport
 
 _PORT_FLAGS = {"MQTT": "--mqtt-port", "web": "--web-port", "gRPC": "--grpc-port"}
 _ESSENTIAL = ("mosquitto", "master")  # without these the system is down; a lost worker is survivable
+# The start of a log record: the Python services' "<date> <time> LEVEL name: ...", or uvicorn's "LEVEL: ...".
+# Without --verbose, records at ERROR and above are shown, with the lines that follow them (a traceback).
+_RECORD = re.compile(r"^(?:\d{4}-\d\d-\d\d \S+ )?(DEBUG|INFO|WARNING|ERROR|CRITICAL)\b")
+_SHOWN_LEVELS = ("ERROR", "CRITICAL")
+_PRESENCE_EVERY_S = 1.0  # how often the master is asked which workers are online
 
 
 def register(commands: Any) -> None:
@@ -39,8 +50,8 @@ def register(commands: Any) -> None:
         "up",
         help="start Mosquitto, the master and workers locally (Ctrl-C stops them)",
         description="Start Mosquitto, the master and workers (Python, Go, Java in any mix) as local processes, "
-        "print the chat URL and stream their logs until Ctrl-C or SIGTERM, then stop them all. "
-        "A port of 0 means any free port.",
+        "print the chat URL, then what happens (restarts, workers joining or leaving, errors; with --verbose "
+        "every process's log) until Ctrl-C or SIGTERM, then stop them all. A port of 0 means any free port.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_workers_option(parser, default=2)
@@ -70,19 +81,36 @@ def register(commands: Any) -> None:
         help="do not restart a process that dies (by default the broker and the master come back on the same "
         "ports and a dead worker is replaced by a new one, unless it keeps crashing)",
     )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="stream every process's log (name | line); without it only their errors are shown",
+    )
     parser.set_defaults(run=run)
 
 
 class _Printer:
-    """Prints log lines as `name | line` with aligned names, and the lab's own messages, one whole line at a time."""
+    """Prints log lines as `name | line` with aligned names (all of them when `verbose`, else only errors), and
+    the lab's own messages, one whole line at a time."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, verbose: bool = True) -> None:
         self._width = width
+        self._verbose = verbose
+        self._showing: dict[str, bool] = {}  # process -> whether its current record is shown (quiet mode)
         # Reader threads and the main thread print concurrently; print() writes text and newline separately.
         self._lock = threading.Lock()
 
     def __call__(self, name: str, line: str) -> None:
-        """Print one log line of process `name` (the cluster's log sink)."""
+        """Print one log line of process `name` (the cluster's log sink), if it is worth it."""
+        if not self._verbose:
+            # Each process has its own reader thread: only that thread touches its entry.
+            if record := _RECORD.match(line):
+                self._showing[name] = record.group(1) in _SHOWN_LEVELS
+            elif line.startswith("Traceback (most recent call last)"):
+                self._showing[name] = True  # an exception nobody logged: the process is dying of it
+            if not self._showing.get(name, False):
+                return
         self.say(f"{name:<{self._width}} | {line}")
 
     def say(self, text: str, error: bool = False) -> None:
@@ -145,12 +173,56 @@ def _ready_line(cluster: LocalCluster) -> str:
     return f"ready: {who}, queue {status.queue_length} — chat at {cluster.web_url}  (Ctrl-C to stop)"
 
 
-def _watch(cluster: LocalCluster, out: _Printer, restart: bool) -> int:
+class Presence:
+    """The workers the master has online (any state but offline), and who joined or left since the last look."""
+
+    def __init__(self) -> None:
+        self._online: set[str] = set()
+
+    def update(self, status: StatusReport) -> list[str]:
+        """Take the master's status; return one line per worker that came online or went offline since."""
+        changes = []
+        for worker in status.workers:
+            online = worker.state != "offline"
+            # A worker missing from the status (a master that restarted and has not heard from it yet, or one
+            # that forgot it) is neither: only the master's word "offline" makes it leave.
+            if online and worker.worker_id not in self._online:
+                self._online.add(worker.worker_id)
+                change = f"worker {worker.worker_id} ({worker.language}) joined"
+            elif not online and worker.worker_id in self._online:
+                self._online.remove(worker.worker_id)
+                change = f"worker {worker.worker_id} left"
+            else:
+                continue
+            changes.append(f"lab up: {change} ({_plural(len(self._online), 'worker')} online)")
+        return changes
+
+
+def _look(cluster: LocalCluster, presence: Presence) -> list[str]:
+    """Who joined or left, by the master's status; nothing while the master does not answer."""
+    import httpx  # here: the `lab` parser must not import it
+
+    try:
+        status = cluster.status_report()
+    except (httpx.HTTPError, ValueError):  # restarting, or not answering yet: look again next time
+        return []
+    return presence.update(status)
+
+
+def _watch(cluster: LocalCluster, out: _Printer, restart: bool, verbose: bool) -> int:
     """Block until a stop signal (returns 0 via the caller) or an essential process is down for good
-    (returns 1): with `restart`, when the supervisor gave up on it; without, as soon as it exits."""
+    (returns 1): with `restart`, when the supervisor gave up on it; without, as soon as it exits. Meanwhile
+    say which workers join and leave."""
     reported: set[str] = set()
+    presence = Presence()
+    _look(cluster, presence)  # the ready line counted those already there
+    next_look = time.monotonic() + _PRESENCE_EVERY_S
     while True:
         time.sleep(0.5)
+        if time.monotonic() >= next_look:
+            for line in _look(cluster, presence):
+                out.say(line)
+            next_look = time.monotonic() + _PRESENCE_EVERY_S
         # The supervisor says itself what it restarted and what it gave up on (on_event).
         down = cluster.given_up if restart else cluster.exited()
         for name, code in down.items():
@@ -158,6 +230,9 @@ def _watch(cluster: LocalCluster, out: _Printer, restart: bool) -> int:
                 continue
             reported.add(name)
             how = "keeps crashing" if restart else f"exited unexpectedly ({describe_exit(code)})"
+            proc = cluster.processes.get(name)
+            if not verbose and proc is not None and (restart or code > 0):
+                out.say(tail_text(proc), error=True)  # a crash whose log was not shown: what it said last
             if name in _ESSENTIAL:
                 out.say(f"lab up: {name} {how}; stopping everything", error=True)
                 return 1
@@ -168,7 +243,7 @@ def _watch(cluster: LocalCluster, out: _Printer, restart: bool) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run `lab up` with parsed `args`; returns the exit code."""
     # Room for the names of a few generations of restarted workers too.
-    out = _Printer(max(len("mosquitto"), len(f"worker-{workers_count(args.workers) * 10}")))
+    out = _Printer(max(len("mosquitto"), len(f"worker-{workers_count(args.workers) * 10}")), args.verbose)
     try:
         spec = ClusterSpec(
             workers=args.workers,
@@ -194,10 +269,11 @@ def run(args: argparse.Namespace) -> int:
             out.say(
                 f"lab up: starting Mosquitto on {cfg.host}:{cfg.mqtt_port}, the master (web {cfg.web_port}, "
                 f"gRPC {cfg.grpc_port}) and workers ({fleet_text(args.workers)})"
+                + ("" if args.verbose else "; --verbose shows their logs")
             )
             cluster.start()
             out.say(_ready_line(cluster))
-            return _watch(cluster, out, args.restart)
+            return _watch(cluster, out, args.restart, args.verbose)
         except PortInUseError as error:
             out.say(port_advice(error), error=True)
             return 2

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import html
+import json
 import logging
 import re
 import threading
 from collections.abc import Iterator
+from typing import Any, cast
 
 import pytest
+from IPython.core.events import EventManager, available_events
+from jupyter_client.manager import start_new_kernel
 
-from lab.chat.panel import ChatPanel, QuestionRefused, QuestionView
+from lab.chat import kernel
+from lab.chat.panel import BUSY_TEXT, ChatPanel, QuestionRefused, QuestionView
+from lab.paths import REPO_ROOT
 from tests.conftest import ClusterFactory
 from tests.fakes.gemini import ANSWER_PREFIX, FakeGeminiThread
 from tests.waiting import wait_until
@@ -218,3 +224,113 @@ def test_questions_not_sent_show_why(panels: list[ChatPanel]) -> None:
     assert record["error"] and record["error"].startswith("not sent")
     [view] = panel.questions
     assert isinstance(view, QuestionView) and shown(view.error) == record["error"]
+
+
+def test_a_question_that_arrives_after_close_is_shown_as_not_sent() -> None:
+    # In a notebook a click waits while a cell runs; if that cell closed the panel, the click arrives after.
+    panel = ChatPanel("http://127.0.0.1:9", connect=False)
+    panel.close()
+    notice = shown(panel.notice)
+    assert notice.startswith("The panel is closed") and "panel = ChatPanel('http://127.0.0.1:9')" in notice
+    assert panel.notice.layout.display != "none"
+    panel.text.value = "sent while a cell closed the panel"
+    panel.send_button.click()
+    [view] = panel.questions
+    assert view.failure == f"not sent: {panel.closed_text}"
+    assert shown(view.error) == view.failure and shown(view.question) == "sent while a cell closed the panel"
+    assert panel.text.value == ""
+    with pytest.raises(RuntimeError, match=r"closed; to chat again, open a new one"):
+        panel.ask("from code")
+
+
+class FakeShell:
+    """What CellActivity uses of IPython: its events, triggered by the test as a kernel would."""
+
+    def __init__(self) -> None:
+        self.events = EventManager(cast(Any, self), available_events)
+
+
+def test_the_panel_says_while_a_cell_runs_that_questions_wait_for_it(
+    monkeypatch: pytest.MonkeyPatch, panels: list[ChatPanel]
+) -> None:
+    shell = FakeShell()
+    monkeypatch.setattr(kernel, "_shell", lambda: shell)
+    panel = ChatPanel("http://127.0.0.1:9", connect=False)
+    panels.append(panel)
+    assert panel.notice.layout.display == "none"
+    shell.events.trigger("pre_run_cell", None)
+    assert shown(panel.notice) == BUSY_TEXT and "sent when the kernel is free" in BUSY_TEXT
+    assert panel.notice.layout.display != "none"
+    shell.events.trigger("post_run_cell", None)
+    assert panel.notice.layout.display == "none"
+    panel.close()
+    assert shell.events.callbacks["pre_run_cell"] == [] and shell.events.callbacks["post_run_cell"] == []
+    shell.events.trigger("pre_run_cell", None)
+    assert shown(panel.notice).startswith("The panel is closed")
+
+
+class Kernel:
+    """A real IPython kernel, driven as JupyterLab drives it: cells, and widget messages on the shell channel."""
+
+    def __init__(self) -> None:
+        self.manager, self.client = start_new_kernel(kernel_name="python3", cwd=str(REPO_ROOT))
+        self.widget_values: list[tuple[str, object]] = []  # (comm id, value) the kernel sent, in order
+
+    def start(self, code: str) -> str:
+        """Send a cell; return its message id."""
+        msg_id: str = self.client.execute(code)
+        return msg_id
+
+    def finish(self, msg_id: str, timeout: float = 30) -> str:
+        """Wait for the cell to end; return what it printed (failing on an error)."""
+        printed = []
+        while True:
+            msg = self.client.get_iopub_msg(timeout=timeout)
+            content = msg["content"]
+            if msg["msg_type"] == "comm_msg" and "value" in content["data"].get("state", {}):
+                self.widget_values.append((content["comm_id"], content["data"]["state"]["value"]))
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream":
+                printed.append(content["text"])
+            elif msg["msg_type"] == "error":
+                pytest.fail("\n".join(content["traceback"]))
+            elif msg["msg_type"] == "status" and content["execution_state"] == "idle":
+                return "".join(printed)
+
+    def run(self, code: str) -> str:
+        return self.finish(self.start(code))
+
+    def widget_message(self, comm_id: str, data: dict[str, object]) -> None:
+        """What the browser sends when the user types or clicks."""
+        self.client.shell_channel.send(self.client.session.msg("comm_msg", {"comm_id": comm_id, "data": data}))
+
+    def shutdown(self) -> None:
+        self.client.stop_channels()
+        self.manager.shutdown_kernel(now=True)
+
+
+def test_a_question_sent_while_a_cell_runs_is_sent_when_the_kernel_is_free(cluster_factory: ClusterFactory) -> None:
+    cluster = cluster_factory(workers=1, work_seconds=0.1)
+    ipy = Kernel()
+    try:
+        ids = ipy.run(
+            "import json, time\nfrom lab.chat import ChatPanel\n"
+            f"panel = ChatPanel({cluster.web_url!r})\n"
+            "print(panel.text.model_id, panel.send_button.model_id, panel.notice.model_id)"
+        )
+        text_id, button_id, notice_id = ids.split()
+        busy = ipy.start("time.sleep(3)")
+        # While the cell sleeps, the user types a question and clicks Send: both wait in the kernel's queue.
+        ipy.widget_message(text_id, {"method": "update", "state": {"value": "asked while busy"}, "buffer_paths": []})
+        ipy.widget_message(button_id, {"method": "custom", "content": {"event": "click"}})
+        ipy.finish(busy)
+        notices = [value for comm_id, value in ipy.widget_values if comm_id == notice_id]
+        assert any("sent when the kernel is free" in str(v) for v in notices), notices
+        assert notices[-1] == "", notices  # the cell ended: no more notice
+        records = json.loads(ipy.run("print(json.dumps(panel.wait(timeout=20)))"))
+        assert [r["question"] for r in records] == ["asked while busy"]
+        assert records[0]["answer"] and records[0]["error"] is None
+        ipy.run("panel.close()")
+    finally:
+        ipy.shutdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import queue
@@ -19,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from lab.loadgen.client import ChatClient
 from lab.paths import REPO_ROOT
 from lab.system import ClusterStartError, LocalCluster
 from lab.system.broker import MosquittoNotFoundError, find_mosquitto
@@ -250,3 +252,54 @@ def test_startup_failure_names_the_process_and_shows_its_log(bad_env: dict[str, 
     assert f"  {culprit} | " in message
     assert "bad setting" in message
     assert all(not p.alive for p in cluster.processes.values())
+
+
+async def _ask_one(url: str) -> None:
+    """One question answered: the master logs a line about its task."""
+    async with ChatClient(url) as user:
+        assert (await user.ask("quiet or not?")).task_id
+        await user.wait_answers(1, timeout=20)
+
+
+def _worker_pid(lab: LabUp) -> int:
+    """The pid of one worker `lab up` runs."""
+    for pid in sorted(marked_pids(lab.marker)):
+        with contextlib.suppress(OSError):
+            if b"services.worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+    pytest.fail(f"no worker among:\n{describe_pids(marked_pids(lab.marker))}")
+
+
+@pytest.mark.parametrize("verbose", [False, True], ids=["default", "verbose"])
+def test_lab_up_says_what_matters_and_streams_logs_only_when_verbose(verbose: bool) -> None:
+    lab = LabUp(*(["--verbose"] if verbose else []))
+    try:
+        url = lab.wait_for(r"^ready: .* chat at (http://\S+)", READY_TIMEOUT_S).group(1)
+        asyncio.run(_ask_one(url))
+        os.kill(_worker_pid(lab), signal.SIGKILL)
+        # The three lines come in no fixed order: the master's view and the supervisor's are independent.
+        for pattern in (
+            r"^lab up: worker python-worker-[0-9a-f]+ left \(\d workers? online\)$",
+            r"^lab up: restarted worker-\d \(killed by SIGKILL\) as worker-3 ",
+            r"^lab up: worker python-worker-[0-9a-f]+ \(python\) joined \(\d workers online\)$",
+        ):
+            deadline = time.monotonic() + 15
+            while not re.search(pattern, lab.output(), re.MULTILINE):
+                if time.monotonic() > deadline:
+                    pytest.fail(f"no line matching {pattern!r}:\n{lab.output()}")
+                time.sleep(0.1)
+        lab.proc.send_signal(signal.SIGTERM)
+        assert lab.proc.wait(timeout=STOP_TIMEOUT_S) == 0, lab.output()
+        assert not wait_gone(lab.marker, 2.0)
+    finally:
+        lab.cleanup()
+    out = lab.output()
+    assert "lab up: stopped" in out
+    per_task = re.compile(r"^master +\| .*task [0-9a-f]{8} ", re.MULTILINE)
+    if verbose:
+        assert per_task.search(out), out
+        assert re.search(r"^worker-1 +\| ", out, re.MULTILINE), out
+    else:
+        assert not per_task.search(out), out
+        assert not re.search(r"^(mosquitto|master|worker-\d+) +\| ", out, re.MULTILINE), out
+        assert "--verbose shows their logs" in out

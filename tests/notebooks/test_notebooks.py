@@ -70,12 +70,44 @@ def test_every_notebook_has_a_parameters_cell() -> None:
 
 def test_quickstart_answers_questions_in_the_chat_panel(tmp_path: Path) -> None:
     questions = ["What is MQTT?", "What is gRPC?", "What is Socket.IO?"]
-    record, _ = execute("01_quickstart", tmp_path, workers=2, work_seconds=0.3, questions=questions)
+    record, book = execute(
+        "01_quickstart", tmp_path, workers=2, work_seconds=0.3, questions=questions, stop_at_end=True
+    )
     assert record["answers"] == 3
     assert record["answered"] == 3
     assert record["status_workers"] == 2
     assert 1 <= len(record["workers_used"]) <= 2
     assert all(ms >= 300 for ms in record["processing_time_ms"])
+    # The test asked for the stop that Run All leaves to the user: the system it started is gone.
+    last = [c for c in book["cells"] if c["cell_type"] == "code"][-1]
+    printed = "".join("".join(o.get("text", "")) for o in last["outputs"])
+    assert printed.startswith("stopped: the panel is closed and the system is stopped"), printed
+
+
+class _Stoppable:
+    """Stands in for the panel and the cluster in the quickstart's last cell: records what was called."""
+
+    def __init__(self, calls: list[str], name: str) -> None:
+        self.calls, self.name = calls, name
+
+    def close(self) -> None:
+        self.calls.append(f"{self.name}.close")
+
+    def stop(self) -> None:
+        self.calls.append(f"{self.name}.stop")
+
+
+@pytest.mark.parametrize(("stop_at_end", "expected"), [(False, []), (True, ["panel.close", "cluster.stop"])])
+def test_quickstart_stops_the_system_only_when_asked(stop_at_end: bool, expected: list[str]) -> None:
+    book = json.loads((NOTEBOOKS / "01_quickstart.ipynb").read_text())
+    [parameters] = [c for c in book["cells"] if "parameters" in c["metadata"].get("tags", [])]
+    assert "stop_at_end = False" in "".join(parameters["source"])  # Run All leaves it running
+    last = "".join([c for c in book["cells"] if c["cell_type"] == "code"][-1]["source"])
+    calls: list[str] = []
+    cell_globals = {"stop_at_end": stop_at_end, "chat_url": "http://127.0.0.1:1"}
+    cell_globals |= {"panel": _Stoppable(calls, "panel"), "cluster": _Stoppable(calls, "cluster")}
+    exec(last, cell_globals)
+    assert calls == expected
 
 
 def test_load_test_saves_a_run_with_every_question_answered(tmp_path: Path) -> None:
@@ -97,6 +129,11 @@ def test_load_test_saves_a_run_with_every_question_answered(tmp_path: Path) -> N
     assert len(run.tasks) == record["sent"]
     assert sorted(p.name for p in (Path(record["run_dir"]) / "charts").glob("*.png"))
     assert images(book) >= 4
+    # The live stats: a widget while it ran (a browser would draw it), and its last numbers as text.
+    outputs = [o for cell in book["cells"] if cell["cell_type"] == "code" for o in cell.get("outputs", [])]
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+    text = "".join("".join(o.get("text", [])) for o in outputs if o.get("name") == "stdout")
+    assert f"sent {record['sent']}/{record['sent']} · answered {record['sent']} · failed 0 · in flight 0" in text
 
 
 def test_kpi_report_predicts_and_measures_the_wait(tmp_path: Path) -> None:
