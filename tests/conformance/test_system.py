@@ -93,8 +93,12 @@ def verbose_broker(stack: Stack) -> None:
 
 
 def subscriptions(lines: list[str], client_id: str) -> list[str]:
-    """Topic filters `client_id` subscribed to, from Mosquitto's debug log."""
+    """Topic filters `client_id` subscribed to, from Mosquitto's debug log: after `Received SUBSCRIBE from
+    <id>`, each filter's `\t<filter> (QoS n)` line, each followed by its `log_type subscribe` line `<id> n
+    <filter>` (a SUBSCRIBE with several filters, as the Go worker's, has them one after the other, in any
+    order)."""
     found, inside = [], False
+    echo = re.compile(rf"{re.escape(client_id)} \d \S+$")
     for line in lines:
         if "Received SUBSCRIBE from " in line:
             inside = line.rstrip().endswith(f"Received SUBSCRIBE from {client_id}")
@@ -102,7 +106,7 @@ def subscriptions(lines: list[str], client_id: str) -> list[str]:
         match = re.search(r"\t(\S+) \(QoS \d\)", line)
         if inside and match:
             found.append(match.group(1))
-        else:
+        elif not (inside and echo.search(line.rstrip())):
             inside = False
     return found
 
