@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 
+from services.envconfig import file_variable
 from services.health import check_master, run_check
 from services.loop import runner
 from services.master.settings import MasterSettings
@@ -17,8 +18,11 @@ from services.master.settings import MasterSettings
 log = logging.getLogger("services.master")
 
 
-async def serve(settings: MasterSettings) -> None:
-    """Wire the edges to the master and run until SIGINT/SIGTERM."""
+async def serve(
+    settings: MasterSettings, journal_key: bytes | None = None, previous_keys: tuple[bytes, ...] = ()
+) -> None:
+    """Wire the edges to the master and run until SIGINT/SIGTERM (users' keys in the journal sealed with
+    `journal_key`, or not written; `previous_keys` open what a key before a rotation sealed)."""
     # Imported here, not at the top, so that `--check` (a health check every few seconds) starts fast.
     import uvicorn
 
@@ -31,7 +35,7 @@ async def serve(settings: MasterSettings) -> None:
     from services.master.service import Master
     from services.master.watch import WatchService
 
-    journal = Journal(settings.journal_path)
+    journal = Journal(settings.journal_path, journal_key, previous_keys)
     # The edges first: the master sends through them, and once bound they hand it what arrives.
     mqtt = MqttEdge(settings)
     web = WebEdge(new_session_id, mqtt.connected.is_set, settings.cors_origins)
@@ -41,7 +45,16 @@ async def serve(settings: MasterSettings) -> None:
     web.bind(master)
     grpc_server = await start_grpc(settings, master.on_result, WatchService(master.events, master.worker_snapshot))
     http = uvicorn.Server(
-        uvicorn.Config(web.app, host=settings.web_host, port=settings.web_port, log_level="warning", lifespan="off")
+        uvicorn.Config(
+            web.app,
+            host=settings.web_host,
+            port=settings.web_port,
+            log_level="warning",
+            lifespan="off",
+            # The client's address is the socket peer, or what TRUSTED_PROXY_HOPS says (addresses.py); uvicorn's
+            # own X-Forwarded-For handling would believe any client on the master's host.
+            proxy_headers=False,
+        )
     )
     jobs = {"mqtt": mqtt.run(), **background(master, web.broadcast), "http": http.serve()}
     tasks = [asyncio.create_task(job, name=name) for name, job in jobs.items()]
@@ -83,6 +96,24 @@ async def until_stopped(tasks: list[asyncio.Task[None]]) -> None:
     stopped.cancel()
 
 
+def journal_key_variable(settings: MasterSettings, field: str = "journal_key") -> str:
+    """Where a journal key was given: JOURNAL_KEY, or JOURNAL_KEY_FILE (a Docker secret); likewise for
+    `field` journal_key_previous."""
+    name = settings.env_name(field)
+    return file_variable(name) if getattr(settings, f"{field}_file") else name
+
+
+def read_journal_key(settings: MasterSettings, field: str = "journal_key") -> bytes | None:
+    """A journal key's 32 bytes (None: none given); a ValueError naming its variable, not the key, when it is
+    malformed."""
+    from services.master.journal import parse_journal_key
+
+    text = getattr(settings, field)
+    if text is None:
+        return None
+    return parse_journal_key(text, journal_key_variable(settings, field))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: read settings, configure logging, serve (or, with --check, check and exit)."""
     parser = argparse.ArgumentParser(prog="python -m services.master", description=__doc__)
@@ -101,14 +132,21 @@ def main(argv: list[str] | None = None) -> int:
         )
     try:
         run_loop = runner(settings.event_loop)
+        journal_key = read_journal_key(settings)
+        previous = read_journal_key(settings, "journal_key_previous")
     except ValueError as e:
         print(f"master: bad setting: {e}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=settings.log_level, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from services.master.journal import JournalKeyError
+
     try:
-        run_loop(serve(settings))
+        run_loop(serve(settings, journal_key, (previous,) if previous else ()))
+    except JournalKeyError as e:
+        log.error("%s: %s", journal_key_variable(settings), e)
+        return 2
     except OSError as e:
         log.error("%s", e)
         return 1

@@ -3,16 +3,28 @@ and the baseline workers the master knows (they never register again after a res
 
 Writes happen on the event loop: with WAL and synchronous=NORMAL a commit costs tens of
 microseconds and survives a crash of the process (kill -9); only a power loss may drop the
-last commits. The file holds questions, tokens and users' keys until the task ends: it is
-created readable by its owner only.
+last commits. The file holds questions and tokens until the task ends: it is created readable
+by its owner only.
+
+Users' API keys never reach the file in the clear. With a journal key (JOURNAL_KEY: base64 of
+32 random bytes) each is sealed with AES-256-GCM, a fresh nonce per row and the task id as
+associated data; without one, keys stay in memory only and a task restored after a restart has
+none (`keys_not_kept`). What a task leaves behind when it ends is overwritten (secure_delete)
+and the WAL's old copies of pages are emptied by `checkpoint`, now and then and at `close`.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from services.master.dispatch import Task, TaskState
 from services.protocol import AiResponse
@@ -44,6 +56,70 @@ CREATE TABLE IF NOT EXISTS workers (
 """
 OPEN_STATES = ("queued", "assigned")
 FINISHED_STATES = ("answered", "failed")
+# The tasks.api_key column holds NULL (the user gave no key), SEALED + base64(nonce, ciphertext and tag), or
+# NOT_KEPT: the user gave a key that was kept in memory only (no journal key), so a restart loses it.
+SEALED = "gcm1:"
+NOT_KEPT = "not-kept"
+KEY_BYTES = 32
+NONCE_BYTES = 12
+# 1: a journal written with secure_delete; an older one is vacuumed once, its freed pages may hold keys.
+SCRUBBED_VERSION = 1
+
+
+class JournalKeyError(ValueError):
+    """The journal key is malformed, or does not open the users' keys the journal holds."""
+
+
+def parse_journal_key(text: str, variable: str = "JOURNAL_KEY") -> bytes:
+    """The 32 bytes of a journal key given as base64 (`openssl rand -base64 32`); a JournalKeyError that names
+    `variable`, never the key, when it is not that."""
+    try:
+        key = base64.b64decode(text.strip().replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != KEY_BYTES:
+        raise JournalKeyError(
+            f"{variable} must be the base64 of {KEY_BYTES} random bytes (make one with `openssl rand -base64 32`); "
+            "the one given is not (it is not shown)"
+        )
+    return key
+
+
+class KeySealer:
+    """Seals users' API keys for the journal with the current journal key, and opens them with it or a previous
+    one (rotation); without a current key it seals nothing."""
+
+    def __init__(self, key: bytes | None, previous: Sequence[bytes] = ()) -> None:
+        self._current = AESGCM(key) if key is not None else None
+        self._all = [a for a in (self._current, *(AESGCM(k) for k in previous)) if a is not None]
+
+    @property
+    def keeps(self) -> bool:
+        """Whether users' keys are written at all (sealed)."""
+        return self._current is not None
+
+    def seal(self, task_id: str, api_key: str) -> str:
+        """What the api_key column holds for `api_key` of `task_id`."""
+        if self._current is None:
+            return NOT_KEPT
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self._current.encrypt(nonce, api_key.encode("utf-8"), task_id.encode("utf-8"))
+        return SEALED + base64.b64encode(nonce + sealed).decode("ascii")
+
+    def open(self, task_id: str, stored: str) -> tuple[str, bool]:
+        """The API key in a sealed column value, and whether the current key opened it; JournalKeyError when no
+        key given opens it (another key, or another task's value)."""
+        try:
+            raw = base64.b64decode(stored[len(SEALED) :], validate=True)
+        except binascii.Error:
+            raw = b""
+        for aead in self._all if len(raw) > NONCE_BYTES else ():  # a damaged value: no key opens it
+            try:
+                api_key = aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], task_id.encode("utf-8"))
+            except InvalidTag:
+                continue
+            return api_key.decode("utf-8"), aead is self._current
+        raise JournalKeyError(f"no journal key given opens the API key of task {task_id[:8]}")
 
 
 @dataclass(frozen=True)
@@ -70,27 +146,100 @@ class KnownWorker:
 class Journal:
     """Records each task's life so that a restarted master loses nothing."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, key: bytes | None = None, previous_keys: Sequence[bytes] = ()) -> None:
+        """Open (or create) the journal at `path`; users' API keys are sealed with `key` (none: not written) and
+        opened with it or one of `previous_keys` (a rotation: what those sealed is sealed again with `key`).
+        JournalKeyError when the journal holds keys that none of them opens."""
         self.path = Path(path)
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
             os.close(fd)
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA secure_delete=ON")  # what a row leaves behind is overwritten with zeros
+        self._db.execute("PRAGMA temp_store=MEMORY")  # no temporary files beside it (VACUUM's copy)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._keys = KeySealer(key, previous_keys)
+        # Without a current key, the users' keys of open tasks in memory only (for `open_tasks`): this run's, and
+        # those read back at start from a journal that held them.
+        self._carried: dict[str, str] = {}
+        self._checkpointed = -1  # total_changes at the last checkpoint
+        try:
+            self._reseal()
+            self._scrub()
+        except Exception:
+            self._db.close()
+            raise
+        self.checkpoint()
 
     def close(self) -> None:
-        """Close the database."""
+        """Empty the WAL into the database and close it."""
+        self.checkpoint()
         self._db.close()
 
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the database and truncate it, so that the older copies of pages (what ended tasks
+        left) are gone from the disk's files; False when nothing was written since the last time, or a reader
+        kept it from finishing."""
+        changes = self._db.total_changes
+        if changes == self._checkpointed:
+            return False
+        busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        if busy:
+            return False
+        self._checkpointed = changes
+        return True
+
+    def _reseal(self) -> None:
+        """Bring the keys in the file to what this run writes: a key in the clear (an older version's journal) or
+        sealed with a previous key is sealed with the current one, or, without a current key, not kept."""
+        rows = self._db.execute(
+            "SELECT task_id, api_key FROM tasks WHERE api_key IS NOT NULL AND api_key != ?", (NOT_KEPT,)
+        ).fetchall()
+        changed: list[tuple[str, str]] = []
+        unreadable = 0
+        for task_id, stored in rows:
+            current = False
+            if stored.startswith(SEALED):
+                try:
+                    api_key, current = self._keys.open(task_id, stored)
+                except JournalKeyError:
+                    unreadable += 1
+                    continue
+            else:
+                api_key = stored
+            if not current:
+                changed.append((self._keys.seal(task_id, api_key), task_id))
+                if not self._keys.keeps:
+                    self._carried[task_id] = api_key
+        if unreadable:
+            given = "the journal key given does not open them" if self._keys.keeps else "no journal key was given"
+            raise JournalKeyError(
+                f"the journal {self.path} holds {unreadable} users' API keys sealed with a journal key, and {given}: "
+                "give the key they were sealed with (while rotating, as the previous key next to the new one)"
+            )
+        if changed:
+            self._db.execute("BEGIN")
+            self._db.executemany("UPDATE tasks SET api_key=? WHERE task_id=?", changed)
+            self._db.execute("COMMIT")
+
+    def _scrub(self) -> None:
+        """Rewrite a journal written before secure_delete once: its free pages may still hold keys."""
+        if self._db.execute("PRAGMA user_version").fetchone()[0] < SCRUBBED_VERSION:
+            self._db.execute("VACUUM")
+            self._db.execute(f"PRAGMA user_version={SCRUBBED_VERSION}")
+
     def accepted(self, task: Task) -> None:
-        """A new task, before its user hears it was accepted."""
+        """A new task, before its user hears it was accepted (its user's key sealed, or not written)."""
+        api_key = self._keys.seal(task.task_id, task.api_key) if task.api_key else None
+        if api_key == NOT_KEPT:
+            self._carried[task.task_id] = task.api_key
         self._db.execute(
             "INSERT INTO tasks (task_id, session_id, query, api_key, model, submitted_ms, state) "
             "VALUES (?, ?, ?, ?, ?, ?, 'queued')",
-            (task.task_id, task.session_id, task.query, task.api_key or None, task.model, task.submitted_ms),
+            (task.task_id, task.session_id, task.query, api_key, task.model, task.submitted_ms),
         )
 
     def assigned(self, task: Task) -> None:
@@ -110,6 +259,8 @@ class Journal:
             "UPDATE tasks SET state=?, answer=?, finished_ms=?, api_key=NULL, token=NULL WHERE task_id=?",
             ("failed" if failed else "answered", payload.model_dump_json(), now_ms, task.task_id),
         )
+        if self._carried:
+            self._carried.pop(task.task_id, None)
 
     def delivered(self, task_id: str, now_ms: int) -> None:
         """The user has the answer: the task leaves the journal."""
@@ -126,7 +277,7 @@ class Journal:
                 task_id=r[0],
                 session_id=r[1],
                 query=r[2],
-                api_key=r[3] or "",
+                api_key=self._reveal(r[0], r[3]),
                 model=r[4],
                 submitted_ms=r[5],
                 state=TaskState(r[6]),
@@ -137,6 +288,22 @@ class Journal:
             )
             for r in rows
         ]
+
+    def keys_not_kept(self) -> set[str]:
+        """The open tasks whose user gave a key that this journal does not have: it was kept in memory only, by
+        a previous run (read at restore)."""
+        rows = self._db.execute(
+            "SELECT task_id FROM tasks WHERE api_key=? AND state IN ('queued', 'assigned')", (NOT_KEPT,)
+        ).fetchall()
+        return {r[0] for r in rows if r[0] not in self._carried}
+
+    def _reveal(self, task_id: str, stored: str | None) -> str:
+        """The user's key of a task from its api_key column ("" when there is none, or it was not kept)."""
+        if stored is None:
+            return ""
+        if stored == NOT_KEPT:
+            return self._carried.get(task_id, "")
+        return self._keys.open(task_id, stored)[0]
 
     def pending_answers(self) -> list[PendingAnswer]:
         """Answers that were not delivered yet, oldest first."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -19,6 +20,8 @@ STATUS_INTERVAL_S = 1.0
 LEASE_CHECK_S = 0.5
 # How often open dashboards get a snapshot.
 DASHBOARD_INTERVAL_S = 1.0
+# How often, at most, the journal's WAL is emptied into the database (the old copies of ended tasks' pages gone).
+CHECKPOINT_INTERVAL_S = 2.0
 
 Broadcast = Callable[[str, SystemStatus], Awaitable[None]]  # (event, payload) to every client
 
@@ -28,6 +31,16 @@ async def watch_leases(master: Master) -> None:
     while True:
         await asyncio.sleep(LEASE_CHECK_S)
         await master.tick()
+
+
+async def checkpoint_journal(master: Master) -> None:
+    """Forever: empty the journal's WAL when something was written (off the path of each answer)."""
+    while True:
+        await asyncio.sleep(CHECKPOINT_INTERVAL_S)
+        try:
+            master.journal.checkpoint()
+        except sqlite3.Error as e:  # the next one may succeed; the master goes on either way
+            log.warning("journal checkpoint failed: %s", e)
 
 
 async def tell_positions(master: Master) -> None:
@@ -69,4 +82,5 @@ def background(master: Master, broadcast: Broadcast) -> dict[str, Coroutine[Any,
         "positions": tell_positions(master),
         "leases": watch_leases(master),
         "status": tell_status(master, broadcast),
+        "checkpoint": checkpoint_journal(master),
     }

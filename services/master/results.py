@@ -51,6 +51,22 @@ def answer(task: Task, result: WorkerResult, now_ms: int) -> AiResponse:
     )
 
 
+# Told to a user whose task was sent to a worker again after a restart of the master without a journal key.
+KEY_NOT_KEPT_NOTE = (
+    "Note: your API key was not kept across a restart of the service (it is never stored without a journal key), "
+    "so this answer was made with the service's own key or its offline model."
+)
+
+
+def without_user_key(response: AiResponse) -> AiResponse:
+    """`response` with a note that the user's key was lost in a restart (the worker used its own key or the
+    offline model)."""
+    note = f"\n\n({KEY_NOT_KEPT_NOTE})"
+    return response.model_copy(
+        update={"response": response.response + note, "error": response.error and response.error + note}
+    )
+
+
 def failure(task: Task, message: str, now_ms: int) -> AiResponse:
     """The `ai-response` of a task that failed for good without a worker's result."""
     return AiResponse(

@@ -53,6 +53,28 @@ class MasterSettings(ServiceSettings):
     rate_per_minute: int = setting("RATE_PER_MINUTE", 30, Env.integer, minimum=1)
     max_in_flight_per_session: int = setting("MAX_IN_FLIGHT_PER_SESSION", 10, Env.integer, minimum=1)
     cors_origins: tuple[str, ...] = setting("CORS_ORIGINS", (), Env.words)
+    # The journal's key for users' API keys at rest (a Docker secret, JOURNAL_KEY_FILE); without one, users'
+    # keys are kept in memory only.
+    journal_key: str | None = setting("JOURNAL_KEY", None, Env.secret, file_field="journal_key_file", repr=False)
+    journal_key_file: str | None = None
+    # The journal key before a rotation: opens what it sealed, which is sealed again with JOURNAL_KEY at start.
+    journal_key_previous: str | None = setting(
+        "JOURNAL_KEY_PREVIOUS", None, Env.secret, file_field="journal_key_previous_file", repr=False
+    )
+    journal_key_previous_file: str | None = None
+    # The token of the operator views (/metrics, /api/status, /dashboard): a Docker secret, OPERATOR_TOKEN_FILE.
+    operator_token: str | None = setting(
+        "OPERATOR_TOKEN", None, Env.secret, file_field="operator_token_file", repr=False
+    )
+    operator_token_file: str | None = None
+    # Limits per client address (behind TRUSTED_PROXY_HOPS proxies that append to X-Forwarded-For) and per master.
+    trusted_proxy_hops: int = setting("TRUSTED_PROXY_HOPS", 0, Env.integer, minimum=0)
+    max_connections: int = setting("MAX_CONNECTIONS", 2000, Env.integer, minimum=1)
+    max_connections_per_address: int = setting("MAX_CONNECTIONS_PER_ADDRESS", 100, Env.integer, minimum=1)
+    rate_per_minute_per_address: int = setting("RATE_PER_MINUTE_PER_ADDRESS", 120, Env.integer, minimum=1)
+    max_in_flight_per_address: int = setting("MAX_IN_FLIGHT_PER_ADDRESS", 50, Env.integer, minimum=1)
+    # Refuse a question whose predicted wait would break the latency target (seconds per task); 0 turns it off.
+    latency_target_seconds: float = setting("LATENCY_TARGET_SECONDS", 15.0, Env.number, minimum=0.0)
     grpc_tls_cert: str | None = setting("GRPC_TLS_CERT", None, Env.existing_file)
     grpc_tls_key: str | None = setting("GRPC_TLS_KEY", None, Env.existing_file)
 
