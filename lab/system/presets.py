@@ -1,4 +1,4 @@
-"""Local systems set up for measuring: free ports, the offline model, quiet logs, per-session limits lifted."""
+"""Local systems set up for measuring: free ports, the offline model, quiet logs, the master's limits lifted."""
 
 from __future__ import annotations
 
@@ -20,10 +20,14 @@ from lab.system.spec import ServiceOptions
 __all__ = [
     "GEMINI_LIKE_LATENCY_MS",
     "GEMINI_LIKE_SD_MS",
+    "LIFTED_CONNECTIONS",
     "LIFTED_LIMIT",
     "UNLIMITED_SESSIONS",
+    "addresses_unlimited",
     "lab_cluster",
+    "limits_lifted",
     "measurement_cluster",
+    "queue_unbounded",
     "sessions_unlimited",
 ]
 
@@ -48,6 +52,37 @@ UNLIMITED_SESSIONS = sessions_unlimited()
 """`sessions_unlimited()`, for callers that want the mapping itself."""
 
 
+LIFTED_CONNECTIONS = 10_000
+"""Connections, in all and per address, more than the lab's load generators open from one machine (each of
+its clients needs an open file too, and the master holds this many files only where `ulimit -n` allows)."""
+
+
+def addresses_unlimited(questions: int = LIFTED_LIMIT) -> dict[str, str]:
+    """The master's environment with its limits per client address and on connections lifted: a load generator
+    opens many sessions from one address (127.0.0.1) on purpose. Questions per minute and unanswered questions
+    per address are allowed up to `questions` or LIFTED_LIMIT, whichever is more; connections, in all and per
+    address, up to LIFTED_CONNECTIONS."""
+    limit = max(questions, LIFTED_LIMIT)
+    return MasterSettings.env_of(
+        max_connections=LIFTED_CONNECTIONS,
+        max_connections_per_address=LIFTED_CONNECTIONS,
+        rate_per_minute_per_address=limit,
+        max_in_flight_per_address=limit,
+    )
+
+
+def queue_unbounded() -> dict[str, str]:
+    """The master's environment without the queue's bound (LATENCY_TARGET_SECONDS=0): a measurement that
+    saturates on purpose (a burst, a sweep past 90 % load) must see the queue grow, not questions refused."""
+    return MasterSettings.env_of(latency_target_seconds=0.0)
+
+
+def limits_lifted(questions: int = LIFTED_LIMIT) -> dict[str, str]:
+    """`sessions_unlimited`, `addresses_unlimited` and `queue_unbounded` together: every limit of the master that
+    a load generator would hit but people would not."""
+    return {**sessions_unlimited(questions), **addresses_unlimited(questions), **queue_unbounded()}
+
+
 def lab_cluster(
     workers: FleetSpec,
     work_seconds: float = 10.0,
@@ -56,11 +91,12 @@ def lab_cluster(
     **options: Unpack[ServiceOptions],
 ) -> LocalCluster:
     """A local system for experiments: free ports, the offline model at the given latency, quiet logs, and
-    no per-session limits. `options` are further `ClusterSpec` fields; `extra_env` is added to the preset's."""
+    the master's limits lifted (`limits_lifted`: per session, per address, the queue's bound). `options` are
+    further `ClusterSpec` fields; `extra_env` is added to the preset's."""
     env = {
         **ServiceSettings.env_of(log_level="WARNING"),
         **WorkerSettings.env_of(offline_latency_ms=model_latency_ms, offline_latency_sd_ms=model_latency_sd_ms),
-        **sessions_unlimited(),
+        **limits_lifted(),
     }
     env.update(options.get("extra_env") or {})
     options["extra_env"] = env

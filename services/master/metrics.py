@@ -46,6 +46,14 @@ class Metrics:
             ["verdict"],
             registry=self.registry,
         )
+        self.refusals = Counter(
+            "swarm_refusals",
+            "Questions and connections refused, by reason (empty, too_long, bad_request, no_session, session_rate, "
+            "session_in_flight, address_rate, address_in_flight, address_share, too_busy, connections, "
+            "address_connections)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.bad_messages = Counter(
             "swarm_bad_messages",
             "Payloads that could not be read, by source",

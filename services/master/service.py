@@ -14,13 +14,12 @@ from typing import Any, Protocol
 from services.master import broker_log
 from services.master.delivery import Deliveries, SendWithAck
 from services.master.dispatch import Dispatcher, Outcome, Task, TaskState
-from services.master.intake import admit
+from services.master.intake import Intake, Refusal
 from services.master.journal import Journal
-from services.master.limits import RateLimiter
 from services.master.metrics import Metrics
 from services.master.recent import RecentAnswers
 from services.master.registry import Worker, WorkerState
-from services.master.results import WorkerResult, answer, failure, summary
+from services.master.results import WorkerResult, answer, failure, summary, without_user_key
 from services.master.settings import MasterSettings
 from services.master.views import LAST_MINUTE_S, dashboard_snapshot, state_counts, status_report, status_summary
 from services.master.watch import EventHub
@@ -90,7 +89,7 @@ class Master:
         self.deliveries = Deliveries(
             journal, send, clock, round(settings.answer_retention_seconds * 1000), on_delivered=self._delivered
         )
-        self.rates = RateLimiter(settings.rate_per_minute)
+        self.intake = Intake(settings)  # the limits per session and address, and the queue's bound
         # Set when a queued task's position may have changed; `send_positions` tells the users.
         self.positions_changed = asyncio.Event()
         self._publisher = publisher
@@ -100,11 +99,18 @@ class Master:
         self._clients: dict[str, str] = {}  # MQTT client id -> worker id, from the broker's log
         self._background: set[asyncio.Task[None]] = set()
         self._last_purge = clock()
+        # Restored tasks whose user's key was not kept (no journal key), with their attempt at the restart:
+        # a later attempt goes to a worker without the key, and the answer says so.
+        self._keyless: dict[str, int] = {}
 
     def restore(self) -> None:
         """Take back what the journal holds from a previous run: open tasks and undelivered answers."""
         tasks = self.journal.open_tasks()
         answers = self.journal.pending_answers()
+        lost = self.journal.keys_not_kept()
+        self._keyless = {t.task_id: t.attempt for t in tasks if t.task_id in lost}
+        if lost:
+            self.log(f"{len(lost)} restored tasks lost their users' API keys (no journal key): their answers say so")
         workers = self.journal.known_workers()
         for w in workers:
             self.dispatcher.remember(w.worker_id, w.language, w.longest_task_ms, self._clock())
@@ -118,11 +124,12 @@ class Master:
             self.log(f"restored {len(tasks)} open tasks and {len(answers)} undelivered answers from the journal")
 
     # -- users ------------------------------------------------------------------------------
-    async def submit(self, session_id: str, query: UserQuery) -> QueryAck:
-        """Accept a user's question or say clearly why not; the return value is the Socket.IO ack."""
-        task = admit(query, session_id, self._clock(), self.settings, self.dispatcher, self.rates)
-        if isinstance(task, str):
-            return self.refuse(task)
+    async def submit(self, session_id: str, query: UserQuery, address: str = "") -> QueryAck:
+        """Accept a user's question or say clearly why not; the return value is the Socket.IO ack. `address` is
+        the client's (its key for the limits per address)."""
+        task = self.intake.admit(query, session_id, address, self._clock(), self.dispatcher)
+        if isinstance(task, Refusal):
+            return self.refuse(task.message, task.reason)
         self.journal.accepted(task)  # before the user hears it was accepted
         position, outcome = self.dispatcher.submit(task, task.submitted_ms)
         self.metrics.tasks.labels("accepted").inc()
@@ -133,10 +140,11 @@ class Master:
         await self._apply(outcome)
         return QueryAck.accept(task.task_id, position)
 
-    def refuse(self, reason: str) -> QueryAck:
-        """The ack of a question that was not accepted, for `reason` (fit for the user)."""
+    def refuse(self, message: str, reason: str = "bad_request") -> QueryAck:
+        """The ack of a question that was not accepted, saying `message` (fit for the user); counted by `reason`."""
         self.metrics.tasks.labels("rejected").inc()
-        return QueryAck.refuse(reason)
+        self.metrics.refusals.labels(reason).inc()
+        return QueryAck.refuse(message)
 
     async def session_connected(self, session_id: str) -> None:
         """A client joined a session: tell it where its open questions are and resend its answers."""
@@ -235,7 +243,10 @@ class Master:
         task = verdict.task
         self._journal_longest(self.dispatcher.registry.get(result.worker_id), now - task.assigned_ms)
         self.dispatcher.finish(task, result.failed)
+        self.intake.answered(task, now)
         response = answer(task, result, now)
+        if task.attempt > self._keyless.pop(task.task_id, task.attempt):  # sent after a restart without its key
+            response = without_user_key(response)
         self._event(
             "task.failed" if result.failed else "task.answered",
             task,
@@ -288,7 +299,7 @@ class Master:
         if now - self._last_purge >= PURGE_EVERY_MS:
             self._last_purge = now
             dropped = self.deliveries.purge()
-            self.rates.forget_idle(now)
+            self.intake.forget_idle(now)
             if dropped:
                 self.log(f"dropped {dropped} answers nobody came back for")
 
@@ -371,6 +382,7 @@ class Master:
             now = self._clock()
             response = failure(f.task, f.message, now)
             self.metrics.tasks.labels("failed").inc()
+            self.intake.failed(f.task)
             self._event("task.failed", f.task, reason=f.message)
             self._sent_positions.pop(f.task.task_id, None)
             self.journal.finished(f.task, response, True, now)
