@@ -230,7 +230,9 @@ def run_open(  # noqa: PLR0913
     }
 
     def drive(url: str) -> LoadResult:
-        options = LoadOptions(api_key=api_key, progress=progress, answer_timeout_s=answer_timeout_s)
+        options = LoadOptions(
+            api_key=api_key, progress=progress, answer_timeout_s=answer_timeout_s, operator_token=system.operator_token
+        )
         return open_loop(url, schedule, users, questions, options)
 
     return _measure(system, label, drive, faults, known)
@@ -263,7 +265,13 @@ def run_closed(  # noqa: PLR0913 (the notebooks' keywords, as run_open)
     }
 
     def drive(url: str) -> LoadResult:
-        options = LoadOptions(api_key=api_key, progress=progress, seed=seed, answer_timeout_s=answer_timeout_s)
+        options = LoadOptions(
+            api_key=api_key,
+            progress=progress,
+            seed=seed,
+            answer_timeout_s=answer_timeout_s,
+            operator_token=system.operator_token,
+        )
         return closed_loop(url, users, duration_s, think_time_s, questions, options)
 
     return _measure(system, label, drive, faults, known)

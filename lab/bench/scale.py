@@ -170,7 +170,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         with measurement_cluster(0, work_seconds=args.work_seconds, extra_env=extra, restart=False) as cluster:
             master = cluster.processes["master"]
             fleet = SimFleet(cluster, args.workers, args.processes, records_dir)
-            with Sampler(master.pid, cluster.web_url) as sampler, WatchLog(cluster.grpc_endpoint, args.watch) as watch:
+            with (
+                Sampler(master.pid, cluster.web_url, cluster.operator_token) as sampler,
+                WatchLog(cluster.grpc_endpoint, args.watch) as watch,
+            ):
                 try:
                     run_loop(_run(cluster.web_url, fleet, sampler, args, timeline))
                 finally:

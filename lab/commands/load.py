@@ -58,6 +58,12 @@ def register(commands: Any) -> None:
     )
     system.add_argument("--mqtt", metavar="URL", help="with --url: mqtt://observer:PASSWORD@host:1883")
     system.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="with --url: the master's operator token, for its /api/status (default: $OPERATOR_TOKEN; `lab up` "
+        "prints it in the dashboard's URL)",
+    )
+    system.add_argument(
         "--service-seconds", type=float, help="with --url and --utilization: the mean time a worker takes per task"
     )
     load = parser.add_argument_group("the load")
@@ -110,8 +116,8 @@ def check(args: argparse.Namespace) -> None:
         raise ValueError("--model-latency-ms and --model-latency-sd-ms must be >= 0")
     if args.model_latency_ms == 0 and (args.model_latency_sd_ms or 0) > 0:
         raise ValueError("--model-latency-sd-ms needs a mean: give --model-latency-ms > 0 too")
-    if (args.grpc or args.mqtt or args.service_seconds) and not args.url:
-        raise ValueError("--grpc, --mqtt and --service-seconds go with --url")
+    if (args.grpc or args.mqtt or args.service_seconds or args.token) and not args.url:
+        raise ValueError("--grpc, --mqtt, --token and --service-seconds go with --url")
 
 
 def model_sd_ms(args: argparse.Namespace) -> float:
@@ -196,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         check(args)
         if args.url:
-            target = attach(args.url, args.grpc, args.mqtt, fixes=CLI_FLAGS)
+            target = attach(args.url, args.grpc, args.mqtt, token=args.token, fixes=CLI_FLAGS)
             print(
                 f"attached to {target.web_url}, gRPC {target.grpc_endpoint} ({_online(target)} workers online)",
                 flush=True,

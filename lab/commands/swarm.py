@@ -328,7 +328,8 @@ def register(commands: Any) -> None:
         nargs="?",
         const="all",
         choices=list(ROTATIONS),
-        help="replace secrets (all, mqtt or gemini; the stack must be stopped: Docker keeps secrets in use)",
+        help="replace secrets (all, mqtt, gemini, operator or journal; the stack must be stopped: Docker keeps "
+        "secrets in use; DEPLOY.md section 6 rotates the operator token with a rolling update of the master)",
     )
 
     p = _add(sub, "deploy", deploy, common, "check the swarm, create missing secrets, deploy the stack")

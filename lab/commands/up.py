@@ -170,7 +170,11 @@ def _ready_line(cluster: LocalCluster) -> str:
     status = cluster.status_report()
     workers, idle = len(status.workers), status.idle
     who = _plural(workers, "worker") + (" idle" if idle == workers else f" ({idle} idle)")
-    return f"ready: {who}, queue {status.queue_length} — chat at {cluster.web_url}  (Ctrl-C to stop)"
+    # The dashboard's URL carries the operator token (in its fragment): the one place `lab up` shows it.
+    return (
+        f"ready: {who}, queue {status.queue_length} — chat at {cluster.web_url} · dashboard at "
+        f"{cluster.dashboard_url}  (Ctrl-C to stop)"
+    )
 
 
 class Presence:

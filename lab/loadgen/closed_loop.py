@@ -105,7 +105,7 @@ async def drive_closed_loop(
             await asyncio.sleep(pause)
 
     try:
-        async with steady_heap(), LiveMonitor(stats, view, clients[0].url, options.progress):
+        async with steady_heap(), LiveMonitor(stats, view, clients[0].url, options.progress, options.operator_token):
             started = stats.started = time.monotonic()
             stop_at = started + duration_s
             await asyncio.gather(*(user(i, c) for i, c in enumerate(clients)))

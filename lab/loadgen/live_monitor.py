@@ -85,8 +85,17 @@ class LiveMonitor:
     the event loop that sends the questions.
     """
 
-    def __init__(self, stats: LiveStats, view: LiveView | None, url: str, make_view: bool = False) -> None:
+    def __init__(
+        self,
+        stats: LiveStats,
+        view: LiveView | None,
+        url: str,
+        make_view: bool = False,
+        operator_token: str | None = None,
+    ) -> None:
         self.stats = stats
+        # /api/status is an operator view: without the master's operator token the queue shows as unknown.
+        self._headers = {"Authorization": f"Bearer {operator_token}"} if operator_token else {}
         self.view = view
         self.url = url.rstrip("/")
         self._own = make_view and view is None
@@ -100,7 +109,7 @@ class LiveMonitor:
         if self.view is not None:
             import httpx
 
-            self._http = httpx.AsyncClient(timeout=STATUS_TIMEOUT_S)
+            self._http = httpx.AsyncClient(timeout=STATUS_TIMEOUT_S, headers=self._headers)
             self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-view")
             self._task = asyncio.get_running_loop().create_task(self._run(self.view.every_s))
         return self

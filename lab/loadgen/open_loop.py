@@ -88,7 +88,7 @@ async def drive_open_loop(
     answers = Answers(stats)
     counting = loop.create_task(answers.keep_counting())
     try:
-        async with steady_heap(), LiveMonitor(stats, view, clients[0].url, options.progress):
+        async with steady_heap(), LiveMonitor(stats, view, clients[0].url, options.progress, options.operator_token):
             started = stats.started = time.monotonic()
             i = 0
             while i < len(schedule):

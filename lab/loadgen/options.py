@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["CONNECT_BATCH", "DEFAULT_OPTIONS", "LoadOptions"]
 
@@ -17,7 +17,7 @@ class LoadOptions:
     to `answer_timeout_s` for the answers, then `linger_s` more for duplicates. Users connect
     `connect_batch` at a time. `seed` draws the closed loop's think times; `progress` shows live stats (a table
     redrawn on a terminal, a line every few seconds into a log, a widget in Jupyter: see
-    lab.loadgen.live_monitor).
+    lab.loadgen.live_monitor). `operator_token` lets the live stats read the master's queue (/api/status).
     """
 
     api_key: str | None = None
@@ -27,6 +27,7 @@ class LoadOptions:
     linger_s: float = 0.5
     connect_batch: int = CONNECT_BATCH
     seed: int = 0
+    operator_token: str | None = field(default=None, repr=False)
 
 
 DEFAULT_OPTIONS = LoadOptions()

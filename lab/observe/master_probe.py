@@ -47,10 +47,11 @@ def read_memory_kb(pid: int) -> tuple[int, int]:
 class Sampler:
     """Samples the master's memory and /api/status every SAMPLE_S in a thread."""
 
-    def __init__(self, pid: int, web_url: str) -> None:
+    def __init__(self, pid: int, web_url: str, operator_token: str | None = None) -> None:
         self.pid = pid
         self.samples: list[Sample] = []
-        self._http = httpx.Client(base_url=web_url, timeout=2.0)
+        headers = {"Authorization": f"Bearer {operator_token}"} if operator_token else {}  # /api/status needs it
+        self._http = httpx.Client(base_url=web_url, timeout=2.0, headers=headers)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scale-sampler", daemon=True)
 

@@ -229,7 +229,7 @@ def wait_healthy(docker: Docker, stack: str, url: str, timeout: float) -> float:
             return 0.0
         checks, workers = outcome
         if all(c.ok for c in checks):
-            checks = [swarm_verify.web_check(url, workers)]
+            checks = [swarm_verify.web_check(url, workers, swarm_verify.operator_token(docker, stack, echo=False))]
             if checks[0].ok:
                 for check in [*outcome[0], *checks]:
                     docker.out(check.line())

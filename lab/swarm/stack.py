@@ -3,16 +3,18 @@ docker commands and read their output (kept free of processes so that unit tests
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lab.paths import REPO_ROOT
-from lab.system.credentials import Credentials, User, password_file
+from lab.system.credentials import Credentials, User, new_operator_token, password_file
 
 DEFAULT_STACK = "ai-system"
 DEFAULT_REGISTRY = "localhost:5000"
@@ -57,8 +59,21 @@ PASSWORD_SECRETS: dict[User, str] = {
 PASSWD_SECRET = "ai-system-mqtt-passwd"
 # One set: the password file holds hashes of the three passwords, and Docker never gives a secret back.
 MQTT_SECRETS = (*PASSWORD_SECRETS.values(), PASSWD_SECRET)
-SECRETS = (GEMINI_SECRET, *MQTT_SECRETS)
-ROTATIONS = {"all": SECRETS, "mqtt": MQTT_SECRETS, "gemini": (GEMINI_SECRET,)}
+# The master's: the token of its operator views (/metrics, /api/status, the dashboard), and the key of users'
+# API keys at rest in its journal (base64 of 32 random bytes, AES-256-GCM).
+OPERATOR_SECRET = "ai-system-operator-token"
+JOURNAL_KEY_SECRET = "ai-system-journal-key"
+JOURNAL_KEY_BYTES = 32
+SECRETS = (GEMINI_SECRET, *MQTT_SECRETS, OPERATOR_SECRET, JOURNAL_KEY_SECRET)
+ROTATIONS = {
+    "all": SECRETS,
+    "mqtt": MQTT_SECRETS,
+    "gemini": (GEMINI_SECRET,),
+    "operator": (OPERATOR_SECRET,),
+    "journal": (JOURNAL_KEY_SECRET,),
+}
+# Where the master's container has the operator token (stack.yml's secret target).
+OPERATOR_TOKEN_PATH = "/run/secrets/operator_token"
 # Swarm refuses an empty secret; the services strip what they read, so a newline reads as "no key".
 EMPTY_KEY = "\n"
 
@@ -259,11 +274,14 @@ def secrets_to_create(existing: set[str] | None, rotate: str | None = None) -> l
 
 
 def secret_values(names: Iterable[str], gemini_key: str, credentials: Credentials | None = None) -> dict[str, str]:
-    """The value of each secret to create: fresh random MQTT passwords, their password file, the Gemini key."""
+    """The value of each secret to create: fresh random MQTT passwords, their password file, the Gemini key, a
+    random operator token and journal key."""
     credentials = credentials or Credentials()
     by_name = {secret: credentials.password(user) for user, secret in PASSWORD_SECRETS.items()}
     by_name[PASSWD_SECRET] = password_file(credentials)
     by_name[GEMINI_SECRET] = gemini_key.strip() or EMPTY_KEY
+    by_name[OPERATOR_SECRET] = new_operator_token()
+    by_name[JOURNAL_KEY_SECRET] = base64.b64encode(secrets.token_bytes(JOURNAL_KEY_BYTES)).decode("ascii")
     return {name: by_name[name] for name in names}
 
 
@@ -273,4 +291,8 @@ def describe_secret(name: str, gemini_source: str) -> str:
         return f"value on stdin: the Gemini API key ({gemini_source})"
     if name == PASSWD_SECRET:
         return "value on stdin: Mosquitto password file of master, worker, observer"
+    if name == OPERATOR_SECRET:
+        return "value on stdin: a random operator token (DEPLOY.md, section 6: how to read it)"
+    if name == JOURNAL_KEY_SECRET:
+        return "value on stdin: a random journal key (32 bytes, base64)"
     return "value on stdin: a random password"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.swarm.docker import Docker, Result, gist
-from lab.swarm.stack import SERVICES, WORKER_SERVICES, json_lines, replicas, stack_service
+from lab.swarm.stack import OPERATOR_TOKEN_PATH, SERVICES, WORKER_SERVICES, json_lines, replicas, stack_service
 
 QUESTION = "lab swarm verify: please answer with one short sentence."
 POLL_S = 5.0
@@ -94,15 +94,38 @@ def desired_workers(stack: str, rows: list[dict[str, Any]]) -> int | None:
     return sum(wanted) if wanted else None
 
 
-def web_check(url: str, desired_workers: int | None) -> Check:
-    """The master's /healthz says ok and /api/status lists the workers online (of every language)."""
+def operator_token(docker: Docker, stack: str, echo: bool = True) -> str | None:
+    """The master's operator token, for /api/status: $OPERATOR_TOKEN, else the secret as the master's container on
+    this node has it (`docker exec`; the value is captured, never printed); None when neither says."""
+    given = docker.environ.get("OPERATOR_TOKEN", "").strip()
+    if given:
+        return given
+    master = stack_service(stack, "master")
+    here = docker.query("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={master}", echo=echo)
+    if here is None or here.returncode != 0 or not here.lines():
+        return None
+    read = docker.query("exec", here.lines()[0], "cat", OPERATOR_TOKEN_PATH, echo=echo)
+    return read.stdout.strip() or None if read is not None and read.returncode == 0 else None
+
+
+def web_check(url: str, desired_workers: int | None, token: str | None = None) -> Check:
+    """The master's /healthz says ok and /api/status (with the operator token) lists the workers online (of every
+    language)."""
     import httpx  # here, not at the top: the `lab` command's parser must not load it
 
     from services.protocol import StatusReport, validate
 
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         health = httpx.get(f"{url}/healthz", timeout=5.0)
-        status = httpx.get(f"{url}/api/status", timeout=5.0)
+        status = httpx.get(f"{url}/api/status", timeout=5.0, headers=headers)
+        if status.status_code in (401, 403):
+            return Check(
+                "master web",
+                False,
+                f"{url}/api/status {status.status_code}: set OPERATOR_TOKEN (the master's operator token; it is "
+                "read from the master's container when that runs on this node: DEPLOY.md, section 6)",
+            )
         status.raise_for_status()
     except httpx.HTTPError as exc:
         return Check("master web", False, f"{url}: {exc} (published port unreachable? see DEPLOY.md)")
@@ -198,7 +221,10 @@ def verify(
     outcome = _swarm_checks(docker, stack, echo=True)
     if outcome is None:
         docker.out(f"# dry run: would poll these every {POLL_S:g} s for up to {timeout:g} s until converged,")
-        docker.out(f"# then GET {url}/healthz and {url}/api/status and ask one question through {url} (Socket.IO)")
+        docker.out(
+            f"# then GET {url}/healthz and {url}/api/status (with the operator token: $OPERATOR_TOKEN, else "
+            f"{OPERATOR_TOKEN_PATH} of the master's container here) and ask one question through {url} (Socket.IO)"
+        )
         return []
     if not all(c.ok for c in outcome[0]):
         docker.out(f"# waiting for the stack to converge: the same commands every {POLL_S:g} s, up to {timeout:g} s")
@@ -206,8 +232,10 @@ def verify(
         sleep(POLL_S)
         outcome = _swarm_checks(docker, stack, echo=False) or outcome
     checks, workers = outcome
-    web = web_check(url, workers)
+    token = operator_token(docker, stack)
+    web = web_check(url, workers, token)
     while not web.ok and clock() < deadline:
         sleep(POLL_S)
-        web = web_check(url, workers)
+        token = token or operator_token(docker, stack, echo=False)  # its container may have started meanwhile
+        web = web_check(url, workers, token)
     return [*checks, web, ask(url, max(deadline - clock(), 30.0))]

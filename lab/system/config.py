@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.system.broker import BrokerTls
-from lab.system.credentials import Credentials, User
+from lab.system.credentials import Credentials, User, new_operator_token
 from lab.system.ports import free_port
 from services.envconfig import ServiceSettings, file_variable
 from services.master.settings import MasterSettings
@@ -42,6 +44,11 @@ _LOGIN_VARIABLES = (
 _UNBUFFERED = {"PYTHONUNBUFFERED": "1"}
 
 
+def _new_journal_key() -> str:
+    """A fresh JOURNAL_KEY: the base64 of 32 random bytes."""
+    return base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
 @dataclass(frozen=True)
 class ClusterConfig:
     """Settings of one local cluster, with concrete ports (0 already replaced by a free one)."""
@@ -58,6 +65,12 @@ class ClusterConfig:
     """Whether the broker requires the users and ACL of `credentials` (else it admits anyone)."""
     credentials: Credentials = field(default_factory=Credentials)
     """Random passwords of this cluster's MQTT users (the services get theirs only with `auth`)."""
+    operator_token: str = field(default_factory=new_operator_token, repr=False)
+    """The master's OPERATOR_TOKEN (/metrics, /api/status, the dashboard): random per cluster, in the master's
+    environment only (never on a command line, never logged)."""
+    journal_key: str = field(default_factory=_new_journal_key, repr=False)
+    """The master's JOURNAL_KEY (users' API keys sealed in the journal): random per cluster, in the master's
+    environment only (never in the state directory), the same for a restarted master."""
     broker_tls: BrokerTls | None = None
     """The broker's TLS files: its listener speaks only TLS, and the services verify it against the CA."""
     baseline: bool = False
@@ -142,6 +155,10 @@ class ClusterConfig:
     def master_env(self, base: Mapping[str, str], journal_path: Path | None = None) -> dict[str, str]:
         """The master's environment: `base`, then the cluster's settings, then extra_env."""
         env = self._common_env(base, "master")
+        env.pop(file_variable(MasterSettings.env_name("operator_token")), None)  # the shell's would be ignored anyway
+        env.update(MasterSettings.env_of(operator_token=self.operator_token))
+        env.pop(file_variable(MasterSettings.env_name("journal_key")), None)  # ours wins over the shell's
+        env.update(MasterSettings.env_of(journal_key=self.journal_key))
         if journal_path is not None:
             env.update(MasterSettings.env_of(journal_path=str(journal_path)))
         env.update(

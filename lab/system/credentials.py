@@ -22,6 +22,12 @@ def _new_password() -> str:
     return secrets.token_urlsafe(24)
 
 
+def new_operator_token() -> str:
+    """A random operator token (the master's OPERATOR_TOKEN: /metrics, /api/status, the dashboard), 256 bits,
+    URL-safe: it goes in a URL's fragment and an `Authorization: Bearer` header as it is."""
+    return secrets.token_urlsafe(32)
+
+
 @dataclass(frozen=True)
 class Credentials:
     """The passwords of the broker's users; never shown by repr, so a logged cluster leaks nothing."""

@@ -20,7 +20,7 @@ from lab.system.credentials import Credentials
 from lab.system.ports import PortInUseError, accepts_tcp, port_in_use
 from lab.system.process_table import ESSENTIALS, ProcessTable
 from lab.system.procs import ManagedProcess, Spawner, print_line, stop_group
-from lab.system.readiness import MasterHttp, tail_text, wait_ready
+from lab.system.readiness import MasterHttp, OperatorAccess, tail_text, wait_ready
 from lab.system.spec import ClusterOptions, ClusterSpec
 from lab.system.statedir import open_state_dir
 from lab.system.supervision import Restart, Supervisor
@@ -35,7 +35,7 @@ _PAUSE_SIGNALS = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGCONT)
 JOURNAL_NAME = "journal.sqlite3"
 
 
-class LocalCluster:
+class LocalCluster(OperatorAccess):
     """Mosquitto, the master and a fleet of workers (Python, Go, Java in any mix) as processes on this
     machine (see `ClusterSpec` for what can be asked of them); a context manager.
 
@@ -52,7 +52,7 @@ class LocalCluster:
         spec's); ports given as 0 get a free port now. Nothing starts before start() or `with`."""
         self.spec = replace(spec or ClusterSpec(), **options)
         self.config = self.spec.resolve()
-        self._master = MasterHttp(self.config.web_url)
+        self._master = MasterHttp(self.config.web_url, self.operator_token)
         self._table = ProcessTable()
         self._lock = self._table.lock
         # Held by the supervisor while it restarts something and by whoever stops or restarts on purpose.

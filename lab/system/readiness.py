@@ -8,12 +8,15 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from lab.system.procs import ManagedProcess
+from services.master.settings import MasterSettings
 from services.protocol import StatusReport, validate
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["ClusterStartError", "MasterHttp", "tail_text", "wait_ready"]
+    from lab.system.config import ClusterConfig
+
+__all__ = ["ClusterStartError", "MasterHttp", "OperatorAccess", "operator_headers", "tail_text", "wait_ready"]
 
 _TAIL_IN_ERRORS = 20
 
@@ -56,11 +59,43 @@ def wait_ready(
         time.sleep(0.1)
 
 
-class MasterHttp:
-    """The master's HTTP API (/healthz, /api/status), over one client created on first use."""
+def operator_headers(operator_token: str | None) -> dict[str, str]:
+    """The headers that present `operator_token` to the master (none without one)."""
+    return {"Authorization": f"Bearer {operator_token}"} if operator_token else {}
 
-    def __init__(self, web_url: str) -> None:
+
+class OperatorAccess:
+    """What a local cluster's operator needs (LocalCluster has it): the master's operator token, the headers that
+    present it, and the dashboard's URL with it."""
+
+    config: ClusterConfig
+
+    @property
+    def operator_token(self) -> str:
+        """The master's OPERATOR_TOKEN (random per cluster, or the one extra_env gives): /metrics, /api/status and
+        the dashboard need it."""
+        return self.config.extra_env.get(MasterSettings.env_name("operator_token")) or self.config.operator_token
+
+    @property
+    def operator_headers(self) -> dict[str, str]:
+        """The headers that present the operator token (`Authorization: Bearer <token>`), for /api/status and
+        /metrics."""
+        return operator_headers(self.operator_token)
+
+    @property
+    def dashboard_url(self) -> str:
+        """The dashboard's URL with the operator token in its fragment (never sent to the server in the request
+        line: the page reads it, moves it into its Socket.IO auth and strips it from the address bar)."""
+        return f"{self.config.web_url}/dashboard#token={self.operator_token}"
+
+
+class MasterHttp:
+    """The master's HTTP API (/healthz, /api/status), over one client created on first use; `operator_token`
+    goes with every request (`Authorization: Bearer`), as /api/status and /metrics need it."""
+
+    def __init__(self, web_url: str, operator_token: str | None = None) -> None:
         self.web_url = web_url
+        self._headers = operator_headers(operator_token)
         self._lock = threading.Lock()
         self._http: httpx.Client | None = None
 
@@ -69,7 +104,7 @@ class MasterHttp:
 
         with self._lock:
             if self._http is None:
-                self._http = httpx.Client(base_url=self.web_url, timeout=5.0)
+                self._http = httpx.Client(base_url=self.web_url, timeout=5.0, headers=self._headers)
             return self._http
 
     def status(self) -> dict[str, Any]:

@@ -12,9 +12,10 @@ one it advertises to workers), and an address that cannot be reached fails with 
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -23,6 +24,7 @@ import grpc
 import httpx
 
 from lab.system.local import LocalCluster
+from lab.system.readiness import operator_headers
 from services.protocol import DecodeError, StatusReport, validate
 from services.protocol.rpc import pb, pb_grpc
 from services.protocol.topics import DEFAULT_PREFIX
@@ -30,6 +32,8 @@ from services.protocol.topics import DEFAULT_PREFIX
 DEFAULT_GRPC_PORT = 50051
 DEFAULT_MQTT_PORT = 1883
 _CHECK_TIMEOUT_S = 5.0
+# Where attach() finds the operator token when it is not given (as `lab load --token` does).
+TOKEN_VARIABLE = "OPERATOR_TOKEN"
 
 
 class AttachError(RuntimeError):
@@ -44,9 +48,19 @@ class Fixes:
     url: str = "url='http://HOST:8888'"
     grpc: str = "grpc_endpoint='HOST:PORT'"
     mqtt: str = "mqtt='mqtt://observer:PASSWORD@HOST:1883'"
+    token: str = f"token='...' (or {TOKEN_VARIABLE} in the environment)"
 
 
-CLI_FLAGS = Fixes("--url http://HOST:8888", "--grpc HOST:PORT", "--mqtt mqtt://observer:PASSWORD@HOST:1883")
+CLI_FLAGS = Fixes(
+    "--url http://HOST:8888",
+    "--grpc HOST:PORT",
+    "--mqtt mqtt://observer:PASSWORD@HOST:1883",
+    f"--token TOKEN (or {TOKEN_VARIABLE} in the environment)",
+)
+
+
+class OperatorTokenError(AttachError):
+    """The master refused /api/status: no operator token, or not its own (the message says which)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,8 @@ class Target:
     mqtt: MqttAccess | None = None
     topic_prefix: str = DEFAULT_PREFIX
     grpc_tls_ca: Path | None = None
+    operator_token: str | None = field(default=None, repr=False)
+    """The master's OPERATOR_TOKEN, for /api/status (never shown by repr)."""
 
     @classmethod
     def for_cluster(cls, cluster: LocalCluster) -> Target:
@@ -93,6 +109,7 @@ class Target:
             grpc_endpoint=cluster.grpc_endpoint,
             mqtt=MqttAccess(cluster.config.host, cluster.mqtt_port, login),
             topic_prefix=cluster.config.topic_prefix,
+            operator_token=cluster.operator_token,
         )
 
     def grpc_credentials(self) -> grpc.ChannelCredentials | None:
@@ -103,8 +120,11 @@ class Target:
 
     def status(self) -> dict[str, Any]:
         """The master's GET /api/status."""
+        url = f"{self.web_url}/api/status"
         try:
-            response = httpx.get(f"{self.web_url}/api/status", timeout=_CHECK_TIMEOUT_S)
+            response = httpx.get(url, timeout=_CHECK_TIMEOUT_S, headers=operator_headers(self.operator_token))
+            if response.status_code in (401, 403):
+                raise OperatorTokenError(f"{url} refused: {refusal(response)}")
             response.raise_for_status()
         except httpx.HTTPError as exc:
             raise AttachError(f"cannot read {self.web_url}/api/status: {exc}") from exc
@@ -136,6 +156,8 @@ class Target:
         """GET /api/status, failing with the setting of the web URL to fix."""
         try:
             return self.status()
+        except OperatorTokenError as exc:
+            raise OperatorTokenError(f"{exc}; give the operator token: {fixes.token}") from exc
         except AttachError as exc:
             raise AttachError(f"{exc}; is the master's chat there? Check {fixes.url}") from exc
 
@@ -188,6 +210,15 @@ def check_broker(access: MqttAccess, fixes: Fixes = Fixes()) -> None:
         client.loop_stop()
 
 
+def refusal(response: httpx.Response) -> str:
+    """What the master said when it refused (its JSON `detail`), else the status line."""
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        detail = None
+    return detail if isinstance(detail, str) else f"HTTP {response.status_code}"
+
+
 def _host_port(host: str, port: int | str) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -214,6 +245,7 @@ def attach(
     *,
     topic_prefix: str = DEFAULT_PREFIX,
     grpc_tls_ca: str | Path | None = None,
+    token: str | None = None,
     check: bool = True,
     fixes: Fixes = Fixes(),
 ) -> Target:
@@ -223,6 +255,7 @@ def attach(
     and from a master that does not say, the URL's host on port 50051); `mqtt`
     (``mqtt://observer:PASSWORD@host:1883``) adds the MQTT tap. With `check`, fail now with AttachError,
     naming the setting to fix (`fixes`), if the master, its gRPC endpoint or the broker cannot be reached.
+    `token` is the master's operator token (/api/status needs it; default: $OPERATOR_TOKEN).
     """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -233,6 +266,7 @@ def attach(
         mqtt=MqttAccess.parse(mqtt) if mqtt else None,
         topic_prefix=topic_prefix,
         grpc_tls_ca=Path(grpc_tls_ca) if grpc_tls_ca else None,
+        operator_token=token or os.environ.get(TOKEN_VARIABLE) or None,
     )
     if not check:
         return target

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import socketio
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.master.addresses import Connections, client_address, connection_cap
 from services.master.intake import refusal
 from services.master.loops import tell_dashboards
+from services.master.operator import CHALLENGE, bearer_token, check, dashboard_refusal
 from services.master.service import Master
 from services.protocol import (
     DASHBOARD_AUTH_KEY,
@@ -180,6 +182,7 @@ class WebEdge:
         self._members: dict[str, set[str]] = {}  # session id -> its connections
         self._dashboards: set[str] = set()  # Socket.IO sids of the dashboards' connections (no session)
         self._dashboard_loop: asyncio.Task[None] | None = None  # runs while `_dashboards` is not empty
+        self._connections: Connections | None = None  # made from the master's settings when first needed
         self._register_events()
         self.api = self._build_api()
         self.app = ClientFilesFirst(socketio.ASGIApp(self.sio, other_asgi_app=self.api), self.api)
@@ -187,6 +190,8 @@ class WebEdge:
     def bind(self, master: Master) -> None:
         """Hand users' questions and sessions to `master` from now on."""
         self._master = master
+        self._connections = None  # counted afresh, with this master's limits
+        _ = self.connections  # made now: the open-files check (connection_cap) logs at start, not at a first user
 
     @property
     def master(self) -> Master:
@@ -222,7 +227,11 @@ class WebEdge:
 
         @sio.event  # type: ignore[untyped-decorator]
         async def connect(sid: str, environ: dict[str, Any], auth: object = None) -> None:
+            self._count_connection(sid, environ)  # or refuse it: too many connections, in all or from its address
             if is_dashboard(auth):
+                refused = dashboard_refusal(self.master.settings.operator_token, auth)
+                if refused is not None:  # the page shows the message; the client does not retry
+                    raise socketio.exceptions.ConnectionRefusedError(refused)
                 await self._dashboard_joined(sid)
                 return
             offered = auth.get("sessionId") if isinstance(auth, dict) else None
@@ -237,6 +246,7 @@ class WebEdge:
 
         @sio.event  # type: ignore[untyped-decorator]
         async def disconnect(sid: str, *args: object) -> None:
+            self.connections.closed(sid)
             if sid in self._dashboards:
                 self._dashboard_left(sid)
                 return
@@ -291,14 +301,46 @@ class WebEdge:
     async def _user_query(self, sid: str, data: object) -> QueryAck:
         session_id = self._sessions.get(sid)
         if session_id is None:
-            return QueryAck.refuse("no session: reconnect and try again")
+            return self.master.refuse("no session: reconnect and try again", "no_session")
         if ACK_REQUESTED.get():
             self.master.deliveries.expects_acks(session_id)
         try:
             query = validate(UserQuery, data)
         except DecodeError as e:
             return self.master.refuse(f"{e.reason}; {QUERY_SHAPE}")
-        return await self.master.submit(session_id, query)
+        return await self.master.submit(session_id, query, self.connections.address(sid))
+
+    @property
+    def connections(self) -> Connections:
+        """The open Socket.IO connections, counted against MAX_CONNECTIONS and MAX_CONNECTIONS_PER_ADDRESS."""
+        if self._connections is None:
+            s = self.master.settings
+            most = connection_cap(s.max_connections)
+            self._connections = Connections(most, s.max_connections_per_address, self._is_open)
+        return self._connections
+
+    def _is_open(self, sid: str) -> bool:
+        """Whether connection `sid` is open or connecting (python-socketio keeps it in its namespace's room None
+        from the connect until the disconnect, and takes it out of there when a connect is refused)."""
+        return sid in self.sio.manager.rooms.get("/", {}).get(None, {})
+
+    def _count_connection(self, sid: str, environ: dict[str, Any]) -> None:
+        """Count a new connection by its client's address, or refuse it with a message the client gets."""
+        address = client_address(environ, self.master.settings.trusted_proxy_hops)
+        refused = self.connections.refusal(address)
+        if refused is not None:
+            reason, message = refused
+            self.master.metrics.refusals.labels(reason).inc()
+            raise socketio.exceptions.ConnectionRefusedError(message)
+        self.connections.opened(sid, address)
+
+    def _operator_only(self, request: Request) -> None:
+        """Refuses a request without the operator token (`Authorization: Bearer <token>`): 401, or 403 when this
+        master has none."""
+        refused = check(self.master.settings.operator_token, bearer_token(request.headers.get("authorization")))
+        if refused is not None:
+            challenge = {"WWW-Authenticate": CHALLENGE} if refused.status == 401 else None
+            raise HTTPException(refused.status, refused.message, headers=challenge)
 
     def _build_api(self) -> FastAPI:
         api = FastAPI(title="Swarm AI Lab master", docs_url="/api/docs", openapi_url="/api/openapi.json")
@@ -331,11 +373,23 @@ class WebEdge:
             ok = self._is_healthy()
             return JSONResponse({"status": "ok" if ok else "degraded", "mqtt": ok}, status_code=200 if ok else 503)
 
-        @api.get("/api/status")
+        @api.get("/api/limits")
+        async def limits() -> JSONResponse:
+            # Public: what the chat page needs (its counter), without the operator views' details.
+            s = self.master.settings
+            return JSONResponse(
+                {
+                    "max_query_chars": s.max_query_chars,
+                    "rate_per_minute": s.rate_per_minute,
+                    "max_in_flight_per_session": s.max_in_flight_per_session,
+                }
+            )
+
+        @api.get("/api/status", dependencies=[Depends(self._operator_only)])
         async def status() -> StatusReport:
             return self.master.status()
 
-        @api.get("/metrics")
+        @api.get("/metrics", dependencies=[Depends(self._operator_only)])
         async def metrics() -> Response:
             return Response(self.master.metrics.render(), media_type="text/plain; version=0.0.4")
 

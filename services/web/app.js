@@ -7,7 +7,7 @@
   const ACK_TIMEOUT_MS = 30000; // no acknowledgement after this: the question is marked failed
   const ORPHAN_TTL_MS = 60000; // events for a taskId not acknowledged yet are kept this long
   const ADOPT_AFTER_MS = 3000; // an answer still unclaimed after this is shown on its own (resumed session)
-  // The master's MAX_QUERY_CHARS by default; replaced by `max_query_chars` from /api/status when it tells it.
+  // The master's MAX_QUERY_CHARS by default; replaced by `max_query_chars` from /api/limits (public) when it tells it.
   const DEFAULT_MAX_QUERY_CHARS = 8000;
   const COUNTER_FROM = 0.9; // the character counter shows from this share of the limit on
 
@@ -399,13 +399,14 @@
     updateInfo();
   }
 
-  // The master's limit, when its status tells it (`max_query_chars`); otherwise the default stays.
+  // The master's limit, when its public /api/limits tells it (`max_query_chars`); otherwise the default stays.
+  // (/api/status is an operator view: it needs the operator token, which the chat page never has.)
   async function learnLimit() {
     try {
-      const response = await fetch("/api/status", { headers: { Accept: "application/json" }, cache: "no-store" });
+      const response = await fetch("/api/limits", { headers: { Accept: "application/json" }, cache: "no-store" });
       if (!response.ok) return;
-      const status = await response.json();
-      const limit = Number(status && status.max_query_chars);
+      const limits = await response.json();
+      const limit = Number(limits && limits.max_query_chars);
       if (Number.isInteger(limit) && limit > 0 && limit !== maxQueryChars) {
         maxQueryChars = limit;
         updateCounter();

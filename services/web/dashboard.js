@@ -1,6 +1,10 @@
 /* Swarm AI Lab dashboard: plain JS, no framework. Everything from the network is shown with textContent.
  *
- * Connects as a dashboard (auth {dashboard: true}): no session, only `dashboard` snapshots, about one a second.
+ * Connects as a dashboard (auth {dashboard: true, token}): no session, only `dashboard` snapshots, about one a
+ * second. The token is the master's operator token, given in the address (`/dashboard#token=...`, as `lab up`
+ * prints it; `?token=` works too): the page keeps it in this tab's sessionStorage, so a reload still connects,
+ * and strips it from the address bar, so it is not bookmarked, shared or shown. Without it, or with a wrong one,
+ * the master refuses the connection and the page says so.
  * A snapshot is the whole picture (workers, queue, the last five minutes of answers per second), so the page
  * keeps no history of its own: it redraws from each one, and a reload or a reconnect loses nothing. */
 (() => {
@@ -260,6 +264,57 @@
   }
 
   // ---------- the connection ----------
+  const TOKEN_KEY = "swarm-ai-lab.operatorToken";
+  const REFUSED = "operator token required: open the URL `lab up` printed";
+
+  // The operator token from the address (`#token=` or `?token=`), else the one this tab kept; the address bar
+  // keeps everything else.
+  function operatorToken() {
+    const url = new URL(window.location.href);
+    const hash = new URLSearchParams(url.hash.replace(/^#/, ""));
+    const given = hash.get("token") || url.searchParams.get("token");
+    if (!given) {
+      try {
+        return sessionStorage.getItem(TOKEN_KEY) || "";
+      } catch {
+        return "";
+      }
+    }
+    try {
+      sessionStorage.setItem(TOKEN_KEY, given);
+    } catch {
+      /* private mode: this load still has it */
+    }
+    hash.delete("token");
+    url.searchParams.delete("token");
+    const rest = hash.toString();
+    history.replaceState(history.state, "", url.pathname + url.search + (rest ? `#${rest}` : ""));
+    return given;
+  }
+
+  // The master refused the connection: say why. A wrong or stale token is not offered again (a refusal for
+  // another reason, too many connections say, keeps it).
+  function refused(message) {
+    if (message.startsWith("operator token")) {
+      try {
+        sessionStorage.removeItem(TOKEN_KEY);
+      } catch {
+        /* nothing kept */
+      }
+    }
+    setStatus("disconnected", "Refused");
+    let notice = byTestId(document, "operator-notice");
+    if (!notice) {
+      notice = document.createElement("p");
+      notice.className = "notice";
+      notice.dataset.kind = "refused";
+      notice.dataset.testid = "operator-notice";
+      notice.setAttribute("role", "alert");
+      document.querySelector("main").prepend(notice);
+    }
+    notice.textContent = message;
+  }
+
   function render(snapshot) {
     if (!snapshot || typeof snapshot !== "object") return;
     const points = seriesPoints(snapshot);
@@ -272,10 +327,15 @@
     setStatus("disconnected", "Socket.IO client missing");
     return;
   }
-  const socket = io({ auth: { dashboard: true } });
+  const token = operatorToken();
+  const socket = io({ auth: { dashboard: true, token } });
   socket.on("connect", () => setStatus("connected", "Live"));
   socket.on("disconnect", () => setStatus("reconnecting", "Reconnecting…"));
   socket.io.on("reconnect_attempt", () => setStatus("reconnecting", "Reconnecting…"));
-  socket.on("connect_error", () => setStatus("disconnected", "Master unreachable, retrying…"));
+  socket.on("connect_error", (err) => {
+    // Refused by the master (no token, a wrong one): the client does not retry, and the page says why.
+    if (!socket.active) refused(err && err.message ? String(err.message) : REFUSED);
+    else setStatus("disconnected", "Master unreachable, retrying…");
+  });
   socket.on("dashboard", render);
 })();

@@ -377,7 +377,7 @@ def test_the_counter_uses_the_limit_the_master_states(
         counter = page.get_by_test_id("char-counter")
         box.fill("a" * 89)
         expect(counter).to_be_hidden()
-        box.fill("a" * 90)  # /api/status says 100: the counter shows from 90 on
+        box.fill("a" * 90)  # the public /api/limits says 100 (no token needed): the counter shows from 90 on
         expect(counter).to_have_text("90 / 100 characters · 10 left")
         box.fill("a" * 101)
         expect(counter).to_have_attribute("data-state", "over")

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import pytest
 from playwright.sync_api import Browser, Locator, Page, Request, WebSocket, expect
 
+from lab.system.local import LocalCluster
 from tests.conftest import ClusterFactory
 
 pytestmark = pytest.mark.browser
@@ -86,10 +87,15 @@ def page(browser: Browser, system: System, outgoing: list[str]) -> Iterator[Page
 
 
 @pytest.fixture
-def slow_page(browser: Browser, cluster_factory: ClusterFactory, outgoing: list[str]) -> Iterator[Page]:
-    """The chat on its own system with one worker and 3 s of work: time to leave before the answer."""
-    cluster = cluster_factory(workers=1, work_seconds=SLOW_WORK_SECONDS)
-    with chat_page(browser, cluster.web_url, outgoing) as page:
+def slow_cluster(cluster_factory: ClusterFactory) -> LocalCluster:
+    """A system with one worker and 3 s of work: time to leave before the answer."""
+    return cluster_factory(workers=1, work_seconds=SLOW_WORK_SECONDS)
+
+
+@pytest.fixture
+def slow_page(browser: Browser, slow_cluster: LocalCluster, outgoing: list[str]) -> Iterator[Page]:
+    """The chat on `slow_cluster`."""
+    with chat_page(browser, slow_cluster.web_url, outgoing) as page:
         yield page
 
 
@@ -221,11 +227,14 @@ def check_resumed(page: Page, question: str, task_id: str, worker: str) -> None:
     expect(exchanges).to_have_count(1)  # shown once, not once per resend
 
 
-def wait_for_master(page: Page, web_url: str, condition: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
-    """Poll the master's /api/status until `condition` holds; return that status."""
+def wait_for_master(
+    page: Page, cluster: LocalCluster, condition: Callable[[dict[str, Any]], bool], what: str
+) -> dict[str, Any]:
+    """Poll the master's /api/status (an operator view: with the cluster's token, which the page itself never
+    has) until `condition` holds; return that status."""
     deadline = time.monotonic() + ANSWER_TIMEOUT_MS / 1000
     while True:
-        response = page.context.request.get(web_url.rstrip("/") + "/api/status")
+        response = page.context.request.get(cluster.web_url + "/api/status", headers=cluster.operator_headers)
         assert response.ok, f"/api/status answered {response.status}"
         status: dict[str, Any] = response.json()
         if condition(status):
@@ -234,7 +243,7 @@ def wait_for_master(page: Page, web_url: str, condition: Callable[[dict[str, Any
         time.sleep(0.1)
 
 
-def test_a_reload_while_a_question_is_in_flight_loses_nothing(slow_page: Page) -> None:
+def test_a_reload_while_a_question_is_in_flight_loses_nothing(slow_page: Page, slow_cluster: LocalCluster) -> None:
     page = slow_page
     session = page.get_by_test_id("session-id").inner_text().strip()
     question = "Is this answer kept across a reload?"
@@ -242,7 +251,7 @@ def test_a_reload_while_a_question_is_in_flight_loses_nothing(slow_page: Page) -
 
     page.reload()
     assert wait_connected(page) == session, "the reloaded page resumes its session"
-    back = wait_for_master(page, page.url, lambda s: True, "the master's status")
+    back = wait_for_master(page, slow_cluster, lambda s: True, "the master's status")
     assert back["in_flight"] == 1, f"the reloaded page is back before the answer was made: {back}"
     expect(page.get_by_test_id("exchange")).to_have_count(0)  # the old page's exchanges are gone
 
@@ -250,7 +259,9 @@ def test_a_reload_while_a_question_is_in_flight_loses_nothing(slow_page: Page) -
     expect(page.get_by_test_id("session-id")).to_have_text(session)
 
 
-def test_an_answer_that_arrives_while_the_page_is_closed_is_shown_when_it_returns(slow_page: Page) -> None:
+def test_an_answer_that_arrives_while_the_page_is_closed_is_shown_when_it_returns(
+    slow_page: Page, slow_cluster: LocalCluster
+) -> None:
     page = slow_page
     url = page.url
     session = page.get_by_test_id("session-id").inner_text().strip()
@@ -260,7 +271,7 @@ def test_an_answer_that_arrives_while_the_page_is_closed_is_shown_when_it_return
     page.goto("about:blank")  # same tab: its sessionStorage for the chat's origin survives
     away = wait_for_master(
         page,
-        url,
+        slow_cluster,
         lambda s: s["in_flight"] == 0 and sum(w["tasks_done"] for w in s["workers"]) == 1,
         "the worker finishes while the page is away",
     )
@@ -269,4 +280,4 @@ def test_an_answer_that_arrives_while_the_page_is_closed_is_shown_when_it_return
     page.goto(url)
     assert wait_connected(page) == session, "the returning page resumes its session"
     check_resumed(page, question, task_id, worker)
-    wait_for_master(page, url, lambda s: s["undelivered"] == 0, "the returned page acknowledges the answer")
+    wait_for_master(page, slow_cluster, lambda s: s["undelivered"] == 0, "the returned page acknowledges the answer")

@@ -50,8 +50,9 @@ class Traffic:
 
 
 @contextmanager
-def dashboard_page(browser: Browser, web_url: str) -> Iterator[tuple[Page, Traffic]]:
-    """A fresh page on `web_url`'s dashboard, live (connected); fails on any script error."""
+def dashboard_page(browser: Browser, web_url: str, token: str) -> Iterator[tuple[Page, Traffic]]:
+    """A fresh page on `web_url`'s dashboard, opened as `lab up` prints it (the operator token in the fragment),
+    live (connected); fails on any script error."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     traffic = Traffic()
@@ -67,8 +68,9 @@ def dashboard_page(browser: Browser, web_url: str) -> Iterator[tuple[Page, Traff
     page.on("response", on_response)
     page.on("websocket", on_websocket)
     try:
-        page.goto(web_url.rstrip("/") + "/dashboard")
+        page.goto(web_url.rstrip("/") + f"/dashboard#token={token}")
         expect(page.get_by_test_id("status")).to_have_attribute("data-state", "connected", timeout=CONNECT_TIMEOUT_MS)
+        assert token not in page.url, "the page strips the token from the address bar"
         yield page, traffic
         assert traffic.errors == [], f"script errors on the page: {traffic.errors}"
     finally:
@@ -114,7 +116,7 @@ def test_the_dashboard_follows_a_question_without_showing_it_its_session_or_key(
     browser: Browser, cluster_factory: ClusterFactory
 ) -> None:
     cluster = cluster_factory(workers=2, work_seconds=WORK_SECONDS)
-    with dashboard_page(browser, cluster.web_url) as (page, traffic):
+    with dashboard_page(browser, cluster.web_url, cluster.operator_token) as (page, traffic):
         # Every worker, with its language and state.
         expect(page.get_by_test_id("worker-row")).to_have_count(2, timeout=CONNECT_TIMEOUT_MS)
         for worker_id in cluster.worker_ids:
@@ -181,7 +183,7 @@ def test_a_worker_killed_while_the_dashboard_is_open_shows_as_offline(
     browser: Browser, cluster_factory: ClusterFactory
 ) -> None:
     cluster = cluster_factory(workers=2, work_seconds=0.2)
-    with dashboard_page(browser, cluster.web_url) as (page, _):
+    with dashboard_page(browser, cluster.web_url, cluster.operator_token) as (page, _):
         expect(page.get_by_test_id("worker-row")).to_have_count(2, timeout=CONNECT_TIMEOUT_MS)
         victim, survivor = cluster.worker_ids
         expect(worker_row(page, victim)).to_have_attribute("data-state", "idle")
@@ -209,10 +211,47 @@ def test_the_chat_page_still_loads_its_scripts_and_the_status_names_the_grpc_end
         page.goto(cluster.web_url.rstrip("/") + "/")
         expect(page.get_by_test_id("status")).to_have_attribute("data-state", "connected", timeout=CONNECT_TIMEOUT_MS)
         expect(page.get_by_test_id("session-id")).not_to_be_empty()
-        status = page.context.request.get(cluster.web_url.rstrip("/") + "/api/status")
+        status = page.context.request.get(cluster.web_url + "/api/status", headers=cluster.operator_headers)
         assert status.ok and status.json()["grpc_endpoint"] == cluster.grpc_endpoint
         for name in ("socket.io.min.js", "chart.umd.min.js", "marked.umd.js", "purify.min.js"):
             assert page.context.request.get(f"{cluster.web_url.rstrip('/')}/vendor/{name}").ok, name
         assert failed == [], "every file the chat page asked for was there"
     finally:
         context.close()
+
+
+def test_the_dashboard_without_the_right_token_is_refused_and_says_how_to_open_it(
+    browser: Browser, cluster_factory: ClusterFactory
+) -> None:
+    cluster = cluster_factory(workers=1, work_seconds=0.2)
+    for fragment in ("", "#token=not-the-token"):
+        context = browser.new_context()
+        page = context.new_page()
+        try:
+            page.goto(cluster.web_url + "/dashboard" + fragment)
+            notice = page.get_by_test_id("operator-notice")
+            expect(notice).to_contain_text("open the URL `lab up` printed", timeout=CONNECT_TIMEOUT_MS)
+            expect(notice).to_contain_text("operator token refused" if fragment else "operator token required")
+            expect(page.get_by_test_id("status")).to_have_attribute("data-state", "disconnected")
+            expect(page.get_by_test_id("worker-row")).to_have_count(0)
+            assert "not-the-token" not in page.url
+        finally:
+            context.close()
+
+
+def test_the_dashboard_keeps_its_token_across_a_reload_and_the_chat_page_needs_none(
+    browser: Browser, cluster_factory: ClusterFactory
+) -> None:
+    cluster = cluster_factory(workers=1, work_seconds=0.2)
+    with dashboard_page(browser, cluster.web_url, cluster.operator_token) as (page, _):
+        assert page.url == cluster.web_url + "/dashboard"
+        page.reload()
+        expect(page.get_by_test_id("status")).to_have_attribute("data-state", "connected", timeout=CONNECT_TIMEOUT_MS)
+        expect(page.get_by_test_id("worker-row")).to_have_count(1, timeout=CONNECT_TIMEOUT_MS)
+        # The operator views refuse the page's own requests (it has no token in a header)...
+        assert page.context.request.get(cluster.web_url + "/api/status").status == 401
+        assert page.context.request.get(cluster.web_url + "/metrics").status == 401
+        # ...while the chat page and its counts stay public.
+        page.goto(cluster.web_url + "/")
+        expect(page.get_by_test_id("status")).to_have_attribute("data-state", "connected", timeout=CONNECT_TIMEOUT_MS)
+        expect(page.get_by_test_id("system-status")).to_contain_text("1 worker", timeout=CONNECT_TIMEOUT_MS)

@@ -180,15 +180,15 @@ def ask_both_and_check_answers(page: Page, cluster: LocalCluster) -> None:
         assert answer["workerId"] == worker_id
         assert isinstance(answer["processingTime"], int) and answer["processingTime"] >= WORK_SECONDS * 1000 * 0.9
         assert isinstance(answer["timestamp"], int) and before_ms - 5_000 <= answer["timestamp"] <= after_ms + 5_000
-    no_answer_kept(page, cluster.web_url.rstrip("/"))
+    no_answer_kept(page, cluster.web_url.rstrip("/"), cluster.operator_headers)
 
 
-def no_answer_kept(page: Page, master: str) -> None:
+def no_answer_kept(page: Page, master: str, operator: dict[str, str]) -> None:
     """The page never acknowledges an answer: the master does not keep its answers once they went out
     (it would keep them an hour for an acknowledgement that never comes)."""
     deadline = time.monotonic() + UNDELIVERED_SECONDS
     while True:
-        undelivered = page.request.get(f"{master}/api/status").json()["undelivered"]
+        undelivered = page.request.get(f"{master}/api/status", headers=operator).json()["undelivered"]
         if undelivered == 0 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
@@ -261,4 +261,4 @@ def test_the_original_page_shows_why_a_question_was_refused(browser: Browser, or
         )
         answer = events(page)[-1][1]
         assert answer["query"] == SECOND and not answer.get("error") and answer["response"].strip()
-        no_answer_kept(page, original.master)
+        no_answer_kept(page, original.master, original.cluster.operator_headers)

@@ -189,8 +189,11 @@ def ask_during(
     return step
 
 
-def online_workers() -> int:
-    status = httpx.get(f"{URL}/api/status", timeout=5.0).json()
+def online_workers(deployment: Deployment) -> int:
+    # /api/status is an operator view: the token as the master's container has it (its secret), read here.
+    token = swarm_verify.operator_token(deployment.docker, STACK, echo=False)
+    assert token, "the master's operator token could not be read from its container"
+    status = httpx.get(f"{URL}/api/status", timeout=5.0, headers={"Authorization": f"Bearer {token}"}).json()
     return sum(w["state"] in ("idle", "busy") for w in status["workers"])
 
 
@@ -237,7 +240,7 @@ def test_scale_up_adds_a_worker_and_loses_no_question(deployment: Deployment) ->
 
     step = ask_during(deployment, "scale-up", scale)
     assert_each_answered_once(step)
-    wait_for(lambda: online_workers() == WORKERS + 1, 60, "the master lists the new worker")
+    wait_for(lambda: online_workers(deployment) == WORKERS + 1, 60, "the master lists the new worker")
 
 
 def test_rolling_update_to_a_changed_image_loses_no_question(deployment: Deployment) -> None:
@@ -294,7 +297,7 @@ def test_a_worker_killed_by_the_engine_is_replaced_and_its_question_answered(dep
     deployment.steps["worker-killed"]["replaced_s"] = round(step.outcome, 1)
     assert_each_answered_once(step)
     assert victim not in deployment.containers("worker-python")
-    wait_for(lambda: online_workers() == WORKERS + 1, 60, "the replacement registers")
+    wait_for(lambda: online_workers(deployment) == WORKERS + 1, 60, "the replacement registers")
 
 
 def test_the_master_killed_comes_back_with_its_journal(deployment: Deployment) -> None:

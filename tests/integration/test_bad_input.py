@@ -39,7 +39,7 @@ async def test_bad_user_query_gets_a_clear_error(system: LocalCluster, payload: 
 
 
 def test_bad_payloads_on_every_master_topic_are_ignored(system: LocalCluster) -> None:
-    before = httpx.get(f"{system.web_url}/api/status").json()
+    before = httpx.get(f"{system.web_url}/api/status", headers=system.operator_headers).json()
     peer = peer_for(system, "go-worker-prober")
     garbage = [
         b"",
@@ -64,14 +64,15 @@ def test_bad_payloads_on_every_master_topic_are_ignored(system: LocalCluster) ->
 
     def counted() -> int:
         found = re.search(
-            r'swarm_bad_messages_total\{source="mqtt"\} (\d+)', httpx.get(f"{system.web_url}/metrics").text
+            r'swarm_bad_messages_total\{source="mqtt"\} (\d+)',
+            httpx.get(f"{system.web_url}/metrics", headers=system.operator_headers).text,
         )
         return int(found.group(1)) if found else 0
 
     wait_until(lambda: counted() >= 2 * len(garbage), "the master counted every bad message")
-    after = httpx.get(f"{system.web_url}/api/status").json()
+    after = httpx.get(f"{system.web_url}/api/status", headers=system.operator_headers).json()
     assert {w["worker_id"] for w in after["workers"]} == {w["worker_id"] for w in before["workers"]}
-    metrics = httpx.get(f"{system.web_url}/metrics").text
+    metrics = httpx.get(f"{system.web_url}/metrics", headers=system.operator_headers).text
     found = re.search(r'swarm_bad_messages_total\{source="mqtt"\} (\d+)', metrics)
     assert found and int(found.group(1)) == 2 * len(garbage)
     assert httpx.get(f"{system.web_url}/healthz").status_code == 200

@@ -64,11 +64,12 @@ def test_status_health_and_metrics_describe_the_system(system: object) -> None:
     url = system.web_url  # type: ignore[attr-defined]
     health = httpx.get(f"{url}/healthz")
     assert health.status_code == 200 and health.json()["mqtt"] is True
-    status = httpx.get(f"{url}/api/status").json()
+    operator = system.operator_headers  # type: ignore[attr-defined]
+    status = httpx.get(f"{url}/api/status", headers=operator).json()
     assert status["idle"] + status["busy"] == 2 and status["queue_length"] == 0
     assert {w["state"] for w in status["workers"]} <= {"idle", "busy"}
     assert all(w["worker_id"].startswith("python-worker-") for w in status["workers"])
-    metrics = httpx.get(f"{url}/metrics").text
+    metrics = httpx.get(f"{url}/metrics", headers=operator).text
     for name in (
         "swarm_tasks_total",
         "swarm_queue_depth",

@@ -39,7 +39,7 @@ def test_attach_refuses_what_is_not_a_master() -> None:
 
 def test_a_run_against_a_system_attached_by_url(cluster_factory: ClusterFactory) -> None:
     cluster = cluster_factory(workers=2, work_seconds=0.3, extra_env=sessions_unlimited())
-    target = attach(cluster.web_url, cluster.grpc_endpoint)
+    target = attach(cluster.web_url, cluster.grpc_endpoint, token=cluster.operator_token)
     assert isinstance(target, Target) and target.mqtt is None
     schedule = arrivals.constant(4, 3.0)
     run = run_open(target, schedule, label="attached", users=3, duration_s=3.0, progress=False)

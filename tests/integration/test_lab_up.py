@@ -139,9 +139,14 @@ def lab_up() -> Iterator[LabUp]:
 
 def _ready(lab: LabUp) -> str:
     """Wait for the ready line, check /api/status, return the chat URL."""
-    url = lab.wait_for(r"^ready: .* chat at (http://\S+)", READY_TIMEOUT_S).group(1)
+    ready = lab.wait_for(r"^ready: .* chat at (http://\S+) .* dashboard at (http://\S+)", READY_TIMEOUT_S)
+    url, dashboard = ready.group(1), ready.group(2)
     assert url == f"http://127.0.0.1:{lab.ports['web']}"
-    status = httpx.get(f"{url}/api/status", timeout=5).json()
+    prefix = f"{url}/dashboard#token="
+    assert dashboard.startswith(prefix) and len(dashboard) > len(prefix) + 30, dashboard
+    token = dashboard.removeprefix(prefix)
+    assert httpx.get(f"{url}/api/status", timeout=5).status_code == 401  # an operator view: the token is needed
+    status = httpx.get(f"{url}/api/status", timeout=5, headers={"Authorization": f"Bearer {token}"}).json()
     assert [w["state"] for w in status["workers"]] == ["idle", "idle"], status
     assert status["idle"] == 2
     assert status["queue_length"] == 0

@@ -48,9 +48,13 @@ SMALL_RUN = [
 ]
 
 
-def lab_load(*args: str) -> subprocess.CompletedProcess[str]:
+def lab_load(*args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`lab load ARGS`; `token` as OPERATOR_TOKEN in its environment (none from the caller's)."""
+    env = {k: v for k, v in os.environ.items() if k != "OPERATOR_TOKEN"}
+    if token is not None:
+        env["OPERATOR_TOKEN"] = token
     return subprocess.run(
-        [sys.executable, "-m", "lab.cli", "load", *args], capture_output=True, text=True, timeout=300, cwd=REPO
+        [sys.executable, "-m", "lab.cli", "load", *args], capture_output=True, text=True, timeout=300, cwd=REPO, env=env
     )
 
 
@@ -136,11 +140,11 @@ def test_lab_load_attaches_by_url_alone_and_finds_the_grpc_endpoint(
     cluster_factory: ClusterFactory, tmp_path: Path
 ) -> None:
     cluster = cluster_factory(workers=2, work_seconds=0.2, extra_env=sessions_unlimited())
-    target = attach(cluster.web_url)  # what a notebook's `url` parameter does
+    target = attach(cluster.web_url, token=cluster.operator_token)  # what a notebook's `url` parameter does
     assert target.grpc_endpoint == cluster.grpc_endpoint
     done = lab_load(
-        "--url", cluster.web_url, "--rate", "3", "--duration", "2", "--users", "2", "--no-charts",
-        "--runs-dir", str(tmp_path), "--no-progress",
+        "--url", cluster.web_url, "--token", cluster.operator_token, "--rate", "3", "--duration", "2",
+        "--users", "2", "--no-charts", "--runs-dir", str(tmp_path), "--no-progress",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"gRPC {cluster.grpc_endpoint} (2 workers online)" in done.stdout
@@ -159,17 +163,27 @@ def test_what_cannot_be_reached_is_named_with_the_flag_that_fixes_it(
     assert f"cannot read http://127.0.0.1:{nothing}/api/status" in web.stderr
     assert "--url http://HOST:8888" in web.stderr
 
-    grpc = lab_load("--url", cluster.web_url, "--grpc", f"127.0.0.1:{nothing}", *runs)
+    token = cluster.operator_token  # as OPERATOR_TOKEN: the flag's variable
+    no_token = lab_load("--url", cluster.web_url, *runs)
+    assert no_token.returncode == 1
+    assert "operator token required" in no_token.stderr and "--token TOKEN" in no_token.stderr
+    wrong_token = lab_load("--url", cluster.web_url, "--token", "wrong", *runs)
+    assert wrong_token.returncode == 1
+    assert "operator token refused" in wrong_token.stderr and "--token TOKEN" in wrong_token.stderr
+
+    grpc = lab_load("--url", cluster.web_url, "--grpc", f"127.0.0.1:{nothing}", *runs, token=token)
     assert grpc.returncode == 1
     assert f"gRPC endpoint 127.0.0.1:{nothing} does not answer" in grpc.stderr
     assert "--grpc HOST:PORT" in grpc.stderr
 
-    broker = lab_load("--url", cluster.web_url, "--mqtt", f"mqtt://observer:x@127.0.0.1:{nothing}", *runs)
+    broker = lab_load("--url", cluster.web_url, "--mqtt", f"mqtt://observer:x@127.0.0.1:{nothing}", *runs, token=token)
     assert broker.returncode == 1
     assert f"cannot reach the broker at 127.0.0.1:{nothing}" in broker.stderr
     assert "--mqtt mqtt://observer:PASSWORD@HOST:1883" in broker.stderr
 
-    login = lab_load("--url", cluster.web_url, "--mqtt", f"mqtt://observer:wrong@127.0.0.1:{cluster.mqtt_port}", *runs)
+    login = lab_load(
+        "--url", cluster.web_url, "--mqtt", f"mqtt://observer:wrong@127.0.0.1:{cluster.mqtt_port}", *runs, token=token
+    )
     assert login.returncode == 1
     assert "refused the login" in login.stderr and "--mqtt" in login.stderr
     assert "wrong" not in login.stderr  # the password is never shown
@@ -177,8 +191,8 @@ def test_what_cannot_be_reached_is_named_with_the_flag_that_fixes_it(
     assert not saved.exists()  # nothing ran, nothing saved
     # From Python (a notebook), the error names the argument instead.
     with pytest.raises(AttachError, match=r"grpc_endpoint='HOST:PORT'"):
-        attach(cluster.web_url, f"127.0.0.1:{nothing}")
+        attach(cluster.web_url, f"127.0.0.1:{nothing}", token=token)
     with pytest.raises(AttachError, match=r"url='http://HOST:8888'"):
         attach(f"http://127.0.0.1:{nothing}")
     right = cluster.credentials.login("observer")
-    attach(cluster.web_url, mqtt=f"mqtt://{right[0]}:{right[1]}@127.0.0.1:{cluster.mqtt_port}")
+    attach(cluster.web_url, mqtt=f"mqtt://{right[0]}:{right[1]}@127.0.0.1:{cluster.mqtt_port}", token=token)

@@ -73,4 +73,5 @@ async def test_a_client_that_never_acknowledges_hears_refusals_and_its_answers_a
         assert over_rate["query"] == "three" and over_rate["error"].startswith("too many questions: at most 2")
         # Nothing is kept for an acknowledgement that never comes (it would be, for an hour).
         status = f"{cluster.web_url}/api/status"
-        await eventually(lambda: httpx.get(status).json()["undelivered"] == 0, "no answer kept", 5.0)
+        operator = cluster.operator_headers
+        await eventually(lambda: httpx.get(status, headers=operator).json()["undelivered"] == 0, "no answer kept", 5.0)

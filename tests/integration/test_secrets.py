@@ -75,6 +75,6 @@ async def test_the_key_appears_only_in_the_task_message_to_the_assigned_worker(
     assert [topic for topic, _ in leaks] == [f"upb/workers/{asked.answer.workerId}/tasks"]
     assert len(tap.messages) > 5  # register, status, logs, results: the tap saw the whole run
     assert lines and [line for line in lines if "LEAKCHECK" in line] == []
-    async with httpx.AsyncClient(base_url=cluster.web_url) as http:
+    async with httpx.AsyncClient(base_url=cluster.web_url, headers=cluster.operator_headers) as http:
         for path in ("/api/status", "/metrics", "/healthz"):
             assert KEY not in (await http.get(path)).text

@@ -30,10 +30,12 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = 20.0
     waiting.wait_until(condition, what, timeout)
 
 
-def states(url: str) -> dict[str, str]:
-    """Worker id -> state, as the master's /api/status says (empty while it does not answer)."""
+def states(url: str, token: str) -> dict[str, str]:
+    """Worker id -> state, as the master's /api/status says (empty while it does not answer); `token`: the
+    operator token it needs."""
     try:
-        workers = httpx.get(f"{url}/api/status", timeout=2).json()["workers"]
+        headers = {"Authorization": f"Bearer {token}"}
+        workers = httpx.get(f"{url}/api/status", timeout=2, headers=headers).json()["workers"]
     except (httpx.HTTPError, ValueError):
         return {}
     return {w["worker_id"]: w["state"] for w in workers}
@@ -68,7 +70,7 @@ def test_killed_worker_is_replaced_by_a_new_worker(cluster_factory: ClusterFacto
     assert (restart.name, restart.returncode, restart.replacement) == ("worker-1", -signal.SIGKILL, "worker-3")
     assert events == [f"restarted worker-1 (killed by SIGKILL) as worker-3 ({newcomer})"]
     expected = {victim: "offline", survivor: "idle", newcomer: "idle"}
-    wait_until(lambda: states(cluster.web_url) == expected, f"status shows {expected}")
+    wait_until(lambda: states(cluster.web_url, cluster.operator_token) == expected, f"status shows {expected}")
 
 
 def test_crash_looping_worker_is_left_down_after_the_cap(cluster_factory: ClusterFactory) -> None:
@@ -103,7 +105,10 @@ def test_killed_master_comes_back_on_the_same_ports_with_the_same_journal(cluste
     env = environ(cluster.processes["master"].pid)
     assert env["JOURNAL_PATH"] == str(cluster.journal_path)
     assert (env["WEB_PORT"], env["GRPC_PORT"]) == (str(cluster.config.web_port), str(cluster.config.grpc_port))
-    wait_until(lambda: states(cluster.web_url).get(worker) == "idle", "the worker is known to the new master")
+    wait_until(
+        lambda: states(cluster.web_url, cluster.operator_token).get(worker) == "idle",
+        "the worker is known to the new master",
+    )
 
 
 async def test_broker_restart_brings_the_master_and_every_worker_back(cluster_factory: ClusterFactory) -> None:
@@ -114,7 +119,9 @@ async def test_broker_restart_brings_the_master_and_every_worker_back(cluster_fa
     assert cluster.restarts == []  # on purpose: not a crash to recover from
     await asyncio.to_thread(wait_until, lambda: healthy(cluster.web_url), "/healthz says 200 again")
     both_idle = {w: "idle" for w in cluster.worker_ids}
-    await asyncio.to_thread(wait_until, lambda: states(cluster.web_url) == both_idle, "both workers idle")
+    await asyncio.to_thread(
+        wait_until, lambda: states(cluster.web_url, cluster.operator_token) == both_idle, "both workers idle"
+    )
     # Both workers idle at once get one question each: each must have reconnected and resubscribed.
     async with ChatClient(cluster.web_url) as user:
         await asyncio.gather(user.ask("after the restart 1"), user.ask("after the restart 2"))
@@ -209,15 +216,16 @@ def _stop(lab: LabUp) -> None:
 def test_lab_up_replaces_a_worker_killed_from_outside() -> None:
     lab = LabUp()
     try:
-        url = lab.wait_for(r"^ready: .* chat at (http://\S+)", READY_TIMEOUT_S).group(1)
+        ready = lab.wait_for(r"^ready: .* chat at (http://\S+) .*#token=(\S+)", READY_TIMEOUT_S)
+        url, token = ready.group(1), ready.group(2)
         victim_pid = _worker_pids(lab)[0]
         env = environ(victim_pid)
         victim = env["WORKER_ID"]
         os.kill(victim_pid, signal.SIGKILL)
         line = lab.wait_for(r"^lab up: restarted worker-\d \(killed by SIGKILL\) as worker-3 \((\S+)\)$", 15)
         newcomer = line.group(1)
-        wait_until(lambda: states(url).get(newcomer) == "idle", "the new worker registered")
-        wait_until(lambda: states(url).get(victim) == "offline", "the killed worker is offline")
+        wait_until(lambda: states(url, token).get(newcomer) == "idle", "the new worker registered")
+        wait_until(lambda: states(url, token).get(victim) == "offline", "the killed worker is offline")
         assert len(_worker_pids(lab)) == 2
         _stop(lab)
         # The services log in with the cluster's passwords, and no line ever shows one.

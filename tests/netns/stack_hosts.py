@@ -9,6 +9,7 @@ and runs the stack's healthchecks inside the namespace. Everything it makes on t
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import ipaddress
@@ -92,14 +93,17 @@ def stack_config(stack_file: Path = STACK_FILE, variables: Mapping[str, str] | N
     return data
 
 
-def deployment_secrets(credentials: Credentials, gemini_api_key: str = "") -> dict[str, str]:
-    """The stack's external secrets as `lab swarm secrets` makes them (an empty key: the offline model)."""
+def deployment_secrets(credentials: Credentials, gemini_api_key: str = "", operator_token: str = "") -> dict[str, str]:
+    """The stack's external secrets as `lab swarm secrets` makes them (an empty key: the offline model; a random
+    journal key; `operator_token`, or a random one)."""
     return {
         "mqtt_master_password": credentials.master,
         "mqtt_worker_password": credentials.worker,
         "mqtt_observer_password": credentials.observer,
         "mqtt_passwd": password_file(credentials),
         "gemini_api_key": gemini_api_key,
+        "operator_token": operator_token or secrets.token_urlsafe(32),
+        "journal_key": base64.b64encode(secrets.token_bytes(32)).decode("ascii"),
     }
 
 

@@ -23,7 +23,7 @@ import pytest
 
 from lab.loadgen.client import ChatClient, Exchange
 from lab.swarm.stack import WORKER_SERVICES, WORKER_VARIABLES
-from lab.system.credentials import Credentials
+from lab.system.credentials import Credentials, new_operator_token
 from lab.system.workers import Fleet, fleet_size, fleet_text, parse_fleet, worker_kind
 from services.protocol import worker_language
 from tests.conftest import require
@@ -44,6 +44,9 @@ pytestmark = pytest.mark.integration
 FLEET: Fleet = parse_fleet(os.environ.get("NETNS_FLEET") or "python=1,go=1,java=1")
 # `docker stack config` variables: the fleet's replicas (0 for a language not in it), short simulated work,
 # no Gemini.
+# The master's operator token in these stacks (its /api/status needs it).
+OPERATOR_TOKEN = new_operator_token()
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 STACK_VARIABLES = {
     **{variable: str(dict(FLEET).get(language, 0)) for language, variable in WORKER_VARIABLES.items()},
     "WORK_SECONDS": "2",
@@ -83,7 +86,7 @@ def stack_factory(tmp_path: Path) -> Iterator[StackFactory]:
     with contextlib.ExitStack() as stacks:
 
         def make(held: Collection[str] = ()) -> StackHosts:
-            secrets = deployment_secrets(Credentials())
+            secrets = deployment_secrets(Credentials(), operator_token=OPERATOR_TOKEN)
             return stacks.enter_context(StackHosts(STACK_VARIABLES, secrets, tmp_path, held=held))
 
         yield make
@@ -104,7 +107,7 @@ def languages(workers: list[dict[str, Any]]) -> dict[str, int]:
 async def registered_workers(stack: StackHosts) -> list[dict[str, Any]]:
     """The workers the master lists as online."""
     async with httpx.AsyncClient(trust_env=False) as http:
-        status = (await http.get(f"{stack.master_url}/api/status", timeout=10)).json()
+        status = (await http.get(f"{stack.master_url}/api/status", timeout=10, headers=OPERATOR)).json()
     return [w for w in status["workers"] if w["state"] in ("idle", "busy")]
 
 
@@ -197,7 +200,9 @@ async def test_no_question_is_lost_or_repeated_when_a_worker_host_dies_and_anoth
         answered_at = time.monotonic()
         await asyncio.sleep(1.5)  # a duplicate would come right after
         async with httpx.AsyncClient(trust_env=False) as http:
-            status: dict[str, Any] = (await http.get(f"{stack.master_url}/api/status", timeout=10)).json()
+            status: dict[str, Any] = (
+                await http.get(f"{stack.master_url}/api/status", timeout=10, headers=OPERATOR)
+            ).json()
     finally:
         await asyncio.gather(*(u.close() for u in users))
 

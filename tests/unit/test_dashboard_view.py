@@ -23,6 +23,7 @@ from tests.unit.master_fakes import SESSION, START_MS, Rig, rig
 SECRET_KEY = "AIza-dashboard-unit-SECRET-91b2"
 QUESTION = "Which question must never reach the dashboard?"
 T0 = 1_700_000_000_000  # a whole second
+OPERATOR_TOKEN = "operator-token-of-the-dashboard-unit-tests"
 
 
 # -- the recorder -------------------------------------------------------------------------------------------
@@ -97,8 +98,8 @@ def test_the_summary_takes_percentiles_of_the_answers_not_of_the_seconds() -> No
 # -- the snapshot -------------------------------------------------------------------------------------------
 
 
-async def started() -> Rig:
-    r = rig()
+async def started(**settings: Any) -> Rig:
+    r = rig(**settings)
     await r.master.mqtt_up()
     return r
 
@@ -179,7 +180,7 @@ def test_the_status_names_the_grpc_endpoint_workers_call_back() -> None:
 
 
 async def test_a_dashboard_gets_snapshots_and_no_session_and_none_are_built_without_one() -> None:
-    r = await started()
+    r = await started(operator_token=OPERATOR_TOKEN)
     await r.worker("go-worker-a")
     edge = WebEdge(lambda: "session-dddddddddddddddd", lambda: True)
     edge.bind(r.master)
@@ -193,7 +194,7 @@ async def test_a_dashboard_gets_snapshots_and_no_session_and_none_are_built_with
     assert not edge.dashboards_updating  # nothing runs before a dashboard comes
 
     sid = await edge.sio.manager.connect("eio-1", "/")
-    await handlers["connect"](sid, {}, {"dashboard": True})
+    await handlers["connect"](sid, {}, {"dashboard": True, "token": OPERATOR_TOKEN})
     await asyncio.sleep(0.05)  # the loop's first snapshot goes out at once
 
     assert edge.dashboards == 1 and edge.dashboards_updating
@@ -204,7 +205,7 @@ async def test_a_dashboard_gets_snapshots_and_no_session_and_none_are_built_with
 
     # A second dashboard gets a snapshot at once, from the same loop.
     other = await edge.sio.manager.connect("eio-2", "/")
-    await handlers["connect"](other, {}, {"dashboard": True})
+    await handlers["connect"](other, {}, {"dashboard": True, "token": OPERATOR_TOKEN})
     assert emitted[-1][0] == Events.DASHBOARD and emitted[-1][2] == other
 
     await handlers["disconnect"](sid)

@@ -25,8 +25,10 @@ from lab.swarm.stack import (
     DOCKERFILES,
     EMPTY_KEY,
     GEMINI_SECRET,
+    JOURNAL_KEY_SECRET,
     MOSQUITTO_FILES,
     MQTT_SECRETS,
+    OPERATOR_SECRET,
     PASSWD_SECRET,
     PASSWORD_SECRETS,
     SECRETS,
@@ -42,6 +44,9 @@ from lab.swarm.stack import (
 )
 from lab.swarm.verify import Check
 from lab.system.credentials import password_hash
+
+# The master's own secrets: the operator token and the journal key.
+MASTER_SECRETS = (OPERATOR_SECRET, JOURNAL_KEY_SECRET)
 
 KEY = "AIza-test-key-that-must-never-be-printed"
 VERSION = config_version()
@@ -477,7 +482,7 @@ def test_secrets_travel_on_stdin_and_are_never_printed(make_docker: Callable[...
 
 def test_the_password_file_holds_the_hashes_of_the_created_passwords(make_docker: Callable[..., Made]) -> None:
     docker, fake, _ = make_docker({"secret ls": (0, f"{GEMINI_SECRET}\n", "")})
-    assert ensure_secrets(docker, "ai-system", interactive=lambda: False) == list(MQTT_SECRETS)
+    assert ensure_secrets(docker, "ai-system", interactive=lambda: False) == [*MQTT_SECRETS, *MASTER_SECRETS]
     stdin = {c.args[2]: c.stdin or "" for c in fake.ran("secret create")}
     hashes = dict(line.split(":", 1) for line in stdin[PASSWD_SECRET].splitlines())
     assert set(hashes) == {"master", "worker", "observer"}
@@ -488,7 +493,7 @@ def test_the_password_file_holds_the_hashes_of_the_created_passwords(make_docker
 
 
 def test_no_key_anywhere_stores_a_blank_key_and_says_offline(make_docker: Callable[..., Made]) -> None:
-    docker, fake, printed = make_docker({"secret ls": (0, "\n".join(MQTT_SECRETS), "")})
+    docker, fake, printed = make_docker({"secret ls": (0, "\n".join([*MQTT_SECRETS, *MASTER_SECRETS]), "")})
     assert ensure_secrets(docker, "ai-system", interactive=lambda: False) == [GEMINI_SECRET]
     (call,) = fake.ran("secret create")
     assert call.stdin == EMPTY_KEY
@@ -524,7 +529,8 @@ def test_existing_secrets_are_left_alone(make_docker: Callable[..., Made]) -> No
 def test_a_partial_mqtt_set_is_refused() -> None:
     with pytest.raises(SecretPlanError, match="--rotate mqtt"):
         secrets_to_create({GEMINI_SECRET, PASSWORD_SECRETS["master"]})
-    assert secrets_to_create(set(MQTT_SECRETS)) == [GEMINI_SECRET]
+    assert secrets_to_create({*MQTT_SECRETS, *MASTER_SECRETS}) == [GEMINI_SECRET]
+    assert secrets_to_create({GEMINI_SECRET, *MQTT_SECRETS}) == list(MASTER_SECRETS)
     assert secrets_to_create(None) == list(SECRETS)
 
 
@@ -597,7 +603,7 @@ def test_verify_passes_a_converged_healthy_stack(
     make_docker: Callable[..., Made], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The workers of all three languages: 2 + 2 + 2.
-    monkeypatch.setattr(swarm_verify, "web_check", lambda url, workers: Check("master web", workers == 6, ""))
+    monkeypatch.setattr(swarm_verify, "web_check", lambda url, workers, token: Check("master web", workers == 6, ""))
     docker, fake, _ = make_docker(
         {
             "stack services": (0, _services(), ""),
@@ -614,7 +620,7 @@ def test_verify_passes_a_converged_healthy_stack(
 def test_verify_fails_unconverged_pending_and_unhealthy(
     make_docker: Callable[..., Made], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(swarm_verify, "web_check", lambda url, workers: Check("master web", True, ""))
+    monkeypatch.setattr(swarm_verify, "web_check", lambda url, workers, token: Check("master web", True, ""))
     docker, fake, printed = make_docker(
         {
             "stack services": (0, _services(master="0/1"), ""),
@@ -635,7 +641,7 @@ def test_verify_fails_unconverged_pending_and_unhealthy(
 def test_verify_of_a_stack_that_is_not_deployed_says_so(
     make_docker: Callable[..., Made], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(swarm_verify, "web_check", lambda url, workers: Check("master web", False, "refused"))
+    monkeypatch.setattr(swarm_verify, "web_check", lambda url, workers, token: Check("master web", False, "refused"))
     docker, _, _ = make_docker({"stack ps": (1, "", "nothing found in stack: ai-system\n")})
     checks = _verify(docker)
     assert [c.name for c in checks] == ["services converged", "master web", "question answered"]
@@ -698,11 +704,41 @@ def test_the_master_web_check_counts_the_workers_of_every_language(monkeypatch: 
         "undelivered": 0, "mqtt_connected": True,
     }  # fmt: skip
 
-    def get(url: str, timeout: float) -> FakeResponse:
-        return FakeResponse(200, {"status": "ok"} if url.endswith("/healthz") else status)
+    def get(url: str, timeout: float, headers: dict[str, str] | None = None) -> FakeResponse:
+        if url.endswith("/healthz"):
+            return FakeResponse(200, {"status": "ok"})
+        if (headers or {}).get("Authorization") != "Bearer op-token":
+            return FakeResponse(401, {"detail": "operator token required"})
+        return FakeResponse(200, status)
 
     monkeypatch.setattr("httpx.get", get)
-    check = swarm_verify.web_check("http://m:8888", 3)
+    check = swarm_verify.web_check("http://m:8888", 3, "op-token")
     assert check.ok, check.line()
     assert check.detail.endswith("3 workers online of 3 (1 go, 1 java, 1 python)"), check.detail
-    assert not swarm_verify.web_check("http://m:8888", 4).ok
+    assert not swarm_verify.web_check("http://m:8888", 4, "op-token").ok
+    refused = swarm_verify.web_check("http://m:8888", 3)
+    assert not refused.ok and "OPERATOR_TOKEN" in refused.detail
+
+
+def test_the_operator_token_is_read_from_the_environment_or_the_masters_container(
+    make_docker: Callable[..., Made],
+) -> None:
+    docker, fake, printed = make_docker({"ps -q": (0, "c1\n", ""), "exec": (0, "tok-from-the-secret\n", "")})
+    assert swarm_verify.operator_token(docker, "ai-system") == "tok-from-the-secret"
+    assert fake.ran("exec")[0].args == ["exec", "c1", "cat", "/run/secrets/operator_token"]
+    assert not any("tok-from-the-secret" in line for line in printed)
+    docker, fake, _ = make_docker({"ps -q": (0, "c1\n", "")}, OPERATOR_TOKEN="tok-from-env")
+    assert swarm_verify.operator_token(docker, "ai-system") == "tok-from-env" and not fake.ran("exec")
+    docker, _, _ = make_docker({"ps -q": (0, "", "")})
+    assert swarm_verify.operator_token(docker, "ai-system") is None
+
+
+def test_the_operator_token_and_journal_key_are_random_and_rotate_alone(make_docker: Callable[..., Made]) -> None:
+    docker, fake, _ = make_docker({"secret ls": (0, "\n".join(SECRETS), ""), "stack services": (0, "", "")})
+    assert ensure_secrets(docker, "ai-system", rotate="operator") == [OPERATOR_SECRET]
+    assert ensure_secrets(docker, "ai-system", rotate="journal") == [JOURNAL_KEY_SECRET]
+    removed = [c.args[2:] for c in fake.ran("secret rm")]
+    assert removed == [[OPERATOR_SECRET], [JOURNAL_KEY_SECRET]]
+    values = {c.args[2]: c.stdin or "" for c in fake.ran("secret create")}
+    assert len(values[OPERATOR_SECRET]) >= 40
+    assert len(base64.b64decode(values[JOURNAL_KEY_SECRET], validate=True)) == 32
