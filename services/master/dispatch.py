@@ -285,9 +285,9 @@ class Dispatcher:
             self.registry.mark_lost(worker, now_ms)  # hung or slow: wait until it reports idle again
         return outcome.extend(self._dispatch(now_ms))
 
-    def forget_gone(self, now_ms: int) -> list[str]:
+    def forget_gone(self, now_ms: int) -> list[Worker]:
         """Drop workers offline or lost for longer than `forget_gone_after_ms`, so that the status and its
-        counts show the fleet as it is; their ids."""
+        counts show the fleet as it is; returns them."""
         return self.registry.forget_gone(now_ms - self.forget_gone_after_ms)
 
     def assignment_lost(self, task_id: str, attempt: int, now_ms: int) -> Outcome:

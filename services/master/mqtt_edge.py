@@ -3,6 +3,7 @@ master, and announces the master's presence."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Protocol
 
@@ -47,6 +48,7 @@ class MqttEdge(MqttLink):
         self._topics = Topics(settings.topic_prefix)
         self._grpc_endpoint = settings.advertised_grpc_endpoint
         self._handler: WorkerEvents | None = None
+        self._clearing: set[asyncio.Task[None]] = set()
         super().__init__(self._new_client, self._announce, self._receive, on_lost=self._lost, on_ready=self._ready)
 
     def bind(self, handler: WorkerEvents) -> None:
@@ -105,6 +107,25 @@ class MqttEdge(MqttLink):
             max_inflight_messages=1000,
             **connection_options(s.mqtt_username, s.mqtt_password, s.mqtt_tls_ca),
         )
+
+    def clear_session(self, client_id: str) -> None:
+        """Discard the broker's session of `client_id` (a worker gone for good), without waiting: a clean-session
+        connection under its id replaces the persistent one, and the task messages queued there, which carry
+        users' keys, go with it instead of staying in the broker's persistence until the session expires."""
+        task = asyncio.ensure_future(self._clear_session(client_id))
+        self._clearing.add(task)
+        task.add_done_callback(self._clearing.discard)
+
+    async def _clear_session(self, client_id: str) -> None:
+        s = self._settings
+        options = connection_options(s.mqtt_username, s.mqtt_password, s.mqtt_tls_ca)
+        try:
+            async with aiomqtt.Client(
+                self._host, self._port, identifier=client_id, clean_session=True, keepalive=5, **options
+            ):
+                pass
+        except aiomqtt.MqttError as e:
+            log.warning("could not clear the broker session of %s: %s", client_id, e)
 
     async def _announce(self, client: aiomqtt.Client) -> None:
         await client.subscribe([(self._topics.register, 1), (self._topics.status, 1)])

@@ -110,16 +110,16 @@ class Registry:
         worker.gone_since_ms = now_ms
         self._idle.pop(worker.worker_id, None)
 
-    def forget_gone(self, before_ms: int) -> list[str]:
-        """Drop the workers that went offline or lost before `before_ms`; their ids. One that reports again
-        later is admitted again as a new worker."""
+    def forget_gone(self, before_ms: int) -> list[Worker]:
+        """Drop the workers that went offline or lost before `before_ms`, and return them. One that reports
+        again later is admitted again as a new worker."""
         gone = [
-            w.worker_id
+            w
             for w in self._workers.values()
             if w.state in (WorkerState.OFFLINE, WorkerState.LOST) and w.gone_since_ms < before_ms
         ]
-        for worker_id in gone:
-            worker = self._workers.pop(worker_id)
+        for worker in gone:
+            del self._workers[worker.worker_id]
             self._counts[worker.state] -= 1
         return gone
 

@@ -61,6 +61,9 @@ class Publisher(Protocol):
         on_failure: Callable[[], None] | None = None,
     ) -> None: ...
 
+    def clear_session(self, client_id: str) -> None:
+        """Discard the broker's session of `client_id` and what is queued in it, without waiting."""
+
 
 class Master:
     """Owns the dispatcher; every handler runs on the event loop, so no locks are needed."""
@@ -292,10 +295,14 @@ class Master:
         old undelivered answers."""
         now = self._clock()
         await self._apply(self.dispatcher.expire(now))
-        for worker_id in self.dispatcher.forget_gone(now):
-            self._forget_worker(worker_id)
+        for worker in self.dispatcher.forget_gone(now):
+            self._forget_worker(worker.worker_id)
+            if worker.state is WorkerState.OFFLINE and not worker.baseline:
+                # Its connection is gone (Last Will or goodbye), but the broker keeps its persistent session,
+                # task messages (users' keys) included, until it expires; it comes back with a fresh one.
+                self._publisher.clear_session(worker.worker_id)
             gone_s = self.settings.forget_workers_after_seconds
-            self.log(f"worker {worker_id} forgotten: offline or lost for {gone_s:g} s")
+            self.log(f"worker {worker.worker_id} forgotten: offline or lost for {gone_s:g} s")
         if now - self._last_purge >= PURGE_EVERY_MS:
             self._last_purge = now
             dropped = self.deliveries.purge()

@@ -60,6 +60,7 @@ class RecordingPublisher:
 
     def __init__(self) -> None:
         self.published: list[Published] = []
+        self.cleared: list[str] = []  # client ids whose broker session the master discarded
         self.failing = False
 
     def publish(
@@ -73,6 +74,9 @@ class RecordingPublisher:
         self.published.append(Published(topic, payload, qos, retain, on_failure))
         if self.failing and on_failure is not None:
             asyncio.get_running_loop().call_soon(on_failure)
+
+    def clear_session(self, client_id: str) -> None:
+        self.cleared.append(client_id)
 
     def tasks(self, worker_id: str | None = None) -> list[TaskMessage]:
         """The task messages published so far (to `worker_id`, or to anyone)."""

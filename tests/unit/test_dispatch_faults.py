@@ -43,8 +43,8 @@ def test_workers_offline_or_lost_for_long_are_forgotten_and_come_back_if_they_re
     d.expire(1_000)  # t1 went back to the queue and to "fine"; "hung"'s lease runs out
     assert worker_of(d, "hung").state is WorkerState.LOST
     assert d.forget_gone(30_099) == []  # "gone" went offline at 100 and "hung" lost at 1_000: not yet 30 s
-    assert d.forget_gone(30_101) == ["gone"]
-    assert d.forget_gone(31_001) == ["hung"]
+    assert [w.worker_id for w in d.forget_gone(30_101)] == ["gone"]
+    assert [w.worker_id for w in d.forget_gone(31_001)] == ["hung"]
     assert d.registry.get("gone") is None and d.registry.get("hung") is None
     assert [d.registry.count(s) for s in WorkerState] == [0, 1, 0, 0]  # "fine" is busy with t1
     d.worker_status("hung", "idle", 40_000, "t2", 1)  # it wakes up: admitted again, given the queued t2

@@ -122,3 +122,21 @@ async def test_a_restored_assignment_whose_worker_never_returns_is_requeued_soon
     await after.master.tick()
     await after.worker("go-worker-b")
     assert (after.last_task("go-worker-b").task_id, after.last_task("go-worker-b").attempt) == (task_id, 2)
+
+
+async def test_a_worker_forgotten_after_going_offline_has_its_broker_session_cleared() -> None:
+    r = await started(forget_workers_after_seconds=1)
+    await r.worker("go-worker-gone", max_task_ms=20_000)
+    await r.worker("go-worker-hung", max_task_ms=20_000)
+    await r.worker("python-worker-baseline")  # states no bound: the original's, with a clean session anyway
+    await r.ask()  # to go-worker-gone, idle for longest
+    await r.ask()  # to go-worker-hung
+    await r.status("go-worker-gone", "offline")  # its Last Will: the connection is gone
+    await r.status("python-worker-baseline", "offline")
+    r.clock.advance(20_000 + 15_000)  # go-worker-hung's lease runs out: lost, maybe still connected
+    await r.master.tick()
+    r.clock.advance(1_001)
+    await r.master.tick()
+    assert r.master.dispatcher.registry.get("go-worker-gone") is None
+    assert r.master.dispatcher.registry.get("go-worker-hung") is None
+    assert r.publisher.cleared == ["go-worker-gone"]  # not a lost one (it may still be connected), not a baseline
