@@ -63,7 +63,9 @@ def _workers_cpu(pids: Mapping[str, int], languages: Mapping[str, str]) -> dict[
 def _cpu_now(pids: Mapping[str, int]) -> dict[str, float]:
     """CPU seconds so far of the broker, the master, all workers together, and the clients (this process)."""
     workers = sum(cpu_seconds(pid) for name, pid in pids.items() if name.startswith("worker"))
-    named = {part: cpu_seconds(pids[part]) for part in ("master", "mosquitto") if part in pids}
+    # The master's process group: its web front too, when it runs in a process of its own (WEB_PROCESS).
+    named = {part: group_cpu_seconds(pids[part]) for part in ("master",) if part in pids}
+    named |= {part: cpu_seconds(pids[part]) for part in ("mosquitto",) if part in pids}
     return {**named, "workers": workers, "clients": time.process_time()}
 
 

@@ -163,11 +163,19 @@ class Collector:
                 row["started"] = int(e.get("started_timestamp", 0)) or None
                 row["finished"] = int(e.get("completion_timestamp", 0)) or None
                 row["worker_id"] = e.get("worker_id") or row.get("worker_id", "")
+                if e.get("language"):  # a master that tells the language and model time on Watch
+                    row["language"] = e["language"]
+                    row["model_time_ms"] = int(e.get("model_time_ms", 0))
             elif kind == "task.delivered":
                 row["delivered"] = stamp
         tap = self.tap
-        for m in tap.messages if tap else []:
-            if tap and m["topic"] == tap.topics.results and m.get("task_id") in rows:
+        for m in tap.messages if tap else []:  # the results topic (TASK_MESSAGES=true), for an older master
+            if (
+                tap
+                and m["topic"] == tap.topics.results
+                and m.get("task_id") in rows
+                and "language" not in rows[m["task_id"]]
+            ):
                 rows[m["task_id"]].update(language=m.get("language", ""), model_time_ms=m.get("model_time_ms"))
         frame: pd.DataFrame = pd.DataFrame(list(rows.values()), columns=TASK_COLUMNS)
         return frame

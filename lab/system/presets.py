@@ -90,13 +90,15 @@ def lab_cluster(
     model_latency_sd_ms: float = GEMINI_LIKE_SD_MS,
     **options: Unpack[ServiceOptions],
 ) -> LocalCluster:
-    """A local system for experiments: free ports, the offline model at the given latency, quiet logs, and
-    the master's limits lifted (`limits_lifted`: per session, per address, the queue's bound). `options` are
-    further `ClusterSpec` fields; `extra_env` is added to the preset's."""
+    """A local system for experiments: free ports, the offline model at the given latency, quiet logs, the
+    master's limits lifted (`limits_lifted`: per session, per address, the queue's bound), and the per-task
+    messages on MQTT (TASK_MESSAGES=true: the workers' busy and idle, the results topic) for the collectors'
+    second view. `options` are further `ClusterSpec` fields; `extra_env` is added to the preset's."""
     env = {
         **ServiceSettings.env_of(log_level="WARNING"),
         **WorkerSettings.env_of(offline_latency_ms=model_latency_ms, offline_latency_sd_ms=model_latency_sd_ms),
         **limits_lifted(),
+        **MasterSettings.env_of(task_messages=True),
     }
     env.update(options.get("extra_env") or {})
     options["extra_env"] = env
@@ -110,5 +112,7 @@ def lab_cluster(
 def measurement_cluster(
     workers: FleetSpec, work_seconds: float = 0.0, **options: Unpack[ServiceOptions]
 ) -> LocalCluster:
-    """`lab_cluster` with a model that answers at once: measuring clients time the system, not a model."""
+    """`lab_cluster` with a model that answers at once, and no per-task messages on MQTT (the master's default,
+    as deployed): measuring clients time the system, not a model nor the lab's second view."""
+    options["extra_env"] = {**MasterSettings.env_of(task_messages=False), **(options.get("extra_env") or {})}
     return lab_cluster(workers, work_seconds, model_latency_ms=0.0, model_latency_sd_ms=0.0, **options)

@@ -179,10 +179,14 @@ class Dispatcher:
             return 0, outcome
         return len(self._queue), outcome
 
-    def worker_online(self, worker_id: str, language: str, now_ms: int, max_task_ms: int | None = None) -> Outcome:
-        """A worker registered (or re-registered after a reconnect); `max_task_ms` sizes its leases."""
+    def worker_online(
+        self, worker_id: str, language: str, now_ms: int, max_task_ms: int | None = None, task_messages: bool = True
+    ) -> Outcome:
+        """A worker registered (or re-registered after a reconnect); `max_task_ms` sizes its leases;
+        `task_messages` False: it reports no busy and idle around its tasks."""
         worker = self.registry.upsert(worker_id, language, now_ms)
         worker.max_task_ms = max_task_ms or worker.max_task_ms
+        worker.task_messages = task_messages
         worker.heard = True
         held = self._assigned.get(worker.task_id) if worker.task_id else None
         if held is not None:

@@ -1,10 +1,15 @@
 """The task journal: every accepted task in SQLite until its answer was delivered (or kept long enough),
 and the baseline workers the master knows (they never register again after a restart).
 
-Writes happen on the event loop: with WAL and synchronous=NORMAL a commit costs tens of
-microseconds and survives a crash of the process (kill -9); only a power loss may drop the
-last commits. The file holds questions and tokens until the task ends: it is created readable
-by its owner only.
+Writes happen on the event loop, grouped: the writes of one turn of the loop form one transaction,
+committed at the start of the next turn (group commit), so that many answers cost one commit. Only
+two writes are promises that must be durable before someone hears of them: a question accepted
+(before its user's acknowledgement) and a result accepted (before the worker's); their callers
+await `durable()`. Any other write lost in a crash costs a reassignment or a second delivery,
+never an accepted question. Outside an event loop (tools, tests) every write commits at once.
+With WAL and synchronous=NORMAL a commit survives a crash of the process (kill -9); only a power
+loss may drop the last commits. The file holds questions and tokens until the task ends: it is
+created readable by its owner only.
 
 Users' API keys never reach the file in the clear. With a journal key (JOURNAL_KEY: base64 of
 32 random bytes) each is sealed with AES-256-GCM, a fresh nonce per row and the task id as
@@ -15,8 +20,10 @@ and the WAL's old copies of pages are emptied by `checkpoint`, now and then and 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import logging
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -28,6 +35,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from services.master.dispatch import Task, TaskState
 from services.protocol import AiResponse
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -64,6 +73,10 @@ KEY_BYTES = 32
 NONCE_BYTES = 12
 # 1: a journal written with secure_delete; an older one is vacuumed once, its freed pages may hold keys.
 SCRUBBED_VERSION = 1
+
+
+class JournalError(RuntimeError):
+    """A write could not be made durable (the disk is full or failing): what awaited it was not promised."""
 
 
 class JournalKeyError(ValueError):
@@ -166,6 +179,7 @@ class Journal:
         # those read back at start from a journal that held them.
         self._carried: dict[str, str] = {}
         self._checkpointed = -1  # total_changes at the last checkpoint
+        self._waiting: list[asyncio.Future[None]] = []  # callers of `durable` until the open transaction commits
         try:
             self._reseal()
             self._scrub()
@@ -175,14 +189,62 @@ class Journal:
         self.checkpoint()
 
     def close(self) -> None:
-        """Empty the WAL into the database and close it."""
+        """Commit, empty the WAL into the database and close it."""
+        self.commit()
         self.checkpoint()
         self._db.close()
+
+    def _write(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+        """Run one write: in the open transaction of this turn of the loop (one is begun, and its commit
+        scheduled, by the first write of a turn), or at once outside a loop."""
+        if not self._db.in_transaction:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return self._db.execute(sql, params)  # no loop: autocommit
+            self._db.execute("BEGIN")
+            # call_soon runs after the callbacks already ready: every handler of this turn writes first.
+            loop.call_soon(self._commit_scheduled)
+        return self._db.execute(sql, params)
+
+    def commit(self) -> None:
+        """Commit the open transaction, if any, and wake who awaits `durable`; on failure the transaction's
+        writes are rolled back, the error goes to them and is raised."""
+        waiting, self._waiting = self._waiting, []
+        try:
+            if self._db.in_transaction:
+                self._db.execute("COMMIT")
+        except sqlite3.Error as e:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            for future in waiting:
+                if not future.done():
+                    future.set_exception(JournalError(f"the journal could not commit: {e}"))
+            raise
+        for future in waiting:
+            if not future.done():
+                future.set_result(None)
+
+    def _commit_scheduled(self) -> None:
+        try:
+            self.commit()
+        except sqlite3.Error as e:  # the promises' callers got it; the loop goes on
+            log.error("journal commit failed: %s", e)
+
+    async def durable(self) -> None:
+        """Return once every write made so far is committed (at once when nothing is pending); JournalError
+        when the commit failed."""
+        if not self._db.in_transaction:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        await future
 
     def checkpoint(self) -> bool:
         """Copy the WAL into the database and truncate it, so that the older copies of pages (what ended tasks
         left) are gone from the disk's files; False when nothing was written since the last time, or a reader
         kept it from finishing."""
+        self.commit()  # a checkpoint does not take what an open transaction holds
         changes = self._db.total_changes
         if changes == self._checkpointed:
             return False
@@ -236,7 +298,7 @@ class Journal:
         api_key = self._keys.seal(task.task_id, task.api_key) if task.api_key else None
         if api_key == NOT_KEPT:
             self._carried[task.task_id] = task.api_key
-        self._db.execute(
+        self._write(
             "INSERT INTO tasks (task_id, session_id, query, api_key, model, submitted_ms, state) "
             "VALUES (?, ?, ?, ?, ?, ?, 'queued')",
             (task.task_id, task.session_id, task.query, api_key, task.model, task.submitted_ms),
@@ -244,18 +306,18 @@ class Journal:
 
     def assigned(self, task: Task) -> None:
         """A task's current attempt went to a worker."""
-        self._db.execute(
+        self._write(
             "UPDATE tasks SET state='assigned', attempt=?, token=?, worker_id=?, assigned_ms=? WHERE task_id=?",
             (task.attempt, task.token, task.worker_id, task.assigned_ms, task.task_id),
         )
 
     def requeued(self, task: Task) -> None:
         """A task went back to the queue (its attempt was lost)."""
-        self._db.execute("UPDATE tasks SET state='queued', token=NULL, worker_id=NULL WHERE task_id=?", (task.task_id,))
+        self._write("UPDATE tasks SET state='queued', token=NULL, worker_id=NULL WHERE task_id=?", (task.task_id,))
 
     def finished(self, task: Task, payload: AiResponse, failed: bool, now_ms: int) -> None:
         """A task has its answer (or failed for good); the key and token are no longer needed."""
-        self._db.execute(
+        self._write(
             "UPDATE tasks SET state=?, answer=?, finished_ms=?, api_key=NULL, token=NULL WHERE task_id=?",
             ("failed" if failed else "answered", payload.model_dump_json(), now_ms, task.task_id),
         )
@@ -264,7 +326,7 @@ class Journal:
 
     def delivered(self, task_id: str, now_ms: int) -> None:
         """The user has the answer: the task leaves the journal."""
-        self._db.execute("DELETE FROM tasks WHERE task_id=?", (task_id,))
+        self._write("DELETE FROM tasks WHERE task_id=?", (task_id,))
 
     def open_tasks(self) -> list[Task]:
         """Tasks that were queued or assigned, to restore after a restart."""
@@ -315,14 +377,14 @@ class Journal:
 
     def purge(self, older_than_ms: int) -> int:
         """Drop undelivered answers finished before `older_than_ms`; returns how many."""
-        cursor = self._db.execute(
+        cursor = self._write(
             "DELETE FROM tasks WHERE state IN ('answered', 'failed') AND finished_ms < ?", (older_than_ms,)
         )
         return cursor.rowcount
 
     def worker_known(self, worker_id: str, language: str, client_id: str | None) -> None:
         """A baseline worker is online (on `client_id`, when known)."""
-        self._db.execute(
+        self._write(
             "INSERT INTO workers (worker_id, language, client_id) VALUES (?, ?, ?) ON CONFLICT(worker_id) "
             "DO UPDATE SET language=excluded.language, client_id=coalesce(excluded.client_id, client_id)",
             (worker_id, language, client_id),
@@ -330,11 +392,11 @@ class Journal:
 
     def worker_longest(self, worker_id: str, longest_task_ms: int) -> None:
         """A baseline worker's longest task so far."""
-        self._db.execute("UPDATE workers SET longest_task_ms=? WHERE worker_id=?", (longest_task_ms, worker_id))
+        self._write("UPDATE workers SET longest_task_ms=? WHERE worker_id=?", (longest_task_ms, worker_id))
 
     def worker_gone(self, worker_id: str) -> None:
         """A baseline worker went offline or was forgotten."""
-        self._db.execute("DELETE FROM workers WHERE worker_id=?", (worker_id,))
+        self._write("DELETE FROM workers WHERE worker_id=?", (worker_id,))
 
     def known_workers(self) -> list[KnownWorker]:
         """The baseline workers online when last heard of, to remember after a restart."""

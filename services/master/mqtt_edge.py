@@ -133,6 +133,11 @@ class MqttEdge(MqttLink):
             # Baseline workers set no Last Will: the broker's log says when their connection closes
             # (broker_log). A broker that does not publish its log sends nothing here; leases still hold.
             await client.subscribe([(topic, 1) for topic in broker_log.LOG_TOPICS])
-        online = MasterPresence(status="online", timestamp=now_ms(), grpc_endpoint=self._grpc_endpoint)
+        online = MasterPresence(
+            status="online",
+            timestamp=now_ms(),
+            grpc_endpoint=self._grpc_endpoint,
+            task_messages=None if self._settings.task_messages else False,
+        )
         await client.publish(self._topics.master_status, encode(online), qos=1, retain=True)
         log.info("connected to MQTT at %s:%s", self._host, self._port)

@@ -36,6 +36,7 @@ class Worker:
     confirmed: bool = False  # it reported busy since it was given its current task
     heard: bool = True  # False for a worker remembered from before a restart, until it reports
     longest_task_ms: int = 0  # the longest a task of it took, assignment to accepted result
+    task_messages: bool = True  # it reports busy and idle around each task (False: it said it leaves them out)
 
     @property
     def baseline(self) -> bool:

@@ -15,7 +15,7 @@ from services.master import broker_log
 from services.master.delivery import Deliveries, SendWithAck
 from services.master.dispatch import Dispatcher, Outcome, Task, TaskState
 from services.master.intake import Intake, Refusal
-from services.master.journal import Journal
+from services.master.journal import Journal, JournalError
 from services.master.metrics import Metrics
 from services.master.recent import RecentAnswers
 from services.master.registry import Worker, WorkerState
@@ -133,7 +133,13 @@ class Master:
         task = self.intake.admit(query, session_id, address, self._clock(), self.dispatcher)
         if isinstance(task, Refusal):
             return self.refuse(task.message, task.reason)
-        self.journal.accepted(task)  # before the user hears it was accepted
+        self.journal.accepted(task)
+        try:
+            await self.journal.durable()  # committed (with the turn's other writes) before the user hears of it
+        except JournalError as e:
+            self.intake.failed(task)
+            log.error("question not accepted: %s", e)
+            return self.refuse("the master could not record your question: try again in a moment", "journal")
         position, outcome = self.dispatcher.submit(task, task.submitted_ms)
         self.metrics.tasks.labels("accepted").inc()
         self._event("task.accepted", task, position=position)
@@ -148,6 +154,32 @@ class Master:
         self.metrics.tasks.labels("rejected").inc()
         self.metrics.refusals.labels(reason).inc()
         return QueryAck.refuse(message)
+
+    def session_opened(self, session_id: str) -> None:
+        """A connection of the session opened: the web edge in this process knows its connections itself."""
+
+    def session_closed(self, session_id: str) -> None:
+        """A connection of the session closed (see `session_opened`)."""
+
+    def count_refusal(self, reason: str) -> None:
+        """Count a refused connection by `reason`."""
+        self.metrics.refusals.labels(reason).inc()
+
+    def expects_acks(self, session_id: str) -> None:
+        """A client of this session acknowledges its answers (it asked for the `user-query` acknowledgement)."""
+        self.deliveries.expects_acks(session_id)
+
+    async def status_report(self) -> StatusReport:
+        """`status`, for a web edge in another process."""
+        return self.status()
+
+    async def metrics_text(self) -> bytes:
+        """The Prometheus text of the metrics."""
+        return self.metrics.render()
+
+    async def dashboard_snapshot(self) -> DashboardSnapshot:
+        """`dashboard`, for a web edge in another process."""
+        return self.dashboard()
 
     async def session_connected(self, session_id: str) -> None:
         """A client joined a session: tell it where its open questions are and resend its answers."""
@@ -176,7 +208,9 @@ class Master:
     async def on_register(self, reg: RegisterMessage) -> None:
         """A worker (re)announced itself."""
         known = self.dispatcher.registry.get(reg.worker_id)
-        outcome = self.dispatcher.worker_online(reg.worker_id, reg.language, self._clock(), reg.max_task_ms)
+        outcome = self.dispatcher.worker_online(
+            reg.worker_id, reg.language, self._clock(), reg.max_task_ms, reg.task_messages is not False
+        )
         if known is None or known.state in (WorkerState.OFFLINE, WorkerState.LOST):
             self.log(f"worker {reg.worker_id} ({reg.language}) registered")
             self._event("worker.online", worker_id=reg.worker_id, language=reg.language)
@@ -250,6 +284,7 @@ class Master:
         response = answer(task, result, now)
         if task.attempt > self._keyless.pop(task.task_id, task.attempt):  # sent after a restart without its key
             response = without_user_key(response)
+        worker = self.dispatcher.registry.get(result.worker_id)
         self._event(
             "task.failed" if result.failed else "task.answered",
             task,
@@ -258,11 +293,16 @@ class Master:
             started_timestamp=result.started_ms,
             completion_timestamp=result.completed_ms,
             reason=result.error[:200],
+            language=worker.language if worker else "",
+            model_time_ms=result.model_time_ms,
         )
-        self.journal.finished(task, response, result.failed, now)  # before the worker hears it was accepted
+        self.journal.finished(task, response, result.failed, now)
         # The worker's next task first, then the answer: sending the answer awaits the user's socket, and
         # the worker (idle now) should not wait for it (the scale benchmark's handover, p50 -3 ms).
         await self._apply(verdict.outcome)
+        if worker is not None and not worker.task_messages and worker.state is WorkerState.IDLE:
+            self._event("worker.idle", worker_id=worker.worker_id, task_id=task.task_id)  # it sends no idle
+        await self.journal.durable()  # committed before the worker or the user hears of it
         await self.deliveries.deliver(task.task_id, task.session_id, response)
         self._record(task, result, now)
         return True, verdict.message
@@ -273,19 +313,22 @@ class Master:
             self.journal.worker_longest(worker.worker_id, took_ms)
 
     def _record(self, task: Task, result: WorkerResult, now: int) -> None:
-        """Metrics, the results topic and the log line of a finished task."""
-        worker = self.dispatcher.registry.get(task.worker_id or "")
+        """Metrics of a finished task; with TASK_MESSAGES, also the results topic and the log line."""
         delivered = self._clock()
-        message = summary(task, result, worker.language if worker else "", now)
-        self.metrics.tasks.labels(message.outcome).inc()
+        outcome = "failed" if result.failed else "answered"
+        self.metrics.tasks.labels(outcome).inc()
         self.metrics.latency.observe((delivered - task.submitted_ms) / 1000)
         self.metrics.wait.observe((task.assigned_ms - task.submitted_ms) / 1000)
         self.metrics.processing.observe(result.processing_time_ms / 1000)
         self.metrics.overhead.observe(max(0, delivered - task.submitted_ms - result.processing_time_ms) / 1000)
         self.recent.add(delivered, delivered - task.submitted_ms)
+        if not self.settings.task_messages:
+            return  # the same facts are on the Watch stream, built only while someone watches
+        worker = self.dispatcher.registry.get(task.worker_id or "")
+        message = summary(task, result, worker.language if worker else "", now)
         self._publisher.publish(self.topics.results, encode(message), qos=0)
         self.log(
-            f"task {task.task_id[:8]} {message.outcome} by {result.worker_id} "
+            f"task {task.task_id[:8]} {outcome} by {result.worker_id} "
             f"in {result.processing_time_ms} ms (attempt {task.attempt})"
         )
 
@@ -369,6 +412,8 @@ class Master:
             t = a.task
             self.journal.assigned(t)
             self._event("task.assigned", t, worker_id=a.worker_id)
+            if self.events.active and not self._task_messages_from(a.worker_id):
+                self._event("worker.busy", worker_id=a.worker_id, task_id=t.task_id)  # it sends no busy
             message = TaskMessage(
                 worker_id=a.worker_id,
                 session_id=t.task_id,
@@ -420,6 +465,10 @@ class Master:
                 **fields,
             )
         )
+
+    def _task_messages_from(self, worker_id: str) -> bool:
+        worker = self.dispatcher.registry.get(worker_id)
+        return worker is None or worker.task_messages
 
     def _delivered(self, task_id: str) -> None:
         self._event("task.delivered", task_id=task_id)

@@ -75,6 +75,12 @@ class MasterSettings(ServiceSettings):
     max_in_flight_per_address: int = setting("MAX_IN_FLIGHT_PER_ADDRESS", 50, Env.integer, minimum=1)
     # Refuse a question whose predicted wait would break the latency target (seconds per task); 0 turns it off.
     latency_target_seconds: float = setting("LATENCY_TARGET_SECONDS", 15.0, Env.number, minimum=0.0)
+    # Per-task messages on MQTT (the results summary, per-task log lines, and the workers' busy/idle and log lines):
+    # nothing decides on them, and the lab's collectors take the same facts from the Watch stream. Off: lean.
+    task_messages: bool = setting("TASK_MESSAGES", False, Env.boolean)
+    # Socket.IO and HTTP in a process of their own, the web front (services.master.front), beside the core that
+    # decides: the master uses two cores.
+    web_process: bool = setting("WEB_PROCESS", False, Env.boolean)
     grpc_tls_cert: str | None = setting("GRPC_TLS_CERT", None, Env.existing_file)
     grpc_tls_key: str | None = setting("GRPC_TLS_KEY", None, Env.existing_file)
 

@@ -44,6 +44,9 @@ class RegisterMessage(Message):
     status: Literal["idle"] = "idle"
     timestamp: Timestamp = Field(default_factory=now_ms)
     max_task_ms: StrictInt | None = Field(default=None, gt=0)  # extension: work + model timeout, sizes leases
+    # Extension: False from a worker that follows a master's `task_messages: false` (no busy, idle or log line
+    # per task: the master knows it is busy from the assignment and idle from the accepted result). Unset: sends them.
+    task_messages: bool | None = None
 
 
 class StatusMessage(Message):
@@ -113,6 +116,9 @@ class MasterPresence(Message):
     status: Literal["online", "offline"]
     timestamp: Timestamp | None = None
     grpc_endpoint: str = ""
+    # Extension: False when the master needs no per-task messages from its workers (busy, idle, log lines):
+    # a worker that knows it may leave them out; one that does not sends them as always. Unset: they are needed.
+    task_messages: bool | None = None
 
 
 def json_type(value: object) -> str:

@@ -58,6 +58,8 @@ class WorkerRunner:
         self._tasks: asyncio.Queue[TaskMessage] = asyncio.Queue()
         self._busy = False
         self._master_started: int | None = None  # timestamp of the master presence we last saw
+        # The master's presence said it needs no per-task messages (busy, idle, log lines): leave them out.
+        self._lean = False
         self.mqtt = MqttLink(self._new_client, self._connected, self._on_message)
         # The longest a task may take here: the master sizes its lease on it.
         self._max_task_ms = round((settings.work_seconds + settings.gemini_timeout_seconds) * 1000)
@@ -114,7 +116,11 @@ class WorkerRunner:
     async def _register(self, client: aiomqtt.Client) -> None:
         """Announce this worker; a worker in the middle of a task says so right after."""
         register = RegisterMessage(
-            worker_id=self.worker_id, language=LANGUAGE, timestamp=now_ms(), max_task_ms=self._max_task_ms
+            worker_id=self.worker_id,
+            language=LANGUAGE,
+            timestamp=now_ms(),
+            max_task_ms=self._max_task_ms,
+            task_messages=False if self._lean else None,
         )
         await client.publish(self.topics.register, encode(register), qos=1)
         if self._busy:
@@ -127,6 +133,7 @@ class WorkerRunner:
                 presence = decode(MasterPresence, payload)
                 if presence.status == "online" and presence.timestamp != self._master_started:
                     self._master_started = presence.timestamp
+                    self._lean = presence.task_messages is False
                     # Every master we see for the first time learns about us at once: a restarted one, and
                     # also the first, when we started before it and our registration reached nobody (in a
                     # Swarm, services start in no order). Registering again is harmless: the master keeps
@@ -153,9 +160,11 @@ class WorkerRunner:
         )
         self.mqtt.publish(self.topics.status, encode(message), qos=1)
 
-    def _log(self, text: str) -> None:
+    def _log(self, text: str, per_task: bool = False) -> None:
+        """Log locally and on the log topic; a routine line about one task only when the master wants those."""
         log.info("%s", text)
-        self.mqtt.publish(self.topics.logs, encode(LogMessage(source=self.worker_id, message=text)), qos=0)
+        if not (per_task and self._lean):
+            self.mqtt.publish(self.topics.logs, encode(LogMessage(source=self.worker_id, message=text)), qos=0)
 
     # -- work -------------------------------------------------------------------------------
     async def _work(self) -> None:
@@ -164,21 +173,27 @@ class WorkerRunner:
             task = await self._tasks.get()
             self._busy = True
             self._current = task
-            self._publish_status("busy", task)
+            lean = self._lean  # for the whole task: a presence arriving meanwhile changes the next one
+            if not lean:
+                self._publish_status("busy", task)
+            accepted = False
             try:
-                await self.process(task)
+                ack = await self.process(task)
+                accepted = ack is not None and ack.success
             except Exception:
                 log.exception("unexpected error on task %s", (task.task_id or "?")[:8])
             finally:
                 self._busy = False
-                # Always, even with the next task already here: "idle with task X" says X is finished
-                # (the master ignores it when it has given us a newer task; collectors time the work).
-                self._publish_status("idle", task)
+                # Even with the next task already here: "idle with task X" says X is finished (the master
+                # ignores it when it has given us a newer task; collectors time the work). A lean master
+                # knows that from the accepted result, and needs it only when the result did not get through.
+                if not (lean and accepted):
+                    self._publish_status("idle", task)
 
     async def process(self, task: TaskMessage) -> pb.ResultAck | None:
         """Answer one task and report it; returns the master's acknowledgement, if any."""
         label = (task.task_id or task.session_id)[:8]
-        self._log(f"task {label} started (attempt {task.attempt or 1})")
+        self._log(f"task {label} started (attempt {task.attempt or 1})", per_task=True)
         started_wall, started = now_ms(), time.monotonic()
         self._sender.prepare(task.grpc_endpoint)
         text, error, model_name, model_ms = "", "", "", 0
@@ -212,7 +227,7 @@ class WorkerRunner:
             self._log(f"task {label}: {e}")
             return None
         if ack.success:
-            self._log(f"task {label} {'failed' if error else 'done'} in {processing_ms} ms")
+            self._log(f"task {label} {'failed' if error else 'done'} in {processing_ms} ms", per_task=True)
         else:
             self._log(f"task {label} result refused by the master: {ack.message}")
         return ack

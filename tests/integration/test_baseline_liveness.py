@@ -47,10 +47,12 @@ async def test_a_baseline_worker_killed_mid_task_costs_no_lease(
 ) -> None:
     cluster, started = baseline
     victim = await start_baseline(cluster, started, "python-worker-b1")
+    # Ours first (starting a worker may take longer than the work on a busy machine), idle for less time than
+    # the victim: the question goes to the victim, ours is ready to take over.
+    ours = await asyncio.to_thread(cluster.add_worker)
     async with ChatClient(cluster.web_url) as user:
         asked = await user.ask("who answers after the kill?")
         await eventually(lambda: asked.worker_id == victim.worker_id, "the baseline worker has the question")
-        ours = await asyncio.to_thread(cluster.add_worker)  # idle, ready to take over
         await asyncio.sleep(WORK / 2)
         victim.kill()
         killed = time.monotonic()

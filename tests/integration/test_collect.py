@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from lab.loadgen.client import ChatClient
 from lab.observe.collect import Collector
+from services.master.settings import MasterSettings
 from tests.conftest import ClusterFactory
 from tests.waiting import eventually
 
 
 async def test_collector_gives_one_row_per_task_and_the_workers_busy_times(cluster_factory: ClusterFactory) -> None:
-    cluster = cluster_factory(workers=2, work_seconds=0.4)
+    # The workers' own view on MQTT (busy and idle) comes with the per-task messages, which the lab opts into.
+    cluster = cluster_factory(workers=2, work_seconds=0.4, extra_env=MasterSettings.env_of(task_messages=True))
     with Collector.for_cluster(cluster) as collector:
         # The Watch stream opens with one event per known worker: then it is recording.
         await eventually(lambda: len(collector.watch.events) >= 2, "the workers' snapshot on the Watch stream")

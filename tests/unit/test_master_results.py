@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from services.protocol import AiResponse, ResultSummary, decode
 from tests.unit.master_fakes import SESSION, TOPICS, Rig, started
 
 
-async def one_assigned() -> tuple[Rig, str]:
-    r = await started()
+async def one_assigned(**settings: Any) -> tuple[Rig, str]:
+    r = await started(**settings)
     await r.worker("go-worker-a")
     return r, await r.ask("What is MQTT?")
 
@@ -46,8 +48,17 @@ async def test_an_accepted_result_frees_its_worker_for_the_next_question() -> No
     assert (worker.state, worker.current_task, worker.tasks_done) == ("busy", second, 1)
 
 
+async def test_by_default_a_finished_task_puts_nothing_on_the_results_or_log_topics() -> None:
+    r, _ = await one_assigned()
+    before = len(r.publisher.on(TOPICS.logs))
+    assert (await r.answer(r.last_task("go-worker-a"), "an answer"))[0]
+    assert r.publisher.on(TOPICS.results) == []
+    assert len(r.publisher.on(TOPICS.logs)) == before  # no line per task (TASK_MESSAGES is off)
+    assert r.master.metrics.tasks.labels("answered")._value.get() == 1  # the metrics still count it
+
+
 async def test_an_accepted_result_is_summarised_on_the_results_topic_without_text() -> None:
-    r, task_id = await one_assigned()
+    r, task_id = await one_assigned(task_messages=True)
     await r.answer(r.last_task("go-worker-a"), "secret answer")
     (published,) = r.publisher.on(TOPICS.results)
     summary = decode(ResultSummary, published.payload)
@@ -62,7 +73,7 @@ async def test_an_accepted_result_is_summarised_on_the_results_topic_without_tex
 
 
 async def test_a_failed_result_tells_the_user_in_error_and_in_response() -> None:
-    r, _ = await one_assigned()
+    r, _ = await one_assigned(task_messages=True)
     assert (await r.answer(r.last_task(), "", error="the model is down"))[0]
     (answer,) = r.sender.answers()
     assert (answer.error, answer.response, answer.failed) == ("the model is down", "the model is down", True)

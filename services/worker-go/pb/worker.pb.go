@@ -296,6 +296,7 @@ type Event struct {
 	QueueLength         int32  `protobuf:"varint,13,opt,name=queue_length,json=queueLength,proto3" json:"queue_length,omitempty"` // the system after the event
 	BusyWorkers         int32  `protobuf:"varint,14,opt,name=busy_workers,json=busyWorkers,proto3" json:"busy_workers,omitempty"`
 	IdleWorkers         int32  `protobuf:"varint,15,opt,name=idle_workers,json=idleWorkers,proto3" json:"idle_workers,omitempty"`
+	ModelTimeMs         int64  `protobuf:"varint,16,opt,name=model_time_ms,json=modelTimeMs,proto3" json:"model_time_ms,omitempty"` // task.answered / task.failed: the model's share of processing_time_ms
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
@@ -435,6 +436,13 @@ func (x *Event) GetIdleWorkers() int32 {
 	return 0
 }
 
+func (x *Event) GetModelTimeMs() int64 {
+	if x != nil {
+		return x.ModelTimeMs
+	}
+	return 0
+}
+
 var File_worker_proto protoreflect.FileDescriptor
 
 const file_worker_proto_rawDesc = "" +
@@ -464,7 +472,7 @@ const file_worker_proto_rawDesc = "" +
 	"\asuccess\x18\x01 \x01(\bR\asuccess\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"*\n" +
 	"\fWatchRequest\x12\x1a\n" +
-	"\bsnapshot\x18\x01 \x01(\bR\bsnapshot\"\xf9\x03\n" +
+	"\bsnapshot\x18\x01 \x01(\bR\bsnapshot\"\x9d\x04\n" +
 	"\x05Event\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1c\n" +
 	"\ttimestamp\x18\x02 \x01(\x03R\ttimestamp\x12\x17\n" +
@@ -481,7 +489,8 @@ const file_worker_proto_rawDesc = "" +
 	"\x06reason\x18\f \x01(\tR\x06reason\x12!\n" +
 	"\fqueue_length\x18\r \x01(\x05R\vqueueLength\x12!\n" +
 	"\fbusy_workers\x18\x0e \x01(\x05R\vbusyWorkers\x12!\n" +
-	"\fidle_workers\x18\x0f \x01(\x05R\vidleWorkers2\x81\x01\n" +
+	"\fidle_workers\x18\x0f \x01(\x05R\vidleWorkers\x12\"\n" +
+	"\rmodel_time_ms\x18\x10 \x01(\x03R\vmodelTimeMs2\x81\x01\n" +
 	"\x0eWorkerCallback\x123\n" +
 	"\n" +
 	"SendResult\x12\x12.worker.TaskResult\x1a\x11.worker.ResultAck\x12:\n" +
