@@ -134,12 +134,6 @@ class Master:
         if isinstance(task, Refusal):
             return self.refuse(task.message, task.reason)
         self.journal.accepted(task)
-        try:
-            await self.journal.durable()  # committed (with the turn's other writes) before the user hears of it
-        except JournalError as e:
-            self.intake.failed(task)
-            log.error("question not accepted: %s", e)
-            return self.refuse("the master could not record your question: try again in a moment", "journal")
         position, outcome = self.dispatcher.submit(task, task.submitted_ms)
         self.metrics.tasks.labels("accepted").inc()
         self._event("task.accepted", task, position=position)
@@ -147,6 +141,14 @@ class Master:
             self._sent_positions[task.task_id] = position
             await self._emit(Events.TASK_QUEUED, TaskQueued(taskId=task.task_id, position=position), session_id)
         await self._apply(outcome)
+        # The acknowledgement is the promise: it waits for the commit of this turn's writes (the question's
+        # among them). In the queue before that, not after: questions arriving together are admitted one by
+        # one against the queue they make.
+        try:
+            await self.journal.durable()
+        except JournalError as e:  # the disk failed: nothing promised (the question may still be answered)
+            log.error("question %s not recorded: %s", task.task_id[:8], e)
+            return self.refuse("the master could not record your question: try again in a moment", "journal")
         return QueryAck.accept(task.task_id, position)
 
     def refuse(self, message: str, reason: str = "bad_request") -> QueryAck:
