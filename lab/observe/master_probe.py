@@ -13,7 +13,6 @@ import grpc
 import httpx
 
 from lab.system.procs import cpu_seconds
-from services.protocol import StatusReport, validate
 from services.protocol.rpc import pb, pb_grpc
 
 SAMPLE_S = 0.5
@@ -44,6 +43,14 @@ def read_memory_kb(pid: int) -> tuple[int, int]:
     return values["VmRSS"], values["VmHWM"]
 
 
+def queue_depth(metrics: str) -> int:
+    """The queue length in the master's Prometheus text (its `swarm_queue_depth` gauge)."""
+    for line in metrics.splitlines():
+        if line.startswith("swarm_queue_depth "):
+            return int(float(line.split()[1]))
+    raise ValueError("no swarm_queue_depth in the metrics")
+
+
 class Sampler:
     """Samples the master's memory and /api/status every SAMPLE_S in a thread."""
 
@@ -59,9 +66,11 @@ class Sampler:
         """Take one sample now (also recorded)."""
         rss, hwm = read_memory_kb(self.pid)
         sample = Sample(time.time(), rss, hwm, cpu_seconds(self.pid))
-        # A master too busy to answer in time: memory alone this time. ValueError: not JSON, or not a status.
+        # A master too busy to answer in time: memory alone this time. ValueError: no such gauge.
+        # /metrics, not /api/status: the status lists every worker, which at 1,000 workers cost the master
+        # ~13 % of its CPU at two polls a second; the queue's gauge costs the same at any fleet size.
         with contextlib.suppress(httpx.HTTPError, ValueError):
-            sample.queue = validate(StatusReport, self._http.get("/api/status").json()).queue_length
+            sample.queue = queue_depth(self._http.get("/metrics").text)
         self.samples.append(sample)
         return sample
 
