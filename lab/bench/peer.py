@@ -1,9 +1,13 @@
 """Benchmark `peer`: ours against Celery with Redis, the same zero-work job side by side in one run.
 
 Both systems get the same number of worker processes and the same closed-loop clients, in this process, on
-this machine: ours first (lab.system.measurement_cluster), Celery right after (lab.bench.peer_celery, a Redis of
-its own on a free port). Besides answers per second and latency, the figures say how much CPU the clients
-and each system used in the measured window, so a reader can tell which side the machine was spent on.
+this machine: ours (lab.system.measurement_cluster), then Celery (lab.bench.peer_celery, a Redis of its own on
+a free port), and again, `--rounds` times in all (default 2: ours, Celery, ours, Celery), so that a drift of
+this shared machine weighs on both sides alike and a reader sees how far two runs of one side differ. Besides
+answers per second and latency, the figures say how much CPU the clients and each system used in the measured
+window, so a reader can tell which side the machine was spent on. Every run's figures are kept; a side's
+headline figures (``ours_per_s``, ``celery_p99_ms``, ..., and ``ratio``) are the mean of its runs (see
+lab.bench.peer_figures).
 """
 
 from __future__ import annotations
@@ -18,31 +22,35 @@ from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lab.analysis.stats import percentile
-from lab.bench.common import figure
+from lab.bench.peer_figures import SIDES, ratios, side_figures
+from lab.bench.peer_figures import chart as chart
+from lab.bench.peer_figures import summary as summary
 from lab.bench.throughput import closed_loop
 from lab.loadgen.client import Exchange
 from lab.system.presets import measurement_cluster
 from services.loop import run as run_loop
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-
 NAME = "peer"
-HELP = "ours against Celery+Redis: the same zero-work job, workers and closed-loop clients, one after the other"
+HELP = "ours against Celery+Redis: the same zero-work job, workers and closed-loop clients, in alternating rounds"
 
 ANSWER_TIMEOUT_S = 60.0
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
-    """--workers, --clients, --seconds, --warmup, --celery-pool."""
+    """--workers, --clients, --seconds, --warmup, --rounds, --celery-pool, --redis-durable."""
     parser.add_argument("--workers", type=int, default=4, help="worker processes of each system")
     parser.add_argument("--clients", type=int, default=50, help="closed-loop clients, one question at a time each")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds of each system")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="runs of each system, alternating (ours, Celery, ours, ...); the headline figures are their mean",
+    )
     parser.add_argument(
         "--celery-pool",
         choices=("solo", "prefork"),
@@ -121,23 +129,23 @@ class Phase:
         else:
             self._cpu_start = now
 
-    def figures(self, prefix: str) -> dict[str, Any]:
-        """The figures of this phase, keys prefixed."""
+    def figures(self) -> dict[str, Any]:
+        """The figures of this phase (one run of one system)."""
         seconds, answers = self.seconds, len(self.latencies_ms)
         per_answer = 1000 / answers if answers else math.nan
         return {
-            f"{prefix}_per_s": round(answers / seconds, 1),
-            f"{prefix}_p50_ms": round(percentile(self.latencies_ms, 50), 1),
-            f"{prefix}_p99_ms": round(percentile(self.latencies_ms, 99), 1),
-            f"{prefix}_answers": answers,
+            "per_s": round(answers / seconds, 1),
+            "p50_ms": round(percentile(self.latencies_ms, 50), 1),
+            "p99_ms": round(percentile(self.latencies_ms, 99), 1),
+            "answers": answers,
             # CPU in % of one core (the machine has os.cpu_count() of them), and in ms per answer.
-            f"{prefix}_client_cpu_pct": round(100 * self.client_cpu_s / seconds, 1),
-            f"{prefix}_system_cpu_pct": round(100 * self.system_cpu_s / seconds, 1),
-            f"{prefix}_machine_cpu_pct": round(100 * self.machine_cpu_s / seconds, 1),
-            f"{prefix}_client_cpu_ms_per_answer": round(self.client_cpu_s * per_answer, 2),
-            f"{prefix}_system_cpu_ms_per_answer": round(self.system_cpu_s * per_answer, 2),
-            f"{prefix}_worker_ids": sorted(self.worker_ids),
-            f"{prefix}_tasks_by_worker": dict(sorted(self.by_worker.items())),
+            "client_cpu_pct": round(100 * self.client_cpu_s / seconds, 1),
+            "system_cpu_pct": round(100 * self.system_cpu_s / seconds, 1),
+            "machine_cpu_pct": round(100 * self.machine_cpu_s / seconds, 1),
+            "client_cpu_ms_per_answer": round(self.client_cpu_s * per_answer, 2),
+            "system_cpu_ms_per_answer": round(self.system_cpu_s * per_answer, 2),
+            "worker_ids": sorted(self.worker_ids),
+            "tasks_by_worker": dict(sorted(self.by_worker.items())),
         }
 
 
@@ -238,57 +246,34 @@ def measure_celery(
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    """Ours, then Celery: `workers` worker processes each, `clients` closed-loop clients asking one question
-    at a time for `seconds` after `warmup`; answers per second, latency, and CPU used by each side."""
-    ours = measure_ours(args.workers, args.clients, args.seconds, args.warmup)
-    celery = measure_celery(args.workers, args.clients, args.seconds, args.warmup, args.celery_pool, args.redis_durable)
+    """Ours, then Celery, `rounds` times: `workers` worker processes each, `clients` closed-loop clients asking
+    one question at a time for `seconds` after `warmup`; answers per second, latency, and CPU used by each side,
+    for every run and as the mean of each side's runs."""
+    if args.rounds < 1:
+        raise ValueError(f"--rounds must be at least 1, got {args.rounds}")
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
+    started = time.monotonic()
+    for round_ in range(1, args.rounds + 1):
+        for side in SIDES:
+            at = time.monotonic() - started
+            if side == "ours":
+                phase = measure_ours(args.workers, args.clients, args.seconds, args.warmup)
+            else:
+                pool, durable = args.celery_pool, args.redis_durable
+                phase = measure_celery(args.workers, args.clients, args.seconds, args.warmup, pool, durable)
+            # started_s: when the run began, from the first run's start (the order they ran in).
+            runs[side].append({"round": round_, "started_s": round(at, 1), **phase.figures()})
     result: dict[str, Any] = {
         "name": NAME,
         "workers": args.workers,
         "clients": args.clients,
         "seconds": args.seconds,
         "warmup_s": args.warmup,
+        "rounds": args.rounds,
         "celery_pool": args.celery_pool,
         "redis_durable": args.redis_durable,
-        **ours.figures("ours"),
-        **celery.figures("celery"),
+        **side_figures("ours", runs["ours"]),
+        **side_figures("celery", runs["celery"]),
     }
-    result["ratio"] = round(result["ours_per_s"] / result["celery_per_s"], 3) if result["celery_per_s"] else None
+    result.update(ratios(result))
     return result
-
-
-def summary(result: dict[str, Any]) -> str:
-    """Throughput, latency and CPU of both, and their ratio."""
-    redis = "Redis with AOF" if result.get("redis_durable") else "Redis in memory"
-    sides = [
-        f"{label} {result[f'{key}_per_s']} answers/s (p50 {result[f'{key}_p50_ms']} ms, "
-        f"p99 {result[f'{key}_p99_ms']} ms; CPU: clients {result[f'{key}_client_cpu_pct']}%, "
-        f"system {result[f'{key}_system_cpu_pct']}%, machine {result[f'{key}_machine_cpu_pct']}%; "
-        f"CPU ms per answer: clients {result[f'{key}_client_cpu_ms_per_answer']}, "
-        f"system {result[f'{key}_system_cpu_ms_per_answer']})"
-        for label, key in (("ours", "ours"), (f"Celery ({result['celery_pool']} pool, {redis})", "celery"))
-    ]
-    return (
-        f"peer, {result['workers']} workers, {result['clients']} closed-loop clients, {result['seconds']} s each: "
-        f"{sides[0]}; {sides[1]}; ours/Celery = {result['ratio']} (CPU in % of one core)"
-    )
-
-
-def chart(result: dict[str, Any]) -> Figure:
-    """Answers per second, and p50/p99 latency, ours against Celery."""
-    fig, (rate, latency) = figure(1, 2)
-    sides = (("ours", "ours", "tab:blue"), ("celery", "Celery+Redis", "tab:orange"))
-    bars = rate.bar([s[1] for s in sides], [result[f"{s[0]}_per_s"] for s in sides], color=[s[2] for s in sides])
-    rate.bar_label(bars, fmt="%.0f")
-    rate.set_ylabel("answers per second")
-    rate.set_title(f"Throughput ({result['workers']} workers, {result['clients']} clients)")
-    width = 0.38
-    for offset, (key, label, colour) in ((-width / 2, sides[0]), (width / 2, sides[1])):
-        values = [result[f"{key}_p50_ms"], result[f"{key}_p99_ms"]]
-        bars = latency.bar([offset, 1 + offset], values, width, color=colour, label=label)
-        latency.bar_label(bars, fmt="%.0f", fontsize="small")
-    latency.set_xticks([0, 1], ["p50", "p99"])
-    latency.set_ylabel("end-to-end latency (ms)")
-    latency.set_title("Latency")
-    latency.legend(fontsize="small")
-    return fig

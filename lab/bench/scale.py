@@ -21,6 +21,11 @@ stamps compare):
   (task.answered -> task.assigned of the next task) and ``assign_to_receive`` (-> the worker has it);
   ``result_to_assign`` is the master's own share (result sent -> next task.assigned). Master
   stamps are whole milliseconds.
+- ``little_cycle_ms``: workers / steady_rate_per_s (Little's law). With the queue never empty, a worker's cycle
+  is one task and one handover, and all of them share the master's rate: with zero work the handover is
+  about this long whatever the master does per message. A handover p99 under 100 ms for 1,000 zero-work
+  workers needs 10,000 tasks/s; below the master's rate (enough --work-seconds) it measures the master's
+  latency instead of its throughput.
 - ``submit_s``/``submit_rate_per_s``: queueing every question, no worker online (the master's accept rate
   with a growing queue: journal insert, ack and task-queued per question).
 - ``master_rss_mb``: the master's peak resident memory (VmHWM of /proc/<pid>/status, sampled every
@@ -259,6 +264,7 @@ def figures(
     after = [s for s in samples if s.at >= last_answer]
     # The master idles before the workers start and after the last answer: the difference is the drain's.
     master_cpu = after[0].cpu_s - before[-1].cpu_s if before and after else float("nan")
+    steady_rate = (hi - lo) / steady_span if steady_span > 0 else None
     origin = timeline.submit_started
     submit_s = timeline.submit_ended - timeline.submit_started
     result: dict[str, Any] = {
@@ -279,7 +285,8 @@ def figures(
         "workers_ready_s": round(max(firsts.values(), default=0) / 1e9 - timeline.workers_started, 2),
         "drain_s": round(drain, 2),
         "dispatch_rate_per_s": round(answered / drain, 1),
-        "steady_rate_per_s": round((hi - lo) / steady_span, 1) if steady_span > 0 else None,
+        "steady_rate_per_s": round(steady_rate, 1) if steady_rate else None,
+        "little_cycle_ms": round(1000 * args.workers / steady_rate, 1) if steady_rate else None,
         "handovers": len(gaps),
         **_ms_stats("dispatch", gaps),
         "dispatch_max_ms": round(max(gaps, default=float("nan")), 2),
@@ -317,7 +324,8 @@ def summary(result: dict[str, Any]) -> str:
     text = (
         f"{result['workers']} workers drained {result['answered']} of {result['tasks']} queued tasks in "
         f"{result['drain_s']} s ({result['dispatch_rate_per_s']} tasks/s, steady {result['steady_rate_per_s']}); "
-        f"handover p50 {result['dispatch_p50_ms']} ms, p99 {result['dispatch_p99_ms']} ms; "
+        f"handover p50 {result['dispatch_p50_ms']} ms, p99 {result['dispatch_p99_ms']} ms "
+        f"(workers/steady rate: {result.get('little_cycle_ms')} ms); "
         f"master peak RSS {result['master_rss_mb']} MB (idle {result['master_rss_idle_mb']}, "
         f"queued {result['master_rss_queued_mb']}); queued at {result['submit_rate_per_s']} tasks/s"
     )

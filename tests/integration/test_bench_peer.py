@@ -1,4 +1,5 @@
-"""`lab bench peer`: ours and Celery with Redis do the same zero-work job in one run, each on its own workers."""
+"""`lab bench peer`: ours and Celery with Redis do the same zero-work job in one run, each on its own workers,
+in alternating rounds."""
 
 from __future__ import annotations
 
@@ -29,7 +30,12 @@ KEYS = (
     "celery_p99_ms",
     "ours_client_cpu_pct",
     "celery_client_cpu_pct",
+    "rounds",
+    "ratios",
+    "ours_runs",
+    "celery_runs",
 )
+RUN_KEYS = ("round", "started_s", "per_s", "p50_ms", "p99_ms", "answers", "system_cpu_pct", "worker_ids")
 
 
 def test_peer_runs_the_same_job_through_ours_and_celery() -> None:
@@ -37,26 +43,46 @@ def test_peer_runs_the_same_job_through_ours_and_celery() -> None:
     require("redis-server", find_redis() is not None, "run `sudo apt-get install redis-server`")
     parser = argparse.ArgumentParser()
     bench_peer.add_options(parser)
-    args = parser.parse_args(["--workers", "2", "--clients", "4", "--seconds", "3", "--warmup", "1"])
+    # Two short rounds: the alternation and the combined figures are what this checks, not the rates.
+    argv = ["--workers", "2", "--clients", "4", "--seconds", "2", "--warmup", "0.5", "--rounds", "2"]
+    args = parser.parse_args(argv)
 
     result = bench_peer.measure(args)
 
     assert json.loads(json.dumps(result)) == result
     assert set(KEYS) <= set(result)
-    assert (result["name"], result["workers"], result["clients"], result["seconds"]) == ("peer", 2, 4, 3.0)
+    assert (result["name"], result["workers"], result["clients"], result["seconds"]) == ("peer", 2, 4, 2.0)
+    assert result["rounds"] == 2
     assert result["ours_per_s"] > 0 and result["celery_per_s"] > 0
     assert result["ratio"] == pytest.approx(result["ours_per_s"] / result["celery_per_s"], rel=0.01)
+    assert len(result["ratios"]) == 2
+    # Ours, Celery, ours, Celery: each run started after the one before it.
+    runs = [result[f"{side}_runs"][i] for i in range(2) for side in ("ours", "celery")]
+    assert [r["round"] for r in runs] == [1, 1, 2, 2]
+    assert [r["started_s"] for r in runs] == sorted(r["started_s"] for r in runs)
+    assert runs[0]["started_s"] < runs[1]["started_s"] < runs[2]["started_s"] < runs[3]["started_s"]
     for side in ("ours", "celery"):
-        assert 0 < result[f"{side}_p50_ms"] <= result[f"{side}_p99_ms"]
-        # Every task ran on one of the side's workers, and with 4 clients both workers had some.
+        side_runs = result[f"{side}_runs"]
+        assert all(set(RUN_KEYS) <= set(r) for r in side_runs)
+        # The headline is the mean of the runs; the answers are their sum.
+        mean = sum(r["per_s"] for r in side_runs) / 2
+        assert result[f"{side}_per_s"] == pytest.approx(mean, abs=0.06)
+        assert result[f"{side}_answers"] == sum(r["answers"] for r in side_runs)
+        for run in side_runs:
+            assert run["per_s"] > 0
+            assert 0 < run["p50_ms"] <= run["p99_ms"]
+            # Every task ran on one of the run's workers, and with 4 clients both workers had some.
+            assert set(run["tasks_by_worker"]) == set(run["worker_ids"])
+            assert len(run["worker_ids"]) == 2
         assert set(result[f"{side}_tasks_by_worker"]) == set(result[f"{side}_worker_ids"])
-        assert len(result[f"{side}_worker_ids"]) == 2
     # Celery's tasks report the pid of the process that ran them: the pool's, never this (client) process.
     assert str(os.getpid()) not in result["celery_tasks_by_worker"]
 
     figure = bench_peer.chart(result)
     assert isinstance(figure, Figure) and len(figure.axes) == 2
-    assert "Celery" in bench_peer.summary(result)
+    assert len(figure.axes[0].patches) == 4  # a bar for each run
+    text = bench_peer.summary(result)
+    assert "Celery" in text and "2 rounds" in text and "runs: " in text
 
 
 def test_peer_leaves_no_process_behind() -> None:

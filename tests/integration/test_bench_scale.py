@@ -63,6 +63,7 @@ def test_scale_bench_drains_every_queued_task_exactly_once() -> None:
     assert 0 < result["dispatch_p50_ms"] <= result["dispatch_p99_ms"] <= result["dispatch_max_ms"] < 10_000
     assert 0 < result["drain_s"] < 60
     assert result["dispatch_rate_per_s"] == pytest.approx(300 / result["drain_s"], rel=0.01)
+    assert result["little_cycle_ms"] == pytest.approx(1000 * 20 / result["steady_rate_per_s"], rel=0.01)
     assert 30 < result["master_rss_idle_mb"] <= result["master_rss_mb"] < 2000
     assert result["master_cpu_s"] > 0 and result["master_cpu_ms_per_task"] > 0
     for part in ("result_to_accept", "accept_to_assign", "assign_to_receive"):
