@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from lab.bench import (
     baseline,
     burst,
+    connections,
     faults,
     languages,
     overhead,
@@ -49,6 +50,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     overhead,
     throughput,
     burst,
+    connections,
     saturation,
     registration,
     languages,

@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from services.master.face import MasterFace
 from services.master.service import Master
 from services.protocol import DashboardSnapshot, Events, SystemStatus
 
@@ -16,6 +17,11 @@ log = logging.getLogger(__name__)
 # How often queued users are told their new position, and everyone the system's state, at most.
 POSITION_INTERVAL_S = 0.25
 STATUS_INTERVAL_S = 1.0
+# Status frames per second to all clients together, at most: each costs the master about as much as a user's
+# answer, and thousands at once stall the loop that answers the active users. So a status is sent to this many
+# clients a second (spread over the second), and with many clients it goes out less often: every
+# STATUS_INTERVAL_S up to this many clients, every 10 s to 10,000.
+STATUS_FRAMES_PER_S = 1000.0
 # How often leases are checked (and, less often, old undelivered answers dropped).
 LEASE_CHECK_S = 0.5
 # How often open dashboards get a snapshot.
@@ -23,7 +29,8 @@ DASHBOARD_INTERVAL_S = 1.0
 # How often, at most, the journal's WAL is emptied into the database (the old copies of ended tasks' pages gone).
 CHECKPOINT_INTERVAL_S = 2.0
 
-Broadcast = Callable[[str, SystemStatus], Awaitable[None]]  # (event, payload) to every client
+# (event, payload, clients a second at most) to every client; returns to how many.
+Broadcast = Callable[[str, SystemStatus, float], Awaitable[int]]
 
 
 async def watch_leases(master: Master) -> None:
@@ -53,24 +60,30 @@ async def tell_positions(master: Master) -> None:
 
 
 async def tell_status(master: Master, broadcast: Broadcast) -> None:
-    """Forever: tell every client how many workers are online and busy and how long the queue is."""
+    """Forever: tell every client how many workers are online and busy and how long the queue is, when it changed,
+    checked every STATUS_INTERVAL_S; sent to STATUS_FRAMES_PER_S clients a second, and after a broadcast to N
+    clients begun, none other for N / STATUS_FRAMES_PER_S seconds."""
+    loop = asyncio.get_running_loop()
     last: SystemStatus | None = None
     while True:
         summary = master.status_summary()
+        next_check = loop.time() + STATUS_INTERVAL_S
         if summary != last:
-            await broadcast(Events.STATUS, summary)
+            began = loop.time()
+            clients = await broadcast(Events.STATUS, summary, STATUS_FRAMES_PER_S)
             last = summary
-        await asyncio.sleep(STATUS_INTERVAL_S)
+            next_check = max(next_check, began + clients / STATUS_FRAMES_PER_S)
+        await asyncio.sleep(max(0.0, next_check - loop.time()))
 
 
-async def tell_dashboards(master: Master, send: Callable[[DashboardSnapshot], Awaitable[None]]) -> None:
+async def tell_dashboards(master: MasterFace, send: Callable[[DashboardSnapshot], Awaitable[None]]) -> None:
     """Forever: send the dashboards a snapshot at once, then about once a second.
 
     Not one of `background`'s: the web edge runs it only while a dashboard is connected (and cancels it when the
     last one leaves), so that without a dashboard it costs nothing at all."""
     while True:
         try:
-            await send(master.dashboard())
+            await send(await master.dashboard_snapshot())
         except Exception:  # a dashboard that cannot be shown must not stop the next snapshots, nor the master
             log.exception("dashboard snapshot failed")
         await asyncio.sleep(DASHBOARD_INTERVAL_S)
