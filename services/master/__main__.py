@@ -9,11 +9,16 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from services.envconfig import file_variable
 from services.health import check_master, run_check
 from services.loop import runner
 from services.master.settings import MasterSettings
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger("services.master")
 
@@ -24,9 +29,8 @@ async def serve(
     """Wire the edges to the master and run until SIGINT/SIGTERM (users' keys in the journal sealed with
     `journal_key`, or not written; `previous_keys` open what a key before a rotation sealed)."""
     # Imported here, not at the top, so that `--check` (a health check every few seconds) starts fast.
-    import uvicorn
-
     from services.master.app import WebEdge
+    from services.master.fronts import FrontLink, run_front
     from services.master.grpc_edge import start_grpc
     from services.master.intake import new_session_id
     from services.master.journal import Journal
@@ -34,34 +38,34 @@ async def serve(
     from services.master.mqtt_edge import MqttEdge
     from services.master.service import Master
     from services.master.watch import WatchService
+    from services.master.web_server import web_server
 
     journal = Journal(settings.journal_path, journal_key, previous_keys)
     # The edges first: the master sends through them, and once bound they hand it what arrives.
     mqtt = MqttEdge(settings)
-    web = WebEdge(new_session_id, mqtt.connected.is_set, settings.cors_origins)
-    master = Master(settings, mqtt, web.send, journal)
+    jobs: dict[str, Coroutine[Any, Any, None]] = {"mqtt": mqtt.run()}
+    http: uvicorn.Server | None = None
+    if settings.web_process:  # Socket.IO and HTTP in a process of their own (services.master.front)
+        front = FrontLink()
+        master = Master(settings, mqtt, front.send, journal)
+        jobs |= background(master, front.broadcast)
+        jobs["front"] = run_front(front, master, mqtt.connected.is_set)
+    else:
+        web = WebEdge(new_session_id, mqtt.connected.is_set, settings.cors_origins)
+        master = Master(settings, mqtt, web.send, journal)
+        web.bind(master)
+        http = web_server(web.app, settings)
+        jobs |= background(master, web.broadcast)
+        jobs["http"] = http.serve()
     master.restore()
     mqtt.bind(master)
-    web.bind(master)
     grpc_server = await start_grpc(settings, master.on_result, WatchService(master.events, master.worker_snapshot))
-    http = uvicorn.Server(
-        uvicorn.Config(
-            web.app,
-            host=settings.web_host,
-            port=settings.web_port,
-            log_level="warning",
-            lifespan="off",
-            # The client's address is the socket peer, or what TRUSTED_PROXY_HOPS says (addresses.py); uvicorn's
-            # own X-Forwarded-For handling would believe any client on the master's host.
-            proxy_headers=False,
-        )
-    )
-    jobs = {"mqtt": mqtt.run(), **background(master, web.broadcast), "http": http.serve()}
     tasks = [asyncio.create_task(job, name=name) for name, job in jobs.items()]
     log.info(
-        "master up: chat on http://%s:%s, gRPC on %s:%s, MQTT %s:%s",
+        "master up: chat on http://%s:%s%s, gRPC on %s:%s, MQTT %s:%s",
         settings.web_host,
         settings.web_port,
+        " (in a process of its own)" if settings.web_process else "",
         settings.grpc_host,
         settings.grpc_port,
         settings.mqtt_host,
@@ -69,7 +73,8 @@ async def serve(
     )
     await until_stopped(tasks)
     log.info("master stopping")
-    http.should_exit = True
+    if http is not None:
+        http.should_exit = True
     await grpc_server.stop(grace=1.0)
     await mqtt.drain()
     for t in tasks:

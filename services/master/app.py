@@ -19,10 +19,10 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.master.addresses import Connections, client_address, connection_cap
+from services.master.face import MasterFace
 from services.master.intake import refusal
 from services.master.loops import tell_dashboards
 from services.master.operator import CHALLENGE, bearer_token, check, dashboard_refusal
-from services.master.service import Master
 from services.protocol import (
     DASHBOARD_AUTH_KEY,
     DashboardSnapshot,
@@ -163,7 +163,7 @@ class WebEdge:
         is_healthy: Callable[[], bool],
         cors_origins: tuple[str, ...] = (),
     ) -> None:
-        self._master: Master | None = None
+        self._master: MasterFace | None = None
         self._new_session_id = new_session_id
         self._is_healthy = is_healthy
         # None: only the page's own origin may connect; otherwise the page's own and the listed ones.
@@ -187,14 +187,14 @@ class WebEdge:
         self.api = self._build_api()
         self.app = ClientFilesFirst(socketio.ASGIApp(self.sio, other_asgi_app=self.api), self.api)
 
-    def bind(self, master: Master) -> None:
+    def bind(self, master: MasterFace) -> None:
         """Hand users' questions and sessions to `master` from now on."""
         self._master = master
         self._connections = None  # counted afresh, with this master's limits
         _ = self.connections  # made now: the open-files check (connection_cap) logs at start, not at a first user
 
     @property
-    def master(self) -> Master:
+    def master(self) -> MasterFace:
         """The bound master."""
         if self._master is None:
             raise RuntimeError("WebEdge is not bound to a master: call bind() before serving")
@@ -205,8 +205,13 @@ class WebEdge:
     ) -> int:
         """Send an event to every connection of a session; `on_ack` runs when one acknowledges it.
         Returns how many connections it went to."""
+        return await self.send_data(event, payload.dump(), session_id, on_ack)
+
+    async def send_data(
+        self, event: str, data: object, session_id: str, on_ack: Callable[[], None] | None = None
+    ) -> int:
+        """`send` with the payload already as its JSON object (from the master's core in another process)."""
         members = self._members.get(session_id, set())
-        data = payload.dump()
         if on_ack is None:
             await self.sio.emit(event, data, to=session_id)
             return len(members)
@@ -218,9 +223,24 @@ class WebEdge:
             await self.sio.emit(event, data, to=sid, callback=acked)
         return len(members)
 
-    async def broadcast(self, event: str, payload: Payload) -> None:
-        """Send an event to every connected client."""
-        await self.sio.emit(event, payload.dump())
+    async def broadcast(self, event: str, payload: Payload, per_second: float = 0.0, chunk: int = 50) -> int:
+        """Send an event to every connected client, to at most `per_second` of them a second (0: as fast as it
+        goes); returns to how many.
+
+        Not python-socketio's emit to all, which starts one task per client at once: with thousands of clients,
+        thousands of sends in one go stall every other user's answer (0.3 to 2 s with 3,000 clients). Here the
+        packet is encoded once and put in each client's Engine.IO queue in turn, `chunk` clients at a time with
+        the loop free in between (for `chunk / per_second` seconds), so answers go out meanwhile."""
+        from engineio import packet as eio_packet  # here: the rest of the module needs none of Engine.IO's names
+
+        encoded = self.sio.packet_class(socketio.packet.EVENT, namespace="/", data=[event, payload.dump()]).encode()
+        message = eio_packet.Packet(eio_packet.MESSAGE, encoded)
+        clients = [eio_sid for _, eio_sid in self.sio.manager.get_participants("/", None)]
+        for i, eio_sid in enumerate(clients):
+            if i and i % chunk == 0:
+                await asyncio.sleep(chunk / per_second if per_second > 0 else 0)
+            await self.sio.eio.send_packet(eio_sid, message)  # a client gone meanwhile is skipped
+        return len(clients)
 
     def _register_events(self) -> None:
         sio = self.sio
@@ -239,6 +259,7 @@ class WebEdge:
             session_id = session_id or self._new_session_id()
             self._sessions[sid] = session_id
             self._members.setdefault(session_id, set()).add(sid)
+            self.master.session_opened(session_id)
             await sio.enter_room(sid, session_id)
             await sio.emit(Events.SESSION_ID, session_id, to=sid)
             await sio.emit(Events.STATUS, self.master.status_summary().dump(), to=sid)
@@ -252,7 +273,8 @@ class WebEdge:
                 return
             session_id = self._sessions.pop(sid, None)
             members = self._members.get(session_id or "")
-            if members is not None:
+            if members is not None and session_id is not None:
+                self.master.session_closed(session_id)
                 members.discard(sid)
                 if not members:
                     del self._members[session_id or ""]
@@ -276,7 +298,7 @@ class WebEdge:
                 tell_dashboards(self.master, self._send_dashboard), name="dashboards"
             )
         else:
-            await self.sio.emit(Events.DASHBOARD, self.master.dashboard().dump(), to=sid)
+            await self.sio.emit(Events.DASHBOARD, (await self.master.dashboard_snapshot()).dump(), to=sid)
 
     def _dashboard_left(self, sid: str) -> None:
         """A dashboard disconnected; with the last one gone, no more snapshots are built."""
@@ -303,7 +325,7 @@ class WebEdge:
         if session_id is None:
             return self.master.refuse("no session: reconnect and try again", "no_session")
         if ACK_REQUESTED.get():
-            self.master.deliveries.expects_acks(session_id)
+            self.master.expects_acks(session_id)
         try:
             query = validate(UserQuery, data)
         except DecodeError as e:
@@ -330,7 +352,7 @@ class WebEdge:
         refused = self.connections.refusal(address)
         if refused is not None:
             reason, message = refused
-            self.master.metrics.refusals.labels(reason).inc()
+            self.master.count_refusal(reason)
             raise socketio.exceptions.ConnectionRefusedError(message)
         self.connections.opened(sid, address)
 
@@ -387,10 +409,10 @@ class WebEdge:
 
         @api.get("/api/status", dependencies=[Depends(self._operator_only)])
         async def status() -> StatusReport:
-            return self.master.status()
+            return await self.master.status_report()
 
         @api.get("/metrics", dependencies=[Depends(self._operator_only)])
         async def metrics() -> Response:
-            return Response(self.master.metrics.render(), media_type="text/plain; version=0.0.4")
+            return Response(await self.master.metrics_text(), media_type="text/plain; version=0.0.4")
 
         return api
