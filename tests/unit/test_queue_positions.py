@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from services.master.service import DEEP_WALK_S, EXACT_POSITIONS, worth_telling
 from tests.unit.master_fakes import started
 
-LIFTED = {
+LIFTED: dict[str, Any] = {
     "max_in_flight_per_session": 1000,
     "rate_per_minute": 1000,
     "max_in_flight_per_address": 1000,
