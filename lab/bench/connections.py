@@ -28,10 +28,9 @@ from typing import TYPE_CHECKING, Any
 from lab.analysis.stats import percentile
 from lab.bench.common import figure
 from lab.bench.language_figures import as_fleet
-from lab.bench.procfs import group_cpu_seconds, group_rss_mib
+from lab.bench.procfs import group_cpu_seconds, group_pids, group_rss_mib
 from lab.bench.throughput import measured_window
 from lab.system.presets import measurement_cluster
-from lab.system.procs import cpu_seconds
 from lab.system.workers import fleet_size
 from services.loop import run as run_loop
 from services.master.settings import MasterSettings
@@ -61,18 +60,20 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-after", action="store_true", help="leave out phase C (after the idle users left)")
 
 
-def socket_count(pid: int) -> int:
-    """How many sockets process `pid` has open (its users' connections among them)."""
+def socket_count(pgid: int) -> int:
+    """How many sockets the processes of group `pgid` have open (the master's: its core and web front; its
+    users' connections among them)."""
     count = 0
-    try:
-        names = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return 0
-    for name in names:
+    for pid in group_pids(pgid):
         try:
-            count += os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:")
+            names = os.listdir(f"/proc/{pid}/fd")
         except OSError:
             continue
+        for name in names:
+            try:
+                count += os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:")
+            except OSError:
+                continue
     return count
 
 
@@ -117,10 +118,11 @@ async def _phase(url: str, args: argparse.Namespace, master_pid: int, idle_pid: 
     """The active users for `warmup` plus `seconds`: latencies, answers/s, the master's CPU and RSS (and the CPU
     of the idle users' process `idle_pid`: on a small machine it competes with the master)."""
     started = time.monotonic()
-    cpu_before = (cpu_seconds(master_pid), group_cpu_seconds(idle_pid) if idle_pid else 0.0)
+    # The master's process group: its web front too (WEB_PROCESS=true).
+    cpu_before = (group_cpu_seconds(master_pid), group_cpu_seconds(idle_pid) if idle_pid else 0.0)
     counted = await measured_window(url, args.active, args.seconds, args.warmup)
     elapsed = max(1e-9, time.monotonic() - started)
-    cpu_share = (cpu_seconds(master_pid) - cpu_before[0]) / elapsed
+    cpu_share = (group_cpu_seconds(master_pid) - cpu_before[0]) / elapsed
     idle_share = (group_cpu_seconds(idle_pid) - cpu_before[1]) / elapsed if idle_pid else 0.0
     latencies = counted.latencies_ms
     return {

@@ -17,7 +17,7 @@ from lab.system.workers import LANGUAGES, worker_kind
 if TYPE_CHECKING:
     from lab.system.procs import ManagedProcess
 
-__all__ = ["group_cpu_seconds", "group_rss_mib", "worker_languages"]
+__all__ = ["group_cpu_seconds", "group_pids", "group_rss_mib", "worker_languages"]
 
 _PROC = "/proc"
 
@@ -41,6 +41,11 @@ def _members(pgid: int) -> Iterator[tuple[str, list[str]]]:
         fields = _stat_fields(pid)
         if fields is not None and len(fields) > 12 and fields[2] == str(pgid) and fields[0] != "Z":
             yield pid, fields
+
+
+def group_pids(pgid: int) -> list[str]:
+    """The pids of the live processes of group `pgid`."""
+    return [pid for pid, _ in _members(pgid)]
 
 
 def group_cpu_seconds(pgid: int) -> float:

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lab.analysis.stats import percentile
+from lab.bench.procfs import group_pids
 from lab.loadgen.client import ChatClient
 from lab.loadgen.users import close_users, connect_users, load_corpus
 from lab.system.presets import measurement_cluster, sessions_unlimited
@@ -174,9 +175,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     try:
         with measurement_cluster(0, work_seconds=args.work_seconds, extra_env=extra, restart=False) as cluster:
             master = cluster.processes["master"]
+
+            def members() -> list[int]:  # the core and its web front (WEB_PROCESS): its process group
+                return [int(pid) for pid in group_pids(master.pid)]
+
             fleet = SimFleet(cluster, args.workers, args.processes, records_dir)
             with (
-                Sampler(master.pid, cluster.web_url, cluster.operator_token) as sampler,
+                Sampler(master.pid, cluster.web_url, cluster.operator_token, members) as sampler,
                 WatchLog(cluster.grpc_endpoint, args.watch) as watch,
             ):
                 try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -54,8 +55,16 @@ def queue_depth(metrics: str) -> int:
 class Sampler:
     """Samples the master's memory and /api/status every SAMPLE_S in a thread."""
 
-    def __init__(self, pid: int, web_url: str, operator_token: str | None = None) -> None:
+    def __init__(
+        self,
+        pid: int,
+        web_url: str,
+        operator_token: str | None = None,
+        members: Callable[[], list[int]] | None = None,
+    ) -> None:
+        """Sample the master `pid` (with `members`: the pids of all its processes, e.g. its process group)."""
         self.pid = pid
+        self._members = members or (lambda: [pid])
         self.samples: list[Sample] = []
         headers = {"Authorization": f"Bearer {operator_token}"} if operator_token else {}  # /api/status needs it
         self._http = httpx.Client(base_url=web_url, timeout=2.0, headers=headers)
@@ -64,8 +73,12 @@ class Sampler:
 
     def sample(self) -> Sample:
         """Take one sample now (also recorded)."""
-        rss, hwm = read_memory_kb(self.pid)
-        sample = Sample(time.time(), rss, hwm, cpu_seconds(self.pid))
+        # The master's processes: the core and, with WEB_PROCESS, its web front (the peak is the sum of each
+        # one's peak, an upper bound of theirs together).
+        members = self._members() or [self.pid]
+        memory = [read_memory_kb(pid) for pid in members]
+        rss, hwm = sum(m[0] for m in memory), sum(m[1] for m in memory)
+        sample = Sample(time.time(), rss, hwm, sum(cpu_seconds(pid) for pid in members))
         # A master too busy to answer in time: memory alone this time. ValueError: no such gauge.
         # /metrics, not /api/status: the status lists every worker, which at 1,000 workers cost the master
         # ~13 % of its CPU at two polls a second; the queue's gauge costs the same at any fleet size.
