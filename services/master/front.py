@@ -127,15 +127,28 @@ class RemoteMaster:
                 elif kind == "broadcast":  # the system status (the core broadcasts nothing else), to everyone
                     _, event, data, per_second = message
                     self._status = SystemStatus.model_validate(data)
-                    if self._broadcasting is None or self._broadcasting.done():  # else: the next one tells it
-                        # Paced to many clients, it may take seconds: not in the way of the link's other messages.
-                        self._broadcasting = asyncio.ensure_future(web.broadcast(event, self._status, per_second))
+                    self._broadcast(web, event, per_second)
                 elif kind == "health":
                     self.healthy = bool(message[1])
         finally:
             for reply in self._replies.values():
                 if not reply.done():
                     reply.set_exception(LinkClosed("the master's core is gone"))
+
+    def _broadcast(self, web: WebEdge, event: str, per_second: float) -> None:
+        """Send the current status to everyone, unless a send is under way: paced to many clients it may take
+        seconds, so it runs beside the link's other messages, and when it ends a status that changed meanwhile
+        goes out next."""
+        if self._broadcasting is not None and not self._broadcasting.done():
+            return
+        sent = self._status
+        self._broadcasting = asyncio.ensure_future(web.broadcast(event, sent, per_second))
+
+        def then(_: object) -> None:
+            if self._status != sent:
+                self._broadcast(web, event, per_second)
+
+        self._broadcasting.add_done_callback(then)
 
     def _acked(self, ack_id: int) -> Callable[[], None]:
         def acked() -> None:
