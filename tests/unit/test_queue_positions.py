@@ -26,28 +26,29 @@ LIFTED: dict[str, Any] = {
         (5, 6, True),  # near the head every change
         (5, 5, False),
         (EXACT_POSITIONS, EXACT_POSITIONS + 1, True),
-        (950, 1000, False),  # deeper: 5 % is no news
-        (900, 1000, True),  # 10 % is
-        (180, 200, True),
-        (181, 200, False),
+        (900, 1000, False),  # deeper: a tenth is no news
+        (500, 1000, True),  # half is
+        (101, 202, True),
+        (102, 202, False),
+        (1500, 1000, False),  # back in the queue (a requeue puts a task in front): not deeper news
     ],
 )
 def test_worth_telling(position: int, told: int | None, tell: bool) -> None:
     assert worth_telling(position, told) is tell
 
 
-async def test_deep_in_the_queue_users_hear_a_move_of_a_tenth_and_not_every_step() -> None:
+async def test_deep_in_the_queue_users_hear_when_their_position_halved_not_every_step() -> None:
     r = await started(**LIFTED)
-    ids = [await r.ask(f"q{n}") for n in range(300)]
+    ids = [await r.ask(f"q{n}") for n in range(400)]
     r.sender.sent.clear()
     for n in range(5):  # five workers take the first five
         await r.worker(f"go-worker-{n}")
     await r.master.send_positions()
     told = {q.taskId: q.position for q in r.sender.queued()}
-    # The first hundred of the rest hear their new place; nobody deeper moved by a tenth (5 of >100).
+    # The first hundred of the rest hear their new place; nobody deeper moved by half (5 of >100).
     assert told == {task_id: position for position, task_id in enumerate(ids[5 : 5 + EXACT_POSITIONS], start=1)}
     r.sender.sent.clear()
-    for n in range(5, 60):
+    for n in range(5, 160):
         await r.worker(f"go-worker-{n}")
     await r.master.send_positions()  # the deep walk waits DEEP_WALK_S: only the head is told now
     assert {q.position for q in r.sender.queued()} <= set(range(1, EXACT_POSITIONS + 1))
@@ -55,8 +56,10 @@ async def test_deep_in_the_queue_users_hear_a_move_of_a_tenth_and_not_every_step
     r.clock.advance(round(DEEP_WALK_S * 1000))
     await r.master.send_positions()
     deep = {q.taskId: q.position for q in r.sender.queued() if q.position > EXACT_POSITIONS}
-    # 60 taken: the task once at 299 (last told 295 + ...) moved from 294 to 240, more than a tenth: told.
-    assert deep[ids[299]] == 300 - 60
+    # 160 taken: a task told 300 when it asked is at 140 now, less than half of it: told. One told 331 is at
+    # 171: more than half, not yet.
+    assert deep[ids[299]] == 300 - 160
+    assert ids[330] not in deep
     assert all(position > EXACT_POSITIONS for position in deep.values())
 
 
