@@ -73,6 +73,8 @@ def suite_env(fake: FakeGeminiThread) -> dict[str, str]:
         "MQTT_KEEPALIVE": str(KEEPALIVE_SECONDS),
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
+        # The whole contract, per-task messages included (case 21 checks a worker under a lean master).
+        "TASK_MESSAGES": "true",
     }
 
 

@@ -1,4 +1,4 @@
-"""Conformance cases 11, 12, 15, 18 and 19: a worker in a system whose broker or master restarts, behind a
+"""Conformance cases 11, 12, 15, 18, 19 and 21: a worker in a system whose broker or master restarts, behind a
 strict ACL with another topic prefix, over TLS, and with secrets it must keep to itself."""
 
 from __future__ import annotations
@@ -182,3 +182,23 @@ async def test_19_tls_to_the_broker_and_the_master(fresh_stack: FreshStack, tmp_
     async with ChatClient(stack.cluster.web_url) as user:
         answer = await answer_of(await ask(user, "over TLS both ways"), 15)
     assert answer.workerId == worker.worker_id and answer.error == ""
+
+
+async def test_21_under_a_lean_master_per_task_messages_are_all_or_none(fresh_stack: FreshStack) -> None:
+    """Case 21: a master whose presence says `task_messages: false` needs no busy, idle or log line per task.
+    A worker that knows the field registers with `task_messages: false` and leaves them out; one that does not
+    sends them all, as in case 2. Either way every question is answered once."""
+    stack = fresh_stack(extra_env={"TASK_MESSAGES": "false"})
+    worker = stack.worker()
+    async with ChatClient(stack.cluster.web_url) as user:
+        asked = [await ask(user, f"lean {i}") for i in range(3)]
+        for exchange in asked:
+            assert (await answer_of(exchange)).workerId == worker.worker_id
+    task_ids = {e.task_id for e in asked}
+    await asyncio.sleep(1.0)  # room for a late status
+    lean = any(r.get("task_messages") is False for r in stack.spy.registrations(worker.worker_id))
+    per_task = [s for s in stack.spy.statuses(worker.worker_id) if s.get("task_id") in task_ids]
+    if lean:
+        assert per_task == [], per_task  # it said it leaves them out: it does
+    else:
+        assert {(s["task_id"], s["status"]) for s in per_task} == {(t, st) for t in task_ids for st in ("busy", "idle")}
