@@ -67,6 +67,9 @@ type Register struct {
 	Status    string `json:"status"`
 	Timestamp int64  `json:"timestamp"`
 	MaxTaskMS int64  `json:"max_task_ms,omitempty"`
+	// TaskMessages is false from a worker that follows a lean master (no busy, idle or log line per task);
+	// nil leaves the key out: it sends them.
+	TaskMessages *bool `json:"task_messages,omitempty"`
 }
 
 // Status is `workers/status` (idle, busy, offline).
@@ -103,6 +106,8 @@ type Task struct {
 type Presence struct {
 	Status    string
 	Timestamp *int64
+	// Lean is true when the master says `task_messages: false`: it needs no per-task messages.
+	Lean bool
 }
 
 // Encode renders a message as compact UTF-8 JSON without HTML escaping (as pydantic does).
@@ -271,6 +276,8 @@ func DecodePresence(raw []byte) (*Presence, error) {
 		p.Status = *s
 	}
 	p.Timestamp = r.integer("timestamp", false, &zero)
+	// Anything but a JSON false (absent, true, another type) keeps the per-task messages, as Python's worker.
+	p.Lean = string(bytes.TrimSpace(r.raw("task_messages"))) == "false"
 	if r.err != nil {
 		return nil, r.err
 	}

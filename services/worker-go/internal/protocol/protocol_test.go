@@ -65,6 +65,29 @@ func TestPresence(t *testing.T) {
 	if _, err := DecodePresence([]byte(`{"status":"away"}`)); err == nil {
 		t.Fatal("accepted away")
 	}
+	if p.Lean {
+		t.Fatal("lean without task_messages")
+	}
+	for raw, lean := range map[string]bool{
+		`{"status":"online","task_messages":false}`: true,
+		`{"status":"online","task_messages":true}`:  false,
+		`{"status":"online","task_messages":0}`:     false,
+	} {
+		if p, err := DecodePresence([]byte(raw)); err != nil || p.Lean != lean {
+			t.Errorf("%s: lean %v, %v; want %v", raw, p.Lean, err, lean)
+		}
+	}
+}
+
+func TestRegisterSaysTaskMessagesOnlyWhenLean(t *testing.T) {
+	no := false
+	if got := string(Encode(Register{WorkerID: "go-worker-a", Language: "go", Status: "idle", Timestamp: 1})); strings.Contains(got, "task_messages") {
+		t.Errorf("a worker sending its statuses says so: %s", got)
+	}
+	got := string(Encode(Register{WorkerID: "go-worker-a", Language: "go", Status: "idle", Timestamp: 1, TaskMessages: &no}))
+	if !strings.Contains(got, `"task_messages":false`) {
+		t.Errorf("a lean worker does not say so: %s", got)
+	}
 }
 
 func TestPyRepr(t *testing.T) {

@@ -47,6 +47,7 @@ type Runner struct {
 	busy          bool
 	current       *protocol.Task // the task being worked on
 	masterStarted *int64         // timestamp of the master presence we last saw
+	lean          bool           // the master's presence said it needs no per-task messages
 	closing       bool           // the goodbye is being sent: nothing may follow it
 
 	workCancel context.CancelFunc
@@ -144,8 +145,15 @@ func (r *Runner) onConnect(c mqtt.Client) {
 
 // register announces this worker; a worker in the middle of a task says so right after.
 func (r *Runner) register() {
+	r.mutex.Lock()
+	lean := r.lean
+	r.mutex.Unlock()
 	msg := protocol.Register{WorkerID: r.workerID, Language: settings.Language, Status: "idle",
 		Timestamp: protocol.NowMS(), MaxTaskMS: r.maxTaskMS}
+	if lean {
+		no := false
+		msg.TaskMessages = &no
+	}
 	if !r.publish(r.topics.Register(), protocol.Encode(msg), 1) {
 		return
 	}
@@ -174,6 +182,7 @@ func (r *Runner) onMessage(_ mqtt.Client, m mqtt.Message) {
 		fresh := p.Status == "online" && !sameTimestamp(p.Timestamp, r.masterStarted)
 		if fresh {
 			r.masterStarted = p.Timestamp
+			r.lean = p.Lean
 		}
 		r.mutex.Unlock()
 		// Every master we see for the first time learns about us at once: a restarted one, and also the
@@ -248,6 +257,18 @@ func (r *Runner) logLine(text string) {
 	r.publish(r.topics.Logs(), protocol.Encode(protocol.Log{Timestamp: protocol.NowMS(), Source: r.workerID, Message: text}), 0)
 }
 
+// taskLine is a routine line about one task: on the log topic only when the master wants those.
+func (r *Runner) taskLine(text string) {
+	r.mutex.Lock()
+	lean := r.lean
+	r.mutex.Unlock()
+	if lean {
+		slog.Info(text)
+		return
+	}
+	r.logLine(text)
+}
+
 // work takes tasks one at a time; the model and the simulated work run here, never on paho's goroutines.
 func (r *Runner) work(ctx context.Context) {
 	defer close(r.workDone)
@@ -258,15 +279,21 @@ func (r *Runner) work(ctx context.Context) {
 		}
 		r.mutex.Lock()
 		r.busy, r.current = true, task
+		lean := r.lean // for the whole task: a presence arriving meanwhile changes the next one
 		r.mutex.Unlock()
-		r.publishStatus("busy", task)
-		r.process(ctx, task)
+		if !lean {
+			r.publishStatus("busy", task)
+		}
+		ack := r.process(ctx, task)
 		r.mutex.Lock()
 		r.busy = false
 		r.mutex.Unlock()
-		// Always, even with the next task already here, and also when stopped mid-task (no result then):
-		// "idle with task X" says X is finished, and a stopped worker gives X back at once.
-		r.publishStatus("idle", task)
+		// Even with the next task already here, and also when stopped mid-task (no result then): "idle with
+		// task X" says X is finished, and a stopped worker gives X back at once. A lean master knows it from
+		// the accepted result, and needs it only when the result did not get through.
+		if !lean || ack == nil || !ack.GetSuccess() {
+			r.publishStatus("idle", task)
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -295,7 +322,7 @@ func (r *Runner) process(ctx context.Context, task *protocol.Task) *pb.ResultAck
 	if shownAttempt == 0 {
 		shownAttempt = 1
 	}
-	r.logLine(fmt.Sprintf("task %s started (attempt %d)", label, shownAttempt))
+	r.taskLine(fmt.Sprintf("task %s started (attempt %d)", label, shownAttempt))
 	startedWall, started := protocol.NowMS(), time.Now()
 	r.sender.Prepare(task.GRPCEndpoint)
 	var text, errText, modelName string
@@ -345,7 +372,7 @@ func (r *Runner) process(ctx context.Context, task *protocol.Task) *pb.ResultAck
 		if errText != "" {
 			outcome = "failed"
 		}
-		r.logLine(fmt.Sprintf("task %s %s in %d ms", label, outcome, processingMS))
+		r.taskLine(fmt.Sprintf("task %s %s in %d ms", label, outcome, processingMS))
 	} else {
 		r.logLine(fmt.Sprintf("task %s result refused by the master: %s", label, ack.GetMessage()))
 	}

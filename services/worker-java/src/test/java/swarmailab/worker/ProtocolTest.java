@@ -1,6 +1,7 @@
 package swarmailab.worker;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -123,6 +124,12 @@ class ProtocolTest {
     @Test
     void presence() throws DecodeException {
         MasterPresence p = MasterPresence.decode(bytes("{\"status\":\"online\",\"timestamp\":9,\"grpc_endpoint\":\"m:1\"}"));
+        assertFalse(p.lean());
+        assertTrue(MasterPresence.decode(bytes("{\"status\":\"online\",\"task_messages\":false}")).lean());
+        assertFalse(MasterPresence.decode(bytes("{\"status\":\"online\",\"task_messages\":true}")).lean());
+        assertFalse(MasterPresence.decode(bytes("{\"status\":\"online\",\"task_messages\":0}")).lean());
+        assertEquals("{\"worker_id\":\"w\",\"language\":\"java\",\"status\":\"idle\",\"timestamp\":5,"
+            + "\"task_messages\":false}", text(Messages.register("w", "java", 5, 0, true)));
         assertEquals(9L, p.timestamp());
         assertEquals("m:1", p.grpcEndpoint());
         assertThrows(DecodeException.class, () -> MasterPresence.decode(bytes("{\"status\":\"gone\"}")));

@@ -67,6 +67,12 @@ final class FieldReader {
         return v == null || v.isNull() ? null : v;
     }
 
+    /** Whether the field is the JSON boolean false (absent, null, true or another type: not). */
+    boolean isFalse(String name) {
+        JsonNode v = raw(name);
+        return v != null && v.isBoolean() && !v.booleanValue();
+    }
+
     /** A string field; null when absent or null (an error when required). */
     String string(String name, boolean required) throws DecodeException {
         JsonNode v = raw(name);

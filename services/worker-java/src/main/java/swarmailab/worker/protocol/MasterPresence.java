@@ -1,7 +1,10 @@
 package swarmailab.worker.protocol;
 
-/** The master's retained `master/status`: online or offline, when it started, where it takes results. */
-public record MasterPresence(String status, Long timestamp, String grpcEndpoint) {
+/**
+ * The master's retained `master/status`: online or offline, when it started, where it takes results, and whether
+ * it is lean (`task_messages: false`: it needs no busy, idle or log line per task).
+ */
+public record MasterPresence(String status, Long timestamp, String grpcEndpoint, boolean lean) {
     /** Reads a presence message as the Python worker validates it. */
     public static MasterPresence decode(byte[] payload) throws DecodeException {
         FieldReader r = FieldReader.of("master presence", payload);
@@ -11,6 +14,6 @@ public record MasterPresence(String status, Long timestamp, String grpcEndpoint)
         }
         Long timestamp = r.integer("timestamp", false, 0L);
         String endpoint = r.string("grpc_endpoint", false);
-        return new MasterPresence(status, timestamp, endpoint == null ? "" : endpoint);
+        return new MasterPresence(status, timestamp, endpoint == null ? "" : endpoint, r.isFalse("task_messages"));
     }
 }

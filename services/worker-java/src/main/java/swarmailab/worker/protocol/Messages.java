@@ -14,8 +14,14 @@ public final class Messages {
 
     /** `workers/register`: always idle, with the longest a task may take here. */
     public static byte[] register(String workerId, String language, long timestamp, long maxTaskMs) {
+        return register(workerId, language, timestamp, maxTaskMs, false);
+    }
+
+    /** `workers/register`; `lean`: it follows a lean master and says `task_messages: false`. */
+    public static byte[] register(String workerId, String language, long timestamp, long maxTaskMs, boolean lean) {
         return JsonCodec.utf8(JsonCodec.object().put("worker_id", workerId).put("language", language)
-            .put("status", "idle").put("timestamp", timestamp).put("max_task_ms", maxTaskMs > 0 ? maxTaskMs : null));
+            .put("status", "idle").put("timestamp", timestamp).put("max_task_ms", maxTaskMs > 0 ? maxTaskMs : null)
+            .put("task_messages", lean ? Boolean.FALSE : null));
     }
 
     /** `workers/status`; timestamp, task id and attempt are left out when null (the Will has none). */

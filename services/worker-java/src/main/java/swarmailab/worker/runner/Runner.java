@@ -43,6 +43,7 @@ public final class Runner {
     private boolean busy;
     private TaskMessage current; // the task being worked on
     private Long masterStarted; // the timestamp of the master presence we last saw
+    private boolean lean; // the master's presence said it needs no per-task messages
 
     public Runner(Settings settings, Model model, ResultSender sender)
         throws MqttException, IOException, GeneralSecurityException {
@@ -93,7 +94,11 @@ public final class Runner {
 
     /** Announces this worker; a worker in the middle of a task says so right after. */
     private void register() {
-        byte[] message = Messages.register(workerId, Settings.LANGUAGE, Messages.nowMs(), maxTaskMs);
+        boolean leanNow;
+        synchronized (state) {
+            leanNow = lean;
+        }
+        byte[] message = Messages.register(workerId, Settings.LANGUAGE, Messages.nowMs(), maxTaskMs, leanNow);
         if (!mqtt.publish(topics.register(), message, 1)) {
             return;
         }
@@ -122,6 +127,7 @@ public final class Runner {
                     masterStarted);
                 if (fresh) {
                     masterStarted = presence.timestamp();
+                    lean = presence.lean();
                 }
             }
             // Every master we see for the first time learns about us at once: a restarted one, and also the
@@ -161,6 +167,19 @@ public final class Runner {
         mqtt.publish(topics.logs(), Messages.log(Messages.nowMs(), workerId, text), 0);
     }
 
+    /** A routine line about one task: on the log topic only when the master wants those. */
+    private void taskLine(String text) {
+        boolean leanNow;
+        synchronized (state) {
+            leanNow = lean;
+        }
+        if (leanNow) {
+            Log.info(text);
+        } else {
+            logLine(text);
+        }
+    }
+
     /** Takes tasks one at a time; the model and the simulated work run here. */
     private void workLoop() {
         while (true) {
@@ -170,14 +189,20 @@ public final class Runner {
             } catch (InterruptedException e) {
                 return;
             }
+            boolean leanTask; // for the whole task: a presence arriving meanwhile changes the next one
             synchronized (state) {
                 busy = true;
                 current = task;
+                leanTask = lean;
             }
-            publishStatus("busy", task);
+            if (!leanTask) {
+                publishStatus("busy", task);
+            }
             boolean stopped = false;
+            boolean accepted = false;
             try {
-                process(task);
+                ResultAck ack = process(task);
+                accepted = ack != null && ack.getSuccess();
             } catch (InterruptedException e) {
                 stopped = true; // stopping: no result; our "idle" gives the task back to the master at once
             } catch (RuntimeException e) {
@@ -186,8 +211,11 @@ public final class Runner {
             synchronized (state) {
                 busy = false;
             }
-            // Always, even with the next task already here: "idle with task X" says X is finished.
-            publishStatus("idle", task);
+            // Even with the next task already here: "idle with task X" says X is finished. A lean master knows
+            // it from the accepted result, and needs it only when the result did not get through.
+            if (!leanTask || !accepted) {
+                publishStatus("idle", task);
+            }
             if (stopped || Thread.currentThread().isInterrupted()) {
                 return;
             }
@@ -198,7 +226,7 @@ public final class Runner {
     ResultAck process(TaskMessage task) throws InterruptedException {
         String label = task.label();
         long attempt = task.attempt() == null ? 0 : task.attempt();
-        logLine("task " + label + " started (attempt " + (attempt == 0 ? 1 : attempt) + ")");
+        taskLine("task " + label + " started (attempt " + (attempt == 0 ? 1 : attempt) + ")");
         long startedWall = Messages.nowMs();
         long started = System.nanoTime();
         sender.prepare(task.grpcEndpoint());
@@ -244,7 +272,7 @@ public final class Runner {
             return null;
         }
         if (ack.getSuccess()) {
-            logLine("task " + label + " " + (error.isEmpty() ? "done" : "failed") + " in " + processingMs + " ms");
+            taskLine("task " + label + " " + (error.isEmpty() ? "done" : "failed") + " in " + processingMs + " ms");
         } else {
             logLine("task " + label + " result refused by the master: " + ack.getMessage());
         }
