@@ -58,7 +58,13 @@ async def test_the_key_appears_only_in_the_task_message_to_the_assigned_worker(
             workers=2,
             work_seconds=0.2,
             model_mode="auto",
-            extra_env={"GEMINI_BASE_URL": base_url, "NO_PROXY": "127.0.0.1,localhost", "LOG_LEVEL": "DEBUG"},
+            # Every message there can be (TASK_MESSAGES: statuses, results, log lines per task) is checked.
+            extra_env={
+                "GEMINI_BASE_URL": base_url,
+                "NO_PROXY": "127.0.0.1,localhost",
+                "LOG_LEVEL": "DEBUG",
+                "TASK_MESSAGES": "true",
+            },
             log_sink=lambda name, line: lines.append(f"{name} | {line}"),
         )
         tap = Tap(cluster)
