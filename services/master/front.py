@@ -175,6 +175,13 @@ async def serve_front(settings: MasterSettings, fd: int) -> None:
         asyncio.create_task(http.serve(), name="http"),
     ]
     await until_stopped(tasks)
+    if tasks[0].done():
+        # The core is gone (killed, or stopping). Leave at once: a graceful uvicorn shutdown waits for open
+        # long-polls and connections, and meanwhile this process holds the port the restarted master's new
+        # front must bind. The users' connections break either way and their clients reconnect.
+        log.warning("the master's core is gone: the web front exits")
+        logging.shutdown()
+        os._exit(0)
     http.should_exit = True
     for t in tasks:
         t.cancel()

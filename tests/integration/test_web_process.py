@@ -122,3 +122,34 @@ async def test_when_the_core_is_killed_its_front_goes_too_and_the_restarted_mast
     finally:
         await user.close()
     assert [a.taskId for a in asked.answers] == [asked.task_id]
+
+
+async def test_a_master_restarted_at_once_after_its_core_died_gets_its_port_back(
+    cluster_factory: ClusterFactory,
+) -> None:
+    """The old front, its core killed, must not hold the port while its users' long-polls end: it exits at once
+    (a graceful shutdown waited for them, and the new front could not bind for 30 s)."""
+    cluster = cluster_factory(workers=1, work_seconds=0.1, extra_env=SPLIT, restart=False)
+    front = front_pid(cluster)
+    async with httpx.AsyncClient(base_url=cluster.web_url, timeout=60) as http:
+        opened = await http.get("/socket.io/", params={"EIO": "4", "transport": "polling"})
+        sid = opened.text[opened.text.index('"sid":"') + 7 :].split('"', 1)[0]
+        # An Engine.IO long-poll: the front holds it open until it has something to send (up to a ping interval).
+        poll = asyncio.create_task(http.get("/socket.io/", params={"EIO": "4", "transport": "polling", "sid": sid}))
+        await asyncio.sleep(0.5)
+        assert not poll.done(), "the long-poll is held open by the front"
+        cluster.kill_master()
+        started = asyncio.get_running_loop().time()
+        await asyncio.to_thread(cluster.restart_master)
+        took = asyncio.get_running_loop().time() - started
+        poll.cancel()
+    assert not alive(front)
+    assert took < 15, f"the restarted master took {took:.1f} s to serve"
+    user = ChatClient(cluster.web_url)
+    await user.connect()
+    try:
+        asked = await user.ask("after the restart")
+        await user.wait_answers(1, timeout=30)
+    finally:
+        await user.close()
+    assert [a.taskId for a in asked.answers] == [asked.task_id]

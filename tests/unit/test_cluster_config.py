@@ -22,7 +22,7 @@ from lab.system import broker
 from lab.system.config import ClusterConfig, resolve_port
 from lab.system.credentials import USERS, Credentials, password_file, password_hash
 from lab.system.local import LocalCluster
-from lab.system.ports import PortInUseError, free_port, port_in_use
+from lab.system.ports import PortInUseError, ephemeral_low, free_port, port_in_use
 from lab.system.statedir import OWNER_FILE, make_temp_state_dir, sweep_orphans
 from lab.system.supervision import RestartPolicy, describe_exit
 
@@ -399,6 +399,24 @@ def test_port_in_use_sees_a_listener() -> None:
         port = server.getsockname()[1]
         assert port_in_use("127.0.0.1", port)
     assert not port_in_use("127.0.0.1", free_port())
+
+
+def test_free_ports_are_distinct_and_outside_the_outgoing_connections_range() -> None:
+    """An outgoing connection's local port comes from the ephemeral range: a port picked there could be taken
+    before the server binds it."""
+    picked = [free_port() for _ in range(50)]
+    assert len(set(picked)) == 50
+    assert all(port < ephemeral_low() for port in picked)
+    for port in picked[:5]:
+        with socket.socket() as server:
+            server.bind(("127.0.0.1", port))
+
+
+def test_the_ephemeral_range_is_read_from_the_kernel(tmp_path: Path) -> None:
+    ranges = tmp_path / "range"
+    ranges.write_text("40000\t60999\n")
+    assert ephemeral_low(ranges) == 40000
+    assert ephemeral_low(tmp_path / "missing") == 32768
 
 
 def test_cluster_knows_its_addresses_before_starting() -> None:
