@@ -184,12 +184,12 @@ def _measure(
         finally:
             player.stop()
         _settle(collector, load, SETTLE_S)
-        tasks, events = collector.tasks(), collector.worker_events()
+        tasks, events, scaling = collector.tasks(), collector.worker_events(), collector.scaling()
     known["load"] = load.summary()
     if faults:
         known["faults"] = player.done
     environment = capture_environment()
-    return Run(new_run_id(label), known, environment, tasks, events)
+    return Run(new_run_id(label), known, environment, tasks, events, scaling)
 
 
 # The notebooks' entry points: one keyword per knob of a run reads best in a parameters cell.

@@ -1,5 +1,6 @@
 """Charts of runs (``lab.runs.Run``) and their frames (``lab.runs.schema``): throughput, latency, utilization,
-queue depth, scaling, faults, queueing predictions and worker languages, each a ``matplotlib.figure.Figure``.
+queue depth, scaling, autoscaled fleets, faults, queueing predictions and worker languages, each a
+``matplotlib.figure.Figure``.
 
 Figures are made without pyplot, so no global state is touched and they render headless; in Jupyter a
 returned figure displays itself. Times on x axes are seconds since the run's first submission; latencies
@@ -17,6 +18,7 @@ from __future__ import annotations
 from lab.charts.across_load import latency_cdf, latency_vs_load, scaling, wait_prediction, wait_vs_prediction
 from lab.charts.data import service_times_s, waits_s
 from lab.charts.files import save_charts, save_run
+from lab.charts.fleet import autoscaling, fleets
 from lab.charts.languages import LANGUAGE_COLOURS, by_language, languages_benchmark
 from lab.charts.style import DPI
 from lab.charts.timeline import ROLLING_S, fault_timeline, queue_depth, throughput, utilization_timeline
@@ -25,8 +27,10 @@ __all__ = [
     "DPI",
     "LANGUAGE_COLOURS",
     "ROLLING_S",
+    "autoscaling",
     "by_language",
     "fault_timeline",
+    "fleets",
     "languages_benchmark",
     "latency_cdf",
     "latency_vs_load",

@@ -15,7 +15,7 @@ import pandas as pd
 from google.protobuf.json_format import MessageToDict
 from paho.mqtt.enums import CallbackAPIVersion
 
-from lab.runs.schema import TASK_COLUMNS, WORKER_COLUMNS
+from lab.runs.schema import SCALING_COLUMNS, TASK_COLUMNS, WORKER_COLUMNS
 from lab.system.local import LocalCluster
 from lab.system.target import Target
 from services.protocol import Topics
@@ -214,6 +214,28 @@ class Collector:
         frame: pd.DataFrame = pd.DataFrame(rows, columns=WORKER_COLUMNS)
         ordered: pd.DataFrame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
         return ordered
+
+    def scaling(self) -> pd.DataFrame:
+        """One row per autoscaler decision the master announced on Watch (``scale.decision``)."""
+        rows = []
+        for e in self.watch.events:
+            if e.get("kind") != "scale.decision":
+                continue
+            current, target = int(e.get("current_workers", 0)), int(e.get("target_workers", 0))
+            rows.append(
+                {
+                    "timestamp": int(e.get("timestamp", 0)),
+                    "current": current,
+                    "target": target,
+                    "direction": "up" if target > current else "down" if target < current else "hold",
+                    "reason": e.get("reason", ""),
+                    "queue_length": int(e.get("queue_length", 0)),
+                    "busy": int(e.get("busy_workers", 0)),
+                    "idle": int(e.get("idle_workers", 0)),
+                }
+            )
+        frame: pd.DataFrame = pd.DataFrame(rows, columns=SCALING_COLUMNS)
+        return frame
 
     def cross_check(self) -> pd.DataFrame:
         """processing_time_ms reported over gRPC against the busy time the worker showed on MQTT

@@ -1,4 +1,4 @@
-"""The columns of a run's two frames (what the collector produces and a saved run keeps) and their dtypes.
+"""The columns of a run's frames (what the collector produces and a saved run keeps) and their dtypes.
 
 Known columns are kept in canonical dtypes (timestamps and other counts as nullable ``Int64`` whole ms with
 <NA> for unknown, text ``str`` with "" for unknown) so that a saved and loaded run equals the one that was
@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["NUMBER_COLUMNS", "TASK_COLUMNS", "TEXT_COLUMNS", "WORKER_COLUMNS", "canonical", "read_csv"]
+__all__ = [
+    "NUMBER_COLUMNS",
+    "SCALING_COLUMNS",
+    "TASK_COLUMNS",
+    "TEXT_COLUMNS",
+    "WORKER_COLUMNS",
+    "canonical",
+    "read_csv",
+]
 
 TASK_COLUMNS = [
     "task_id",
@@ -33,9 +41,13 @@ TASK_COLUMNS = [
 """One row per task: its timestamps (ms), where it ran, and how it ended."""
 WORKER_COLUMNS = ["timestamp", "worker_id", "state", "task_id", "source"]
 """One row per worker state change."""
+SCALING_COLUMNS = ["timestamp", "current", "target", "direction", "reason", "queue_length", "busy", "idle"]
+"""One row per autoscaler decision the master announced (Watch `scale.decision`)."""
 
-TEXT_COLUMNS = frozenset({"task_id", "worker_id", "language", "outcome", "error", "state", "source"})
-NUMBER_COLUMNS = frozenset(c for c in [*TASK_COLUMNS, *WORKER_COLUMNS] if c not in TEXT_COLUMNS)
+TEXT_COLUMNS = frozenset(
+    {"task_id", "worker_id", "language", "outcome", "error", "state", "source", "direction", "reason"}
+)
+NUMBER_COLUMNS = frozenset(c for c in [*TASK_COLUMNS, *WORKER_COLUMNS, *SCALING_COLUMNS] if c not in TEXT_COLUMNS)
 
 
 def canonical(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:

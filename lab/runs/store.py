@@ -1,6 +1,6 @@
-"""Runs saved under ``data/runs/<run-id>/`` and loaded back: tasks and worker events (CSV), parameters and
-environment (JSON) and the KPI table (Markdown). Charts are not drawn here: callers that want them call
-``lab.charts.save_charts(run, folder / CHARTS_DIR)``.
+"""Runs saved under ``data/runs/<run-id>/`` and loaded back: tasks, worker events and any autoscaler decisions
+(CSV), parameters and environment (JSON) and the KPI table (Markdown). Charts are not drawn here: callers that
+want them call ``lab.charts.save_charts(run, folder / CHARTS_DIR)``.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ import pandas as pd
 from lab.analysis import kpi
 from lab.paths import RUNS_DIR
 from lab.runs.markdown import kpi_markdown
-from lab.runs.schema import TASK_COLUMNS, WORKER_COLUMNS, canonical, read_csv
+from lab.runs.schema import SCALING_COLUMNS, TASK_COLUMNS, WORKER_COLUMNS, canonical, read_csv
 
 CHARTS_DIR = "charts"
 TASKS_FILE = "tasks.csv"
 WORKER_EVENTS_FILE = "worker_events.csv"
+SCALING_FILE = "scaling.csv"  # only for runs with an autoscaler
 PARAMS_FILE = "params.json"
 ENVIRONMENT_FILE = "environment.json"
 KPI_FILE = "kpi.md"
@@ -53,10 +54,12 @@ class Run:
     environment: dict[str, Any]
     tasks: pd.DataFrame = field(repr=False)
     worker_events: pd.DataFrame = field(repr=False)
+    scaling: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
     def __post_init__(self) -> None:
         self.tasks = canonical(self.tasks, TASK_COLUMNS)
         self.worker_events = canonical(self.worker_events, WORKER_COLUMNS)
+        self.scaling = canonical(self.scaling, SCALING_COLUMNS)
 
     @property
     def workers(self) -> int:
@@ -79,6 +82,8 @@ class Run:
         folder.mkdir(parents=True, exist_ok=True)
         self.tasks.to_csv(folder / TASKS_FILE, index=False)
         self.worker_events.to_csv(folder / WORKER_EVENTS_FILE, index=False)
+        if len(self.scaling):
+            self.scaling.to_csv(folder / SCALING_FILE, index=False)
         (folder / ENVIRONMENT_FILE).write_text(json.dumps(self.environment, indent=2, default=str) + "\n")
         (folder / KPI_FILE).write_text(kpi_markdown(self.kpis(), title=f"KPIs of run {self.run_id}"))
         # params last: its presence is what marks a complete run (see list_runs).
@@ -94,6 +99,7 @@ class Run:
             environment=json.loads((path / ENVIRONMENT_FILE).read_text()),
             tasks=read_csv(path / TASKS_FILE),
             worker_events=read_csv(path / WORKER_EVENTS_FILE),
+            scaling=read_csv(path / SCALING_FILE) if (path / SCALING_FILE).is_file() else pd.DataFrame(),
         )
 
 
