@@ -19,17 +19,18 @@ T0 = 1_700_000_000_000  # ms
 
 def events(*rows: tuple[float, str, str]) -> pd.DataFrame:
     """Worker events at seconds from T0, as the master reports them."""
-    return pd.DataFrame(
+    frame: pd.DataFrame = pd.DataFrame(
         [
             {"timestamp": T0 + int(t * 1000), "worker_id": w, "state": s, "task_id": "", "source": "grpc"}
             for t, w, s in rows
         ]
     )
+    return frame
 
 
 def tasks(*rows: tuple[str, float, float, float, str]) -> pd.DataFrame:
     """Tasks (id, submitted, started, delivered in seconds from T0, worker)."""
-    return pd.DataFrame(
+    frame: pd.DataFrame = pd.DataFrame(
         [
             {
                 "task_id": i,
@@ -44,6 +45,7 @@ def tasks(*rows: tuple[str, float, float, float, str]) -> pd.DataFrame:
             for i, s, st, d, w in rows
         ]
     )
+    return frame
 
 
 # One worker all along, busy 0-10 s; a second joins at 10 s, busy 12-20 s, and leaves at 30 s. The run ends at
