@@ -1,4 +1,5 @@
-"""The master's web edge: FastAPI (chat page, dashboard, status, health, metrics) with Socket.IO mounted.
+"""The master's web edge: FastAPI (chat page, dashboard, status, health, metrics, the autoscaler's API) with
+Socket.IO mounted.
 
 Socket.IO payloads are read into and written from the models of `services.protocol`."""
 
@@ -23,6 +24,7 @@ from services.master.face import MasterFace
 from services.master.intake import refusal
 from services.master.loops import tell_dashboards
 from services.master.operator import CHALLENGE, bearer_token, check, dashboard_refusal
+from services.master.scaling_api import autoscaler_routes
 from services.protocol import (
     DASHBOARD_AUTH_KEY,
     DashboardSnapshot,
@@ -415,4 +417,5 @@ class WebEdge:
         async def metrics() -> Response:
             return Response(await self.master.metrics_text(), media_type="text/plain; version=0.0.4")
 
+        api.include_router(autoscaler_routes(lambda: self.master, self._operator_only))
         return api

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from services.master.settings import MasterSettings
-from services.protocol import DashboardSnapshot, QueryAck, StatusReport, SystemStatus, UserQuery
+from services.protocol import DashboardSnapshot, QueryAck, ScalingReport, StatusReport, SystemStatus, UserQuery
 
 
 class MasterFace(Protocol):
@@ -46,3 +46,9 @@ class MasterFace(Protocol):
 
     async def dashboard_snapshot(self) -> DashboardSnapshot:
         """The dashboard's snapshot."""
+
+    async def report_scaling(self, report: ScalingReport) -> None:
+        """Record one decision of the autoscaler (log, log topic, Watch stream, metrics)."""
+
+    async def retire_worker(self, worker_id: str) -> bool | None:
+        """Assign nothing more to a worker; whether it holds no task now, None when it is not known."""

@@ -23,7 +23,7 @@ from services.loop import runner
 from services.master.fronts import FRONT_FD, RemoteError
 from services.master.link import Link, LinkClosed
 from services.master.settings import MasterSettings
-from services.protocol import DashboardSnapshot, QueryAck, StatusReport, SystemStatus, UserQuery
+from services.protocol import DashboardSnapshot, QueryAck, ScalingReport, StatusReport, SystemStatus, UserQuery
 
 if TYPE_CHECKING:
     from services.master.app import WebEdge
@@ -96,6 +96,16 @@ class RemoteMaster:
         snapshot = await self._call("dashboard")
         assert isinstance(snapshot, DashboardSnapshot)
         return snapshot
+
+    async def report_scaling(self, report: ScalingReport) -> None:
+        """Hand the autoscaler's decision to the core, once it has recorded it."""
+        await self._call("scaling", report)
+
+    async def retire_worker(self, worker_id: str) -> bool | None:
+        """The core's answer to retiring a worker (None: it does not know it)."""
+        idle = await self._call("retire", worker_id)
+        assert idle is None or isinstance(idle, bool)
+        return idle
 
     async def _call(self, what: str, *args: object) -> object:
         call_id = next(self._ids)

@@ -135,6 +135,11 @@ class FrontLink:
                 value = master.metrics.render()
             elif what == "dashboard":
                 value = master.dashboard()
+            elif what == "scaling":
+                await master.report_scaling(*args)
+                value = None
+            elif what == "retire":
+                value = await master.retire_worker(*args)
             else:
                 raise ValueError(f"unknown call {what!r}")
         except Exception as e:  # the front's request fails, not the master

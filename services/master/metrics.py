@@ -29,6 +29,23 @@ class _StateCollector(Collector):
         yield family
 
 
+class _ScalingCollector(Collector):
+    """The autoscaler's last decision: the workers it wants and those it had. Absent until it made one, so that a
+    master without an autoscaler shows no target of 0."""
+
+    def __init__(self) -> None:
+        self.last: tuple[int, int] | None = None  # (target, current)
+
+    def collect(self) -> Iterable[Metric]:
+        if self.last is None:
+            return
+        target, current = self.last
+        yield GaugeMetricFamily("autoscaler_target_workers", "Workers the autoscaler's last decision wants", target)
+        yield GaugeMetricFamily(
+            "autoscaler_current_workers", "Workers running or starting at the autoscaler's last decision", current
+        )
+
+
 class Metrics:
     """The master's counters and histograms."""
 
@@ -84,7 +101,20 @@ class Metrics:
             buckets=OVERHEAD_BUCKETS,
             registry=self.registry,
         )
+        self.decisions = Counter(
+            "autoscaler_decisions",
+            "Decisions the autoscaler reported, by direction (up, down, hold)",
+            ["direction"],
+            registry=self.registry,
+        )
+        self._scaling = _ScalingCollector()
         self.registry.register(_StateCollector(read_state))
+        self.registry.register(self._scaling)
+
+    def scaling(self, target: int, current: int, direction: str) -> None:
+        """Count one decision of the autoscaler and keep its target and current workers."""
+        self.decisions.labels(direction).inc()
+        self._scaling.last = (target, current)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

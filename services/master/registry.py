@@ -37,6 +37,7 @@ class Worker:
     heard: bool = True  # False for a worker remembered from before a restart, until it reports
     longest_task_ms: int = 0  # the longest a task of it took, assignment to accepted result
     task_messages: bool = True  # it reports busy and idle around each task (False: it said it leaves them out)
+    retired: bool = False  # given no more tasks (the autoscaler stops it), until it goes offline or registers again
 
     @property
     def baseline(self) -> bool:
@@ -71,12 +72,17 @@ class Registry:
         return self._workers.get(worker_id)
 
     def upsert(self, worker_id: str, language: str, now_ms: int) -> Worker:
-        """Record a worker that says it is online; a new one starts busy until marked idle."""
+        """Record a worker that says it is online; a new one starts busy until marked idle. One that registers
+        again is no longer retired."""
         worker = self._workers.get(worker_id)
         if worker is None:
             worker = Worker(worker_id, language, WorkerState.BUSY, now_ms, now_ms)
             self._workers[worker_id] = worker
             self._counts[WorkerState.BUSY] += 1
+        elif worker.retired:
+            worker.retired = False
+            if worker.state is WorkerState.IDLE:
+                self._idle[worker_id] = None  # assignable again, after those idle before it came back
         worker.language = language or worker.language
         worker.last_seen_ms = now_ms
         return worker
@@ -86,6 +92,8 @@ class Registry:
         self._move(worker, WorkerState.IDLE)
         worker.task_id = None
         worker.last_seen_ms = now_ms
+        if worker.retired:
+            return  # idle, and never chosen
         self._idle[worker.worker_id] = None
         self._idle.move_to_end(worker.worker_id)
 
@@ -97,9 +105,10 @@ class Registry:
         self._idle.pop(worker.worker_id, None)
 
     def mark_offline(self, worker: Worker, now_ms: int) -> None:
-        """Take a worker out of service; its task (if any) is the caller's to requeue."""
+        """Take a worker out of service; its task (if any) is the caller's to requeue. It is no longer retired."""
         self._move(worker, WorkerState.OFFLINE)
         worker.task_id = None
+        worker.retired = False
         worker.last_seen_ms = worker.gone_since_ms = now_ms
         self._idle.pop(worker.worker_id, None)
 
@@ -123,6 +132,15 @@ class Registry:
             del self._workers[worker.worker_id]
             self._counts[worker.state] -= 1
         return gone
+
+    def retire(self, worker_id: str) -> Worker | None:
+        """Give a worker no more tasks: out of the idle order, now and whenever it becomes idle, until it goes
+        offline or registers again. It keeps its state and its task, if it has one. None: no such worker."""
+        worker = self._workers.get(worker_id)
+        if worker is not None:
+            worker.retired = True
+            self._idle.pop(worker_id, None)
+        return worker
 
     def take_longest_idle(self) -> Worker | None:
         """The worker idle for the longest time, or None when nobody is idle (not yet marked busy)."""

@@ -20,6 +20,7 @@ from services.master.metrics import Metrics
 from services.master.recent import RecentAnswers
 from services.master.registry import Worker, WorkerState
 from services.master.results import WorkerResult, answer, failure, summary, without_user_key
+from services.master.scaling import decision_event, decision_line
 from services.master.settings import MasterSettings
 from services.master.views import LAST_MINUTE_S, dashboard_snapshot, state_counts, status_report, status_summary
 from services.master.watch import EventHub
@@ -30,6 +31,7 @@ from services.protocol import (
     Payload,
     QueryAck,
     RegisterMessage,
+    ScalingReport,
     StatusMessage,
     StatusReport,
     SystemStatus,
@@ -351,6 +353,24 @@ class Master:
             f"task {task.task_id[:8]} {outcome} by {result.worker_id} "
             f"in {result.processing_time_ms} ms (attempt {task.attempt})"
         )
+
+    # -- the autoscaler ---------------------------------------------------------------------
+    async def report_scaling(self, report: ScalingReport) -> None:
+        """Record one decision of the autoscaler: the log and the log topic, the Watch stream, the metrics."""
+        self.log(decision_line(report))
+        self.metrics.scaling(report.target, report.current, report.direction)
+        if self.events.active:
+            self.events.publish(decision_event(report, self._clock()))
+
+    async def retire_worker(self, worker_id: str) -> bool | None:
+        """Assign nothing more to `worker_id` (it stays listed) until it goes offline or registers again. Returns
+        whether it holds no task now (stopping it loses nothing), None when the master does not know it."""
+        worker = self.dispatcher.registry.retire(worker_id)
+        if worker is None:
+            return None
+        idle = worker.task_id is None and worker.state is not WorkerState.BUSY
+        self.log(f"worker {worker_id} retired ({'idle' if idle else 'busy'}): no more tasks for it")
+        return idle
 
     # -- steps of the background loops -------------------------------------------------------
     async def tick(self) -> None:

@@ -53,6 +53,7 @@ def status_report(
                 tasks_failed=w.tasks_failed,
                 current_task=w.task_id,
                 last_seen=w.last_seen_ms,
+                retired=w.retired,
             )
             for w in registry
         ],

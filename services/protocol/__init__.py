@@ -1,4 +1,4 @@
-"""The wire contract in code: MQTT topics, Socket.IO events and payloads, the REST status, JSON
+"""The wire contract in code: MQTT topics, Socket.IO events and payloads, the REST bodies, JSON
 messages, the worker id convention and gRPC stubs.
 
 Nothing outside this package spells a topic, an event name or a message field.
@@ -31,7 +31,7 @@ from services.protocol.payloads import (
     TaskQueued,
     UserQuery,
 )
-from services.protocol.rest import StatusReport, WorkerStatus
+from services.protocol.rest import ScalingReport, StatusReport, WorkerStatus
 from services.protocol.topics import Topics
 from services.protocol.worker_ids import make_worker_id, worker_language
 
@@ -50,6 +50,7 @@ __all__ = [
     "QueryAck",
     "RegisterMessage",
     "ResultSummary",
+    "ScalingReport",
     "StatusMessage",
     "StatusReport",
     "SystemStatus",

@@ -53,7 +53,7 @@ class WatchRequest(_message.Message):
     def __init__(self, snapshot: _Optional[bool] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("kind", "timestamp", "task_id", "worker_id", "attempt", "position", "processing_time_ms", "query_timestamp", "started_timestamp", "completion_timestamp", "language", "reason", "queue_length", "busy_workers", "idle_workers", "model_time_ms")
+    __slots__ = ("kind", "timestamp", "task_id", "worker_id", "attempt", "position", "processing_time_ms", "query_timestamp", "started_timestamp", "completion_timestamp", "language", "reason", "queue_length", "busy_workers", "idle_workers", "model_time_ms", "target_workers", "current_workers")
     KIND_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +70,8 @@ class Event(_message.Message):
     BUSY_WORKERS_FIELD_NUMBER: _ClassVar[int]
     IDLE_WORKERS_FIELD_NUMBER: _ClassVar[int]
     MODEL_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_WORKERS_FIELD_NUMBER: _ClassVar[int]
     kind: str
     timestamp: int
     task_id: str
@@ -86,4 +88,6 @@ class Event(_message.Message):
     busy_workers: int
     idle_workers: int
     model_time_ms: int
-    def __init__(self, kind: _Optional[str] = ..., timestamp: _Optional[int] = ..., task_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., attempt: _Optional[int] = ..., position: _Optional[int] = ..., processing_time_ms: _Optional[int] = ..., query_timestamp: _Optional[int] = ..., started_timestamp: _Optional[int] = ..., completion_timestamp: _Optional[int] = ..., language: _Optional[str] = ..., reason: _Optional[str] = ..., queue_length: _Optional[int] = ..., busy_workers: _Optional[int] = ..., idle_workers: _Optional[int] = ..., model_time_ms: _Optional[int] = ...) -> None: ...
+    target_workers: int
+    current_workers: int
+    def __init__(self, kind: _Optional[str] = ..., timestamp: _Optional[int] = ..., task_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., attempt: _Optional[int] = ..., position: _Optional[int] = ..., processing_time_ms: _Optional[int] = ..., query_timestamp: _Optional[int] = ..., started_timestamp: _Optional[int] = ..., completion_timestamp: _Optional[int] = ..., language: _Optional[str] = ..., reason: _Optional[str] = ..., queue_length: _Optional[int] = ..., busy_workers: _Optional[int] = ..., idle_workers: _Optional[int] = ..., model_time_ms: _Optional[int] = ..., target_workers: _Optional[int] = ..., current_workers: _Optional[int] = ...) -> None: ...

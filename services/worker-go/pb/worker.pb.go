@@ -281,7 +281,7 @@ func (x *WatchRequest) GetSnapshot() bool {
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Kind  string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"` // task.accepted|queued|assigned|requeued|answered|failed|delivered,
-	// worker.online|idle|busy|offline
+	// worker.online|idle|busy|offline, scale.decision
 	Timestamp           int64  `protobuf:"varint,2,opt,name=timestamp,proto3" json:"timestamp,omitempty"` // ms since epoch, master clock
 	TaskId              string `protobuf:"bytes,3,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	WorkerId            string `protobuf:"bytes,4,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
@@ -292,11 +292,13 @@ type Event struct {
 	StartedTimestamp    int64  `protobuf:"varint,9,opt,name=started_timestamp,json=startedTimestamp,proto3" json:"started_timestamp,omitempty"`
 	CompletionTimestamp int64  `protobuf:"varint,10,opt,name=completion_timestamp,json=completionTimestamp,proto3" json:"completion_timestamp,omitempty"`
 	Language            string `protobuf:"bytes,11,opt,name=language,proto3" json:"language,omitempty"`
-	Reason              string `protobuf:"bytes,12,opt,name=reason,proto3" json:"reason,omitempty"`                               // task.requeued / task.failed: why
-	QueueLength         int32  `protobuf:"varint,13,opt,name=queue_length,json=queueLength,proto3" json:"queue_length,omitempty"` // the system after the event
+	Reason              string `protobuf:"bytes,12,opt,name=reason,proto3" json:"reason,omitempty"`                               // task.requeued / task.failed / scale.decision: why
+	QueueLength         int32  `protobuf:"varint,13,opt,name=queue_length,json=queueLength,proto3" json:"queue_length,omitempty"` // the system after the event (scale.decision: as the autoscaler saw it)
 	BusyWorkers         int32  `protobuf:"varint,14,opt,name=busy_workers,json=busyWorkers,proto3" json:"busy_workers,omitempty"`
 	IdleWorkers         int32  `protobuf:"varint,15,opt,name=idle_workers,json=idleWorkers,proto3" json:"idle_workers,omitempty"`
-	ModelTimeMs         int64  `protobuf:"varint,16,opt,name=model_time_ms,json=modelTimeMs,proto3" json:"model_time_ms,omitempty"` // task.answered / task.failed: the model's share of processing_time_ms
+	ModelTimeMs         int64  `protobuf:"varint,16,opt,name=model_time_ms,json=modelTimeMs,proto3" json:"model_time_ms,omitempty"`        // task.answered / task.failed: the model's share of processing_time_ms
+	TargetWorkers       int32  `protobuf:"varint,17,opt,name=target_workers,json=targetWorkers,proto3" json:"target_workers,omitempty"`    // scale.decision: the workers the autoscaler wants
+	CurrentWorkers      int32  `protobuf:"varint,18,opt,name=current_workers,json=currentWorkers,proto3" json:"current_workers,omitempty"` // scale.decision: the workers it had (running or starting)
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
@@ -443,6 +445,20 @@ func (x *Event) GetModelTimeMs() int64 {
 	return 0
 }
 
+func (x *Event) GetTargetWorkers() int32 {
+	if x != nil {
+		return x.TargetWorkers
+	}
+	return 0
+}
+
+func (x *Event) GetCurrentWorkers() int32 {
+	if x != nil {
+		return x.CurrentWorkers
+	}
+	return 0
+}
+
 var File_worker_proto protoreflect.FileDescriptor
 
 const file_worker_proto_rawDesc = "" +
@@ -472,7 +488,7 @@ const file_worker_proto_rawDesc = "" +
 	"\asuccess\x18\x01 \x01(\bR\asuccess\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"*\n" +
 	"\fWatchRequest\x12\x1a\n" +
-	"\bsnapshot\x18\x01 \x01(\bR\bsnapshot\"\x9d\x04\n" +
+	"\bsnapshot\x18\x01 \x01(\bR\bsnapshot\"\xed\x04\n" +
 	"\x05Event\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1c\n" +
 	"\ttimestamp\x18\x02 \x01(\x03R\ttimestamp\x12\x17\n" +
@@ -490,7 +506,9 @@ const file_worker_proto_rawDesc = "" +
 	"\fqueue_length\x18\r \x01(\x05R\vqueueLength\x12!\n" +
 	"\fbusy_workers\x18\x0e \x01(\x05R\vbusyWorkers\x12!\n" +
 	"\fidle_workers\x18\x0f \x01(\x05R\vidleWorkers\x12\"\n" +
-	"\rmodel_time_ms\x18\x10 \x01(\x03R\vmodelTimeMs2\x81\x01\n" +
+	"\rmodel_time_ms\x18\x10 \x01(\x03R\vmodelTimeMs\x12%\n" +
+	"\x0etarget_workers\x18\x11 \x01(\x05R\rtargetWorkers\x12'\n" +
+	"\x0fcurrent_workers\x18\x12 \x01(\x05R\x0ecurrentWorkers2\x81\x01\n" +
 	"\x0eWorkerCallback\x123\n" +
 	"\n" +
 	"SendResult\x12\x12.worker.TaskResult\x1a\x11.worker.ResultAck\x12:\n" +
