@@ -9,6 +9,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from lab.analysis.stats import percentile
+from services.protocol import ScalingReport, StatusReport
 
 __all__ = ["RECENT_S", "LiveSnapshot", "LiveStats"]
 
@@ -38,6 +39,8 @@ class LiveSnapshot:
     planned: int | None = None  # questions the schedule holds (open loop)
     duration_s: float | None = None  # seconds of asking (closed loop) or of the schedule
     recent_window_s: float = RECENT_S
+    workers: int | None = None  # idle and busy workers, from the same read as `queue`
+    scaling: ScalingReport | None = None  # the autoscaler's last decision, when the master has one
 
 
 class LiveStats:
@@ -63,6 +66,8 @@ class LiveStats:
         self.answered = 0
         self.failed = 0
         self.queue: int | None = None
+        self.workers: int | None = None
+        self.scaling: ScalingReport | None = None
         self._latencies: list[float] = []  # kept sorted at each snapshot: re-sorting a sorted list is linear
         self._recent: deque[float] = deque()  # answer times within the recent window
 
@@ -84,6 +89,14 @@ class LiveStats:
         """The master's queue length as last read (None: the read failed, keep the last one)."""
         if depth is not None:
             self.queue = depth
+
+    def on_status(self, report: StatusReport | None) -> None:
+        """The master's status as last read: queue, workers and the autoscaler's last decision (None: the read
+        failed, keep the last ones)."""
+        if report is not None:
+            self.queue = report.queue_length
+            self.workers = report.idle + report.busy
+            self.scaling = report.scaling
 
     def snapshot(self, now: float) -> LiveSnapshot:
         """The run at `now` (monotonic)."""
@@ -112,4 +125,6 @@ class LiveStats:
             planned=self.planned,
             duration_s=self.duration_s,
             recent_window_s=self.recent_s,
+            workers=self.workers,
+            scaling=self.scaling,
         )

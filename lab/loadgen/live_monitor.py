@@ -142,8 +142,8 @@ class LiveMonitor:
             await asyncio.sleep(due - loop.time())
 
     async def tick(self) -> None:
-        """Read the queue, take a snapshot, show it."""
-        self.stats.on_queue(await self.queue_length())
+        """Read the master's status, take a snapshot, show it."""
+        self.stats.on_status(await self.status())
         snapshot = self.stats.snapshot(time.monotonic())
         if self.view is not None and self._pool is not None:
             try:
@@ -152,14 +152,19 @@ class LiveMonitor:
                 log.exception("live view failed; the run goes on without it")
                 self.view = None
 
-    async def queue_length(self) -> int | None:
-        """The master's queue length from /api/status; None when it did not answer in time, or oddly."""
+    async def status(self) -> StatusReport | None:
+        """The master's /api/status; None when it did not answer in time, or oddly."""
         import httpx
 
         if self._http is None:
             return None
         try:
             response = await self._http.get(f"{self.url}/api/status")
-            return validate(StatusReport, response.json()).queue_length
+            return validate(StatusReport, response.json())
         except (httpx.HTTPError, ValueError, DecodeError):  # ValueError: not JSON
             return None
+
+    async def queue_length(self) -> int | None:
+        """The master's queue length from /api/status; None when it did not answer in time, or oddly."""
+        report = await self.status()
+        return None if report is None else report.queue_length

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lab.loadgen.live import LiveSnapshot
-from lab.loadgen.live_text import COLUMNS, cells, heading, plain_line
+from lab.loadgen.live_text import COLUMNS, cells, heading, plain_line, scaling_note
 
 __all__ = ["NotebookView", "chart_png", "html_table"]
 
@@ -27,7 +27,10 @@ def html_table(s: LiveSnapshot) -> str:
     head = "".join(f"<th style='text-align:right;padding:0 8px'>{html.escape(c)}</th>" for c in COLUMNS)
     row = "".join(f"<td style='text-align:right;padding:0 8px'>{html.escape(values[c])}</td>" for c in COLUMNS)
     caption = html.escape(heading(s))
-    note = html.escape(f"recent: last {s.recent_window_s:g} s · latency so far · queue: the master's /api/status")
+    note = html.escape(
+        f"recent: last {s.recent_window_s:g} s · latency so far · queue, workers: the master's /api/status"
+        + (f" · {scaling_note(s)}" if s.scaling else "")
+    )
     return (
         f"<table><caption style='text-align:left;font-weight:bold'>{caption}</caption>"
         f"<tr>{head}</tr><tr>{row}</tr></table><div style='color:#666;font-size:smaller'>{note}</div>"
@@ -50,6 +53,11 @@ def chart_png(history: Sequence[LiveSnapshot], dpi: int = 80) -> bytes:
     load.plot(t, [s.in_flight for s in history], label="in flight")
     load.plot(t, [s.queue if s.queue is not None else float("nan") for s in history], label="queue")
     load.plot(t, [s.failed for s in history], label="failed", color="tab:red")
+    if any(s.workers is not None for s in history):
+        load.step(t, [float("nan") if s.workers is None else s.workers for s in history], where="post", label="workers")
+    if any(s.scaling is not None for s in history):  # the autoscaler's decisions on the timeline
+        targets = [float("nan") if s.scaling is None else s.scaling.target for s in history]
+        load.step(t, targets, where="post", label="autoscaler target", linestyle=":", color="tab:green")
     load.set_title("questions")
     for name in ("p50", "p95", "p99"):
         values = [getattr(s, f"{name}_s") for s in history]

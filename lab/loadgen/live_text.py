@@ -24,6 +24,7 @@ COLUMNS = (
     "failed",
     "in flight",
     "queue",
+    "workers",
     "answers/s recent",
     "answers/s overall",
     "p50",
@@ -57,6 +58,7 @@ def cells(s: LiveSnapshot) -> dict[str, str]:
         "failed": str(s.failed),
         "in flight": str(s.in_flight),
         "queue": "-" if s.queue is None else str(s.queue),
+        "workers": "-" if s.workers is None else str(s.workers),
         "answers/s recent": f"{s.recent_per_s:.1f}",
         "answers/s overall": f"{s.overall_per_s:.1f}",
         "p50": seconds(s.p50_s),
@@ -65,14 +67,21 @@ def cells(s: LiveSnapshot) -> dict[str, str]:
     }
 
 
+def scaling_note(s: LiveSnapshot) -> str:
+    """The autoscaler's last decision, '' without one: 'autoscaler: 2 -> 4 workers (up): <reason>'."""
+    d = s.scaling
+    return "" if d is None else f"autoscaler: {d.current} -> {d.target} workers ({d.direction}): {d.reason}"
+
+
 def plain_line(s: LiveSnapshot) -> str:
     """One log line: '[open loop · 12 s of 60 s] sent 36/60 · answered 30 · ...'."""
     c = cells(s)
+    note = scaling_note(s)
     return (
         f"[{heading(s)}] sent {c['sent']} · answered {c['answered']} · failed {c['failed']} · "
-        f"in flight {c['in flight']} · queue {c['queue']} · answers/s {c['answers/s recent']} "
-        f"(last {s.recent_window_s:g} s) {c['answers/s overall']} (overall) · "
-        f"latency p50 {c['p50']} p95 {c['p95']} p99 {c['p99']}"
+        f"in flight {c['in flight']} · queue {c['queue']} · workers {c['workers']} · "
+        f"answers/s {c['answers/s recent']} (last {s.recent_window_s:g} s) {c['answers/s overall']} (overall) · "
+        f"latency p50 {c['p50']} p95 {c['p95']} p99 {c['p99']}" + (f" · {note}" if note else "")
     )
 
 
@@ -84,7 +93,8 @@ def live_table(s: LiveSnapshot) -> Table:
     table = Table(
         title=heading(s),
         title_justify="left",
-        caption=f"recent: last {s.recent_window_s:g} s · latency so far · queue: the master's /api/status",
+        caption=f"recent: last {s.recent_window_s:g} s · latency so far · queue, workers: the master's /api/status"
+        + (f"\n{scaling_note(s)}" if s.scaling else ""),
         caption_justify="left",
         box=box.SIMPLE_HEAD,
         show_edge=False,

@@ -105,6 +105,7 @@ class Master:
         )
         self.dispatcher.hold(True, clock())  # nothing is assigned before MQTT is up
         self.metrics = Metrics(lambda: state_counts(self.dispatcher))
+        self.last_scaling: ScalingReport | None = None  # the autoscaler's last decision, shown in the status
         self.recent = RecentAnswers(started_ms=clock())  # the dashboard's answers per second and latencies
         self.journal = journal
         self.events = EventHub()
@@ -358,6 +359,7 @@ class Master:
     async def report_scaling(self, report: ScalingReport) -> None:
         """Record one decision of the autoscaler: the log and the log topic, the Watch stream, the metrics."""
         self.log(decision_line(report))
+        self.last_scaling = report
         self.metrics.scaling(report.target, report.current, report.direction)
         if self.events.active:
             self.events.publish(decision_event(report, self._clock()))
@@ -423,7 +425,8 @@ class Master:
     def status(self) -> StatusReport:
         """The REST status: workers with state and counts, and the queue."""
         s = self.settings
-        return status_report(self.dispatcher, len(self.deliveries), s.advertised_grpc_endpoint, s.max_query_chars)
+        report = status_report(self.dispatcher, len(self.deliveries), s.advertised_grpc_endpoint, s.max_query_chars)
+        return report.model_copy(update={"scaling": self.last_scaling}) if self.last_scaling else report
 
     def dashboard(self) -> DashboardSnapshot:
         """The dashboard's snapshot: workers, queue, and the recent answers per second and their latency."""

@@ -45,6 +45,9 @@ class StatusReport(Payload):
     mqtt_connected: StrictBool
     grpc_endpoint: str = ""  # host:port workers send results to (the master's advertised one); "" when not said
     max_query_chars: Count = 0  # the longest question accepted, in characters (MAX_QUERY_CHARS); 0: not said
+    # Extension: the autoscaler's last decision (`POST /api/scaling`), for `lab load` and the like. On the wire
+    # only when there was one, so a status without an autoscaler is the baseline's.
+    scaling: ScalingReport | None = Field(default=None, exclude_if=lambda scaling: scaling is None)
 
 
 class ScalingReport(Payload):
@@ -71,3 +74,6 @@ class ScalingReport(Payload):
         if self.direction != said:
             raise ValueError(f"direction {self.direction!r} does not match {self.current} -> {self.target}")
         return self
+
+
+StatusReport.model_rebuild()

@@ -12,6 +12,7 @@ from lab.loadgen.live import LiveSnapshot, LiveStats
 from lab.loadgen.live_monitor import LiveMonitor, choose_view, in_notebook
 from lab.loadgen.live_notebook import NotebookView, chart_png, html_table
 from lab.loadgen.live_text import COLUMNS, PlainView, TerminalView, cells, plain_line
+from services.protocol import ScalingReport, StatusReport
 
 pytestmark = pytest.mark.unit
 
@@ -68,6 +69,50 @@ def test_a_short_run_divides_by_the_time_it_ran_not_by_the_window() -> None:
     stats.on_answered(1.0, 1.0)
     assert stats.snapshot(2.0).recent_per_s == pytest.approx(0.5)
     assert stats.snapshot(0.0).recent_per_s == 0.0  # nothing ran yet: no division by zero
+
+
+def status(queue: int, idle: int, busy: int, scaling: ScalingReport | None = None) -> StatusReport:
+    """A master's /api/status with no worker listed, only the counts the live view reads."""
+    return StatusReport(
+        workers=[],
+        idle=idle,
+        busy=busy,
+        offline=0,
+        queue_length=queue,
+        in_flight=busy,
+        undelivered=0,
+        mqtt_connected=True,
+        scaling=scaling,
+    )
+
+
+def test_the_status_gives_the_queue_the_workers_and_the_autoscalers_last_decision() -> None:
+    decision = ScalingReport(
+        timestamp=1,
+        current=2,
+        target=4,
+        direction="up",
+        reason="the queue grew",
+        queue_length=9,
+        busy=2,
+        idle=0,
+        arrival_rate_per_s=0.5,
+        service_time_s=10,
+        utilization=0.75,
+        predicted_wait_s=1.2,
+    )
+    stats = LiveStats("open loop", 0.0)
+    stats.on_status(status(3, idle=1, busy=1))
+    first = stats.snapshot(1.0)
+    assert (first.queue, first.workers, first.scaling) == (3, 2, None)
+    assert "workers 2" in plain_line(first) and "autoscaler" not in plain_line(first)
+    stats.on_status(status(9, idle=0, busy=2, scaling=decision))
+    stats.on_status(None)  # a failed read keeps the last ones
+    second = stats.snapshot(2.0)
+    assert (second.queue, second.workers, second.scaling) == (9, 2, decision)
+    assert plain_line(second).endswith("autoscaler: 2 -> 4 workers (up): the queue grew")
+    assert "autoscaler: 2 -&gt; 4 workers (up)" in html_table(second)  # escaped
+    assert chart_png([first, second]).startswith(b"\x89PNG")
 
 
 def test_the_queue_keeps_its_last_reading_when_a_read_fails() -> None:

@@ -135,6 +135,9 @@ async def test_the_metrics_keep_the_last_decision_and_count_each_direction(serve
     assert "autoscaler_target_workers 2.0" in metrics and "autoscaler_current_workers 2.0" in metrics
     for direction, count in (("up", 1), ("down", 1), ("hold", 2)):
         assert f'autoscaler_decisions_total{{direction="{direction}"}} {count}.0' in metrics
+    # The status shows the last decision (for `lab load`'s live view).
+    shown = (await served.status()).scaling
+    assert shown is not None and (shown.current, shown.target, shown.reason) == (2, 2, "in the band")
 
 
 async def test_a_master_without_decisions_shows_no_autoscaler_target(served: Served) -> None:
@@ -142,6 +145,8 @@ async def test_a_master_without_decisions_shows_no_autoscaler_target(served: Ser
     assert "swarm_queue_depth" in metrics  # the metrics are there...
     assert "autoscaler_target_workers " not in metrics and "autoscaler_current_workers " not in metrics
     assert "autoscaler_decisions_total{" not in metrics  # ...but no target of 0 and no decision
+    raw = (await served.http.get("/api/status", headers=AUTH)).json()
+    assert "scaling" not in raw  # the status is the baseline's
 
 
 BAD_BODIES: list[tuple[str, bytes | object, str]] = [
