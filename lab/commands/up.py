@@ -1,7 +1,7 @@
 """`lab up`: run the whole system locally until Ctrl-C or SIGTERM.
 
-By default it says what matters: the ready line, restarts, workers that join or leave, and the processes'
-errors; `--verbose` streams every process's log too.
+By default it says what matters: the ready line, restarts, workers that join or leave, the autoscaler's changes
+of the fleet (with --autoscale), and the processes' errors; `--verbose` streams every process's log too.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from types import FrameType
 from typing import Any
 
 from lab.commands.fleet import add_workers_option, workers_count
+from lab.system.autoscaling import AUTOSCALER, Autoscale, autoscale_text, parse_autoscale
 from lab.system.broker import MosquittoNotFoundError
 from lab.system.config import (
     DEFAULT_GRPC_PORT,
@@ -41,6 +42,7 @@ _ESSENTIAL = ("mosquitto", "master")  # without these the system is down; a lost
 # Without --verbose, records at ERROR and above are shown, with the lines that follow them (a traceback).
 _RECORD = re.compile(r"^(?:\d{4}-\d\d-\d\d \S+ )?(DEBUG|INFO|WARNING|ERROR|CRITICAL)\b")
 _SHOWN_LEVELS = ("ERROR", "CRITICAL")
+_DECISION = " services.autoscaler.report: "  # the autoscaler's changes of the fleet are shown too (INFO)
 _PRESENCE_EVERY_S = 1.0  # how often the master is asked which workers are online
 
 
@@ -55,6 +57,15 @@ def register(commands: Any) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_workers_option(parser, default=2)
+    parser.add_argument(
+        "--autoscale",
+        type=autoscale_arg,
+        default=None,
+        metavar="MIN..MAX",
+        help="let the autoscaler start and stop workers between MIN and MAX (e.g. 1..8) by the load: it owns the "
+        "whole fleet, of --workers' language (its count is not used); COOLDOWN_S, SCALE_DOWN_WINDOW_S, "
+        "LATENCY_TARGET_S, UTILIZATION_LOW/HIGH in the environment tune it",
+    )
     parser.add_argument(
         "--work-seconds", type=float, default=DEFAULT_WORK_SECONDS, metavar="S", help="simulated long work per task"
     )
@@ -90,6 +101,14 @@ def register(commands: Any) -> None:
     parser.set_defaults(run=run)
 
 
+def autoscale_arg(text: str) -> Autoscale:
+    """argparse type: `MIN..MAX`, e.g. `2..8`, with the parser's message on anything else."""
+    try:
+        return parse_autoscale(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 class _Printer:
     """Prints log lines as `name | line` with aligned names (all of them when `verbose`, else only errors), and
     the lab's own messages, one whole line at a time."""
@@ -106,7 +125,7 @@ class _Printer:
         if not self._verbose:
             # Each process has its own reader thread: only that thread touches its entry.
             if record := _RECORD.match(line):
-                self._showing[name] = record.group(1) in _SHOWN_LEVELS
+                self._showing[name] = record.group(1) in _SHOWN_LEVELS or _DECISION in line
             elif line.startswith("Traceback (most recent call last)"):
                 self._showing[name] = True  # an exception nobody logged: the process is dying of it
             if not self._showing.get(name, False):
@@ -170,6 +189,8 @@ def _ready_line(cluster: LocalCluster) -> str:
     status = cluster.status_report()
     workers, idle = len(status.workers), status.idle
     who = _plural(workers, "worker") + (" idle" if idle == workers else f" ({idle} idle)")
+    if (bounds := cluster.spec.autoscale) is not None:
+        who += f", autoscaled {bounds[0]}..{bounds[1]}"
     # The dashboard's URL carries the operator token (in its fragment): the one place `lab up` shows it.
     return (
         f"ready: {who}, queue {status.queue_length} — chat at {cluster.web_url} · dashboard at "
@@ -247,7 +268,8 @@ def _watch(cluster: LocalCluster, out: _Printer, restart: bool, verbose: bool) -
 def run(args: argparse.Namespace) -> int:
     """Run `lab up` with parsed `args`; returns the exit code."""
     # Room for the names of a few generations of restarted workers too.
-    out = _Printer(max(len("mosquitto"), len(f"worker-{workers_count(args.workers) * 10}")), args.verbose)
+    names = ("mosquitto", AUTOSCALER if args.autoscale else "", f"worker-{workers_count(args.workers) * 10}")
+    out = _Printer(max(map(len, names)), args.verbose)
     try:
         spec = ClusterSpec(
             workers=args.workers,
@@ -261,18 +283,22 @@ def run(args: argparse.Namespace) -> int:
             baseline=args.baseline,
             restart=args.restart,
             on_event=lambda text: out.say(f"lab up: {text}"),
+            autoscale=args.autoscale,
         )
         cluster = LocalCluster(spec)
     except ValueError as error:
         out.say(f"lab up: {error}", error=True)
         return 2
     cfg = cluster.config
+    fleet = (
+        fleet_text(args.workers) if args.autoscale is None else autoscale_text(args.autoscale, spec.autoscale_language)
+    )
     with _stop_signals():
         try:
             cluster.check_ports()
             out.say(
                 f"lab up: starting Mosquitto on {cfg.host}:{cfg.mqtt_port}, the master (web {cfg.web_port}, "
-                f"gRPC {cfg.grpc_port}) and workers ({fleet_text(args.workers)})"
+                f"gRPC {cfg.grpc_port}) and workers ({fleet})"
                 + ("" if args.verbose else "; --verbose shows their logs")
             )
             cluster.start()

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.system.broker import BrokerTls
+from lab.system.broker import BrokerTls, write_config
 from lab.system.credentials import Credentials, User, new_operator_token
 from lab.system.ports import free_port
 from services.envconfig import ServiceSettings, file_variable
@@ -133,6 +133,22 @@ class ClusterConfig:
     def ports(self) -> dict[str, int]:
         """The ports the cluster listens on, by role."""
         return {"MQTT": self.mqtt_port, "web": self.web_port, "gRPC": self.grpc_port}
+
+    def write_broker_config(self, state_dir: Path) -> Path:
+        """Write the broker's config, its password file and ACL (with `auth`) and its data directory (sessions and
+        queued messages kept across restarts) into `state_dir`/broker; return the config's path."""
+        directory = state_dir / "broker"
+        directory.mkdir(mode=0o700, exist_ok=True)
+        return write_config(
+            directory,
+            self.mqtt_port,
+            self.host,
+            topic_prefix=self.topic_prefix,
+            credentials=self.credentials if self.auth else None,
+            persistence=True,
+            tls=self.broker_tls,
+            baseline=self.baseline,
+        )
 
     def _common_env(self, base: Mapping[str, str], user: User) -> dict[str, str]:
         """What every service process gets: `base`, the broker and its login as `user`, the result endpoint."""

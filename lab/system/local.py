@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -16,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from lab.paths import REPO_ROOT
 from lab.system import broker
+from lab.system.autoscaling import AUTOSCALER, Autoscale, autoscaler_argv, autoscaler_env, autoscaler_grace_s
 from lab.system.credentials import Credentials
 from lab.system.ports import PortInUseError, accepts_tcp, port_in_use
 from lab.system.process_table import ESSENTIALS, ProcessTable
 from lab.system.procs import ManagedProcess, Spawner, print_line, stop_group
 from lab.system.readiness import MasterHttp, OperatorAccess, tail_text, wait_ready
 from lab.system.spec import ClusterOptions, ClusterSpec
-from lab.system.statedir import open_state_dir
+from lab.system.statedir import close_state_dir, open_state_dir
 from lab.system.supervision import Restart, Supervisor
 from lab.system.workers import spawn_order, worker_kind
 from services.protocol import StatusReport
@@ -105,7 +105,7 @@ class LocalCluster(OperatorAccess):
 
     @property
     def worker_ids(self) -> list[str]:
-        """Ids of the workers running now (a paused one included), in start order."""
+        """Ids of the workers running now (a paused one included), in start order; not the autoscaler's."""
         return self._table.running_worker_ids()
 
     @property
@@ -135,8 +135,9 @@ class LocalCluster(OperatorAccess):
             self._started = True
         deadline = time.monotonic() + self.spec.startup_timeout
         self.check_ports()
-        for language, _ in self.spec.fleet:  # a worker that is not built fails now, with how to build it
-            worker_kind(language).require()
+        autoscaled = [self.spec.autoscale_language] if self.spec.autoscale else []
+        for language in autoscaled or [language for language, _ in self.spec.fleet]:
+            worker_kind(language).require()  # a worker that is not built fails now, with how to build it
         mosquitto = broker.find_mosquitto()
         atexit.register(self.stop)
         try:
@@ -241,6 +242,9 @@ class LocalCluster(OperatorAccess):
             spawner.call(lambda: None)
         with self._supervision_lock:  # a restart_master() or restart_broker() in another thread
             procs = list(self._table.all().values())
+            # The autoscaler first: it stops its workers, and they say goodbye while the master still listens.
+            if scaler := [p for p in procs if p.name == AUTOSCALER]:
+                stop_group(scaler, autoscaler_grace_s(self._table.command(AUTOSCALER)[1]))
             # Services first, the broker last, so they can still say goodbye over MQTT while stopping.
             services = [p for p in procs if p.name != "mosquitto"]
             stop_group(services, _STOP_GRACE_SECONDS)
@@ -248,7 +252,8 @@ class LocalCluster(OperatorAccess):
         self._master.close()
         if spawner is not None:
             spawner.close()
-        self._remove_state_dir()
+        close_state_dir(self._state_dir, self.spec.state_dir)
+        self._state_dir = None
 
     # -- starting -------------------------------------------------------------------------------------
 
@@ -256,19 +261,7 @@ class LocalCluster(OperatorAccess):
         """Start the parts in dependency order, each once the previous one is ready."""
         cfg = self.config
         state = self._state_dir = open_state_dir(self.spec.state_dir)
-        broker_dir = state / "broker"
-        broker_dir.mkdir(mode=0o700, exist_ok=True)
-        credentials = cfg.credentials if cfg.auth else None
-        conf = broker.write_config(
-            broker_dir,
-            cfg.mqtt_port,
-            cfg.host,
-            topic_prefix=cfg.topic_prefix,
-            credentials=credentials,
-            persistence=True,
-            tls=cfg.broker_tls,
-            baseline=cfg.baseline,
-        )
+        conf = cfg.write_broker_config(state)
         mq = self._spawn("mosquitto", [str(mosquitto), "-c", str(conf)], cfg.broker_env(os.environ))
         self._wait("Mosquitto to accept connections", lambda: accepts_tcp(cfg.host, cfg.mqtt_port), [mq], deadline)
 
@@ -277,8 +270,18 @@ class LocalCluster(OperatorAccess):
         self._wait("the master's /healthz", self._master.healthy, [mq, master], deadline)
 
         # Workers only after the master listens, so their registration is not published into the void.
+        if self.spec.autoscale is not None:
+            self._start_autoscaler(self.spec.autoscale, state, [mq, master], deadline)
+            return
         ids = [self._spawn_worker({}, language) for language in spawn_order(self.spec.fleet)]
         self._wait_workers(ids, deadline)
+
+    def _start_autoscaler(self, bounds: Autoscale, state: Path, watched: list[ManagedProcess], deadline: float) -> None:
+        """Start the autoscaler, which starts the workers; wait until its minimum has registered."""
+        env = autoscaler_env(self.config, bounds, self.spec.autoscale_language, self.operator_token, state, os.environ)
+        scaler = self._spawn(AUTOSCALER, autoscaler_argv(), env)
+        listed = lambda: self._master.listed_workers() >= bounds[0]  # noqa: E731
+        self._wait(f"the autoscaler's first {bounds[0]} workers to register", listed, [*watched, scaler], deadline)
 
     def _spawn(self, name: str, argv: list[str], env: Mapping[str, str]) -> ManagedProcess:
         """Start one process on the spawner thread and return it (it is recorded there)."""
@@ -348,8 +351,8 @@ class LocalCluster(OperatorAccess):
         """Called by the supervisor: start what replaces `proc`; (its name, how)."""
         if not proc.name.startswith("worker-"):
             self._respawn(proc.name)
-            where = f"on port {self.config.mqtt_port}" if proc.name == "mosquitto" else "on the same ports"
-            return proc.name, where
+            where = {"mosquitto": f"on port {self.config.mqtt_port}", AUTOSCALER: "(its workers start anew)"}
+            return proc.name, where.get(proc.name, "on the same ports")
         self._table.retire(proc.name)
         worker_id = self._spawn_worker(self._table.worker_env(proc.name), self._table.worker_language(proc.name))
         name = self._table.worker_name(worker_id)
@@ -392,9 +395,3 @@ class LocalCluster(OperatorAccess):
         startup timeout from now)."""
         timeout = self.spec.startup_timeout
         wait_ready(what, ready, watched, time.monotonic() + timeout if deadline is None else deadline, timeout, explain)
-
-    def _remove_state_dir(self) -> None:
-        """Delete the state directory if the cluster made it (a given one is kept for inspection)."""
-        if self._state_dir is not None and self.spec.state_dir is None:
-            shutil.rmtree(self._state_dir, ignore_errors=True)
-        self._state_dir = None

@@ -11,6 +11,8 @@ from lab.system.procs import ManagedProcess
 __all__ = ["ProcessTable"]
 
 ESSENTIALS = ("mosquitto", "master")
+AUTOSCALER = "autoscaler"
+SUPERVISED = (*ESSENTIALS, AUTOSCALER)  # started again under their own names; a worker's replacement has a new one
 
 
 class ProcessTable:
@@ -114,9 +116,10 @@ class ProcessTable:
             self._retired.add(name)
 
     def supervised(self) -> list[ManagedProcess]:
-        """What a supervisor keeps running: the broker, the master and every worker not stopped or replaced."""
+        """What a supervisor keeps running: the broker, the master, the autoscaler (if there is one) and every
+        worker not stopped or replaced."""
         with self.lock:
-            names = [*ESSENTIALS, *(n for n in self._worker_names.values() if n not in self._retired)]
+            names = [*SUPERVISED, *(n for n in self._worker_names.values() if n not in self._retired)]
             return [self._procs[n] for n in names if n in self._procs]
 
     def exited(self) -> dict[str, int]:

@@ -127,6 +127,16 @@ class MasterHttp:
         except httpx.HTTPError:
             return False
 
+    def listed_workers(self) -> int:
+        """How many workers /api/status lists as idle or busy (0 when it cannot tell)."""
+        import httpx
+
+        try:
+            listed = self.status_report().workers
+        except (httpx.HTTPError, ValueError):
+            return 0
+        return sum(w.state in ("idle", "busy") for w in listed)
+
     def missing_workers(self, worker_ids: Iterable[str]) -> list[str]:
         """Those of `worker_ids` that /api/status does not list as idle or busy (all, if it cannot tell)."""
         import httpx

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
+from lab.system.autoscaling import Autoscale, check_autoscale
 from lab.system.broker import BrokerTls
 from lab.system.config import (
     DEFAULT_GRPC_PORT,
@@ -18,7 +19,7 @@ from lab.system.config import (
 )
 from lab.system.procs import LogSink
 from lab.system.supervision import RestartPolicy
-from lab.system.workers import Fleet, FleetSpec, parse_fleet
+from lab.system.workers import Fleet, FleetSpec, fleet_text, parse_fleet
 from services.protocol.topics import DEFAULT_PREFIX
 
 __all__ = ["ClusterOptions", "ClusterSpec", "ServiceOptions"]
@@ -36,6 +37,8 @@ class ClusterSpec:
     join too: anonymous clients with the ACL's baseline rules, and the master accepts their token-less
     results. With `restart`, what dies is started again (`restart_policy`). `state_dir` holds the broker's
     files and the journal; by default a new temporary directory, removed by stop() (a given one is kept).
+    With `autoscale` (min, max), the cluster starts the autoscaler instead of the workers: it starts and stops
+    workers of the fleet's one language (Python for a number) between min and max (lab.system.autoscaling).
     """
 
     workers: FleetSpec = 2
@@ -56,9 +59,20 @@ class ClusterSpec:
     restart_policy: RestartPolicy | None = None
     on_event: Callable[[str], None] | None = None
     state_dir: Path | None = None
+    autoscale: Autoscale | None = None
 
     def __post_init__(self) -> None:
-        parse_fleet(self.workers)  # a bad fleet fails here, before anything starts
+        fleet = parse_fleet(self.workers)  # a bad fleet fails here, before anything starts
+        if self.autoscale is not None:
+            check_autoscale(self.autoscale)
+            if len(fleet) > 1:
+                raise ValueError(f"autoscale sizes workers of one language, not a mix ({fleet_text(fleet)})")
+
+    @property
+    def autoscale_language(self) -> str:
+        """The language of the autoscaled workers: the fleet's (Python for a number)."""
+        fleet = self.fleet
+        return fleet[0][0] if fleet else "python"
 
     @property
     def fleet(self) -> Fleet:
@@ -102,6 +116,7 @@ class ServiceOptions(TypedDict, total=False):
     restart_policy: RestartPolicy | None
     on_event: Callable[[str], None] | None
     state_dir: Path | None
+    autoscale: Autoscale | None
 
 
 class ClusterOptions(ServiceOptions, total=False):

@@ -54,3 +54,9 @@ def open_state_dir(given: Path | None) -> Path:
         return make_temp_state_dir()
     given.mkdir(mode=0o700, parents=True, exist_ok=True)
     return given
+
+
+def close_state_dir(path: Path | None, given: Path | None) -> None:
+    """Delete the state directory `path` if the lab made it (`given` is None); a given one is kept for inspection."""
+    if path is not None and given is None:
+        shutil.rmtree(path, ignore_errors=True)
