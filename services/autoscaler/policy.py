@@ -204,14 +204,14 @@ class Policy:
             from_zero = current == 0 and target > 0
             if left > 0 and not from_zero:
                 verb = "up" if target > current else "down"
-                cooldown, reason = f" (cooldown, {left:.1f}s left)", f"would go {verb} to {target}; {reason}"
+                cooldown, reason = f"cooldown, {left:.1f}s left: ", f"would go {verb} to {target}; {reason}"
                 target = current
         if target != current:
             self._last_change_s = obs.at_s
-        direction = "up" if target > current else "down" if target < current else "hold"
         rate, service_s = obs.arrival_rate_per_s, self._service_s(obs)
         rho, wait = _predict(rate, service_s, obs.service_cv2, target)
-        return Decision(obs.at_s, current, target, f"{direction}{cooldown}: {reason}", rho, wait, obs)
+        # The direction is the decision's own field (and the master's log line shows it): not repeated here.
+        return Decision(obs.at_s, current, target, f"{cooldown}{reason}", rho, wait, obs)
 
     def _service_s(self, obs: Observation) -> float:
         return self.settings.default_service_s if obs.service_time_s is None else obs.service_time_s

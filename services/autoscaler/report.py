@@ -45,9 +45,7 @@ def describe(decision: Decision) -> str:
     seen = decision.observation
     service = "unmeasured" if seen.service_time_s is None else f"{seen.service_time_s:.3g} s"
     wait = "unbounded" if decision.predicted_wait_s is None else f"{decision.predicted_wait_s:.2f} s"
-    # The policy's reason may begin with the direction already ("up: ..."): say it once.
-    said = decision.reason.startswith(decision.direction)
-    change = f"{decision.current} -> {decision.target} workers" + ("" if said else f" ({decision.direction})")
+    change = f"{decision.current} -> {decision.target} workers ({decision.direction})"
     return (
         f"{change}: {decision.reason} "
         f"[workers {seen.workers} ({seen.busy} busy, {seen.starting} starting), queued {seen.queued}, "

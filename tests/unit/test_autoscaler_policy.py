@@ -63,7 +63,7 @@ def test_steady_load_stays_put_despite_noise_and_a_queued_task_now_and_then() ->
         rate = (0.40, 0.42, 0.44)[step % 3]
         decision = policy.decide(observe(2.0 * step, rate, 6, busy=min(6, 4 + step % 3), queued=int(step % 7 == 0)))
         assert (decision.direction, decision.target) == ("hold", 6), decision.reason
-    assert first.reason.startswith("hold: 0.42/s x 10 s = 4.2 busy on average; 6 workers: utilization 70%")
+    assert first.reason.startswith("0.42/s x 10 s = 4.2 busy on average; 6 workers: utilization 70%")
 
 
 def test_a_step_up_scales_up_at_once_to_the_fewest_workers_meeting_latency_and_band() -> None:
@@ -82,7 +82,7 @@ def test_a_step_up_scales_up_at_once_to_the_fewest_workers_meeting_latency_and_b
     assert not meets_latency(0.6, target - 1, settings) or 0.6 * SERVICE_S / (target - 1) > settings.utilization_high
     assert step.predicted_wait_s is not None
     assert step.predicted_wait_s + SERVICE_S <= settings.latency_target_s
-    assert step.reason.startswith(f"up: 0.6/s x 10 s = 6 busy on average, 2 queued; {target} workers: utilization")
+    assert step.reason.startswith(f"0.6/s x 10 s = 6 busy on average, 2 queued; {target} workers: utilization")
 
 
 def test_a_step_down_holds_inside_the_window_and_scales_down_after_it() -> None:
@@ -126,7 +126,7 @@ def test_cooldown_holds_a_second_change_and_says_how_long_is_left() -> None:
     assert policy.decide(observe(0, 0.3, 2, busy=2)).target == 5
     during = policy.decide(observe(4, 0.6, 5, busy=5))
     assert (during.direction, during.target) == ("hold", 5)
-    assert during.reason.startswith("hold (cooldown, 6.0s left): would go up to 8; ")
+    assert during.reason.startswith("cooldown, 6.0s left: would go up to 8; ")
     after = policy.decide(observe(10, 0.6, 5, busy=5))
     assert (after.direction, after.target) == ("up", 8)
 
@@ -162,7 +162,7 @@ def test_with_minimum_zero_an_idle_fleet_goes_to_zero_after_the_window() -> None
     gone = policy.decide(observe(61, 0.0, 1))
     assert (gone.direction, gone.target) == ("down", 0)
     assert gone.utilization == 0.0 and gone.predicted_wait_s is None
-    assert gone.reason == "down: nothing arriving or queued, 0 busy; 0 workers (minimum 0)"
+    assert gone.reason == "nothing arriving or queued, 0 busy; 0 workers (minimum 0)"
 
 
 def test_with_minimum_zero_a_queued_question_starts_one_worker_even_in_cooldown() -> None:

@@ -85,7 +85,7 @@ def test_the_report_carries_the_decision_and_what_it_was_made_from() -> None:
 
 
 def test_the_log_line_says_the_change_once_with_its_inputs() -> None:
-    line = describe(decision(2, 4, reason="up: 3 queued"))
-    assert line.startswith("2 -> 4 workers: up: 3 queued [")
+    line = describe(decision(2, 4, reason="3 queued"))
+    assert line.startswith("2 -> 4 workers (up): 3 queued [")
     assert "queued 3" in line and "service unmeasured" in line and "predicted wait unbounded" in line
     assert describe(decision(4, 4, reason="steady")).startswith("4 -> 4 workers (hold): steady")
