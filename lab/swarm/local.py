@@ -2,10 +2,10 @@
 removed again.
 
 `up` starts dockerd when none answers (if allowed) and a registry on 127.0.0.1:5000, creates a swarm, makes the
-stand-in base images (Docker Hub is unreachable here), builds the master's image and those of the fleet's
-worker languages with BuildKit (the host's extra CA as a build secret), pushes them, creates the secrets and
-deploys stack.yml with stack.no-ipvs.yml, then waits until every service is healthy. What it made is written
-to a state file that `down` reads.
+stand-in base images (Docker Hub is unreachable here), builds the master's image, those of the fleet's worker
+languages and (with AUTOSCALER=1) the autoscaler's with BuildKit (the host's extra CA as a build secret),
+pushes them, creates the secrets and deploys stack.yml with stack.no-ipvs.yml, then waits until every service
+is healthy. What it made is written to a state file that `down` reads.
 """
 
 from __future__ import annotations
@@ -60,7 +60,9 @@ DEBIAN_CLIENT = "/usr/bin/docker"
 # BuildKit through the client: Debian's own CLI uses the daemon's built-in BuildKit (a newer CLI without the
 # buildx plugin refuses DOCKER_BUILDKIT=1).
 BUILDKIT = {"DOCKER_BUILDKIT": "1"}
-LOCAL_DEFAULTS = {"MODEL_MODE": "offline", "WORK_SECONDS": "2"}
+# The autoscaler is off unless AUTOSCALER=1 is set: the engine test scales and updates worker-python by hand,
+# which an autoscaler would undo (its image is built only when it runs).
+LOCAL_DEFAULTS = {"MODEL_MODE": "offline", "WORK_SECONDS": "2", "AUTOSCALER": "0"}
 
 
 @dataclass
@@ -139,10 +141,12 @@ def extra_ca_bundle(options: LocalOptions, into: Path, out: Any) -> Path | None:
     return bundle(found, into)
 
 
-def fleet_images(fleet: Fleet) -> list[str]:
-    """The images a local deployment of `fleet` needs: the master's and those of its workers' languages (in
-    DOCKERFILES' order)."""
+def fleet_images(fleet: Fleet, autoscaler: bool = False) -> list[str]:
+    """The images a local deployment of `fleet` needs: the master's, those of its workers' languages, and the
+    autoscaler's when it runs (in DOCKERFILES' order)."""
     services = ["master", *(WORKER_SERVICES[language] for language, _ in fleet)]
+    if autoscaler:
+        services.append("autoscaler")
     return [name for name in DOCKERFILES if name in {IMAGES[s] for s in services}]
 
 
@@ -243,7 +247,8 @@ def up(docker: Docker, host: Host, options: LocalOptions) -> dict[str, Any]:
     state = EngineState.load(options.state_dir) or EngineState(network=snapshot(), stack=options.stack)
     figures = options.figures
     figures.update(date=datetime.now(timezone.utc).isoformat(timespec="seconds"), kernel=platform.release())
-    images = fleet_images(parse_fleet(options.workers))
+    autoscaler = (docker.environ.get("AUTOSCALER") or LOCAL_DEFAULTS["AUTOSCALER"]) != "0"
+    images = fleet_images(parse_fleet(options.workers), autoscaler)
     check_toolchains(images, options.upstream_images)
     _ensure_engine(docker, state, options)
     version = docker.query("version", "--format", "{{.Server.Version}}", echo=False)

@@ -27,17 +27,25 @@ BASELINE_FILE = "stack.baseline.yml"
 # The workers: one service per language (lab.system.workers.LANGUAGES), each with its stack variable.
 WORKER_SERVICES = {"python": "worker-python", "go": "worker-go", "java": "worker-java"}
 WORKER_VARIABLES = {"python": "WORKERS", "go": "WORKERS_GO", "java": "WORKERS_JAVA"}
-SERVICES = ("mosquitto", "master", *WORKER_SERVICES.values())
-# Services whose state (the journal, the broker's sessions) lives in a volume on one node: at most 1 replica.
-SINGLETONS = ("mosquitto", "master")
+SERVICES = ("mosquitto", "master", *WORKER_SERVICES.values(), "autoscaler")
+# At most 1 replica: services whose state (the journal, the broker's sessions) lives in a volume on one node,
+# and the autoscaler (two would fight over the workers' replicas).
+SINGLETONS = ("mosquitto", "master", "autoscaler")
 # Services built from this repository -> their image's name under swarm-ai-lab/ (mosquitto's is pinned).
-IMAGES = {"master": "master", "worker-python": "worker", "worker-go": "worker-go", "worker-java": "worker-java"}
+IMAGES = {
+    "master": "master",
+    "worker-python": "worker",
+    "worker-go": "worker-go",
+    "worker-java": "worker-java",
+    "autoscaler": "autoscaler",
+}
 # Image name -> its Dockerfile (built from the repository's root, the build context).
 DOCKERFILES = {
     "master": "services/master/Dockerfile",
     "worker": "services/worker/Dockerfile",
     "worker-go": "services/worker-go/Dockerfile",
     "worker-java": "services/worker-java/Dockerfile",
+    "autoscaler": "services/autoscaler/Dockerfile",
 }
 VOLUMES = ("master_journal", "mosquitto_data")
 NETWORK = "ai-network"
@@ -89,6 +97,9 @@ STACK_VARIABLES = (
     "WORKERS_GO",
     "WORKERS_JAVA",
     "WORK_SECONDS",
+    "AUTOSCALER",
+    "AUTOSCALE_MIN",
+    "AUTOSCALE_MAX",
     "MODEL_MODE",
     "GEMINI_MODEL",
     "TOPIC_PREFIX",

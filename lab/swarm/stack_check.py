@@ -8,7 +8,10 @@
 - every worker service (`worker-*`, one per language) runs one of our images as a non-root user, gets the
   worker's MQTT password and the Gemini key as secrets owned by that user, checks its health with its own
   binary's `--check`, takes its replicas from its variable (WORKERS, WORKERS_GO, WORKERS_JAVA), starts the new
-  task first on an update, and has the same settings, secrets and policies as the other workers.
+  task first on an update, and has the same settings, secrets and policies as the other workers;
+- what scaling relies on (lab.swarm.scaling_check): the autoscaler runs on a manager with the engine's socket
+  and the operator token and scales the stack's own worker-python, and each worker's grace period covers a
+  whole task.
 
 `python -m lab.swarm.stack_check [stack.yml ...]` prints the problems and exits 1 when there are any.
 """
@@ -26,6 +29,7 @@ import yaml
 
 from lab.paths import REPO_ROOT
 from lab.swarm.stack import DOCKERFILES, WORKER_SERVICES, WORKER_VARIABLES
+from services.autoscaler.settings import AutoscalerSettings
 from services.master.settings import MasterSettings
 from services.worker.settings import WorkerSettings
 
@@ -141,10 +145,11 @@ READERS: dict[str, frozenset[str]] = {
     "swarm-ai-lab/worker": WorkerSettings.env_names(),
     "swarm-ai-lab/worker-go": WorkerSettings.env_names(),
     "swarm-ai-lab/worker-java": WorkerSettings.env_names(),
+    "swarm-ai-lab/autoscaler": AutoscalerSettings.env_names(),
 }
 
 
-def _environment(service: Mapping[str, Any]) -> dict[str, str]:
+def environment(service: Mapping[str, Any]) -> dict[str, str]:
     """A service's environment as a mapping, from either the mapping or the `NAME=value` list form."""
     env = service.get("environment") or {}
     if isinstance(env, list):
@@ -170,7 +175,7 @@ def environment_problems(doc: Doc) -> list[str]:
     """Variables given to a service that it never reads, and variables it reads with no value anywhere."""
     problems = []
     for name, service in (doc.get("services") or {}).items():
-        given = _environment(service)
+        given = environment(service)
         image = str(service.get("image", ""))
         reader = next((r for key, r in READERS.items() if f"/{key}:" in image or image.startswith(f"{key}:")), None)
         if reader is not None:
@@ -198,7 +203,7 @@ SHARED_KEYS = ("environment", "secrets", "networks", "stop_grace_period", "loggi
 SHARED_DEPLOY_KEYS = ("restart_policy", "update_config", "rollback_config", "resources", "placement")
 SHARED_HEALTH_KEYS = ("interval", "timeout", "retries", "start_period")
 # A worker told to stop says goodbye (offline) and exits within 2 s, leaving its task to the master
-# (conformance: exit within 5 s); it never finishes the task first. The grace period must let it say goodbye.
+# (conformance: exit within 5 s). The grace period must let it say goodbye.
 GOODBYE_SECONDS = 5.0
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|ns)")
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
@@ -262,7 +267,7 @@ def _program(argv: Sequence[str]) -> list[str]:
 def _secret_problems(name: str, service: Mapping[str, Any], uid: str, gid: str) -> list[str]:
     """The worker's password and the Gemini key: secrets readable by the image's user only, named by *_FILE."""
     problems = []
-    env = _environment(service)
+    env = environment(service)
     given = {str(s["source"]): s for s in service.get("secrets") or [] if isinstance(s, Mapping) and "source" in s}
     for source, variable in WORKER_SECRETS.items():
         secret = given.get(source)
@@ -284,7 +289,8 @@ def _secret_problems(name: str, service: Mapping[str, Any], uid: str, gid: str) 
 
 
 def _policy_problems(name: str, service: Mapping[str, Any], language: str) -> list[str]:
-    """The grace period lets a worker say goodbye; replicas from its variable; updates start the new one first."""
+    """The grace period lets a worker say goodbye; replicas from its variable; updates start the new one first.
+    (That it also covers a whole task: lab.swarm.scaling_check.)"""
     problems = []
     grace = duration(service.get("stop_grace_period", "10s"))
     if grace is None or grace < GOODBYE_SECONDS:
@@ -355,7 +361,10 @@ def worker_problems(doc: Doc, base_dir: Path = REPO_ROOT) -> list[str]:
 
 
 def check(path: Path = STACK) -> list[str]:
-    """Every problem the checks of this module find in the stack file at `path`."""
+    """Every problem the checks of this module and of lab.swarm.scaling_check find in the stack file at `path`."""
+    # Imported here: the scaling checks use this module's readers (a module of their own for its size).
+    from lab.swarm.scaling_check import scaling_problems
+
     doc = load(path)
     return [
         *interpolation_problems(path.read_text(encoding="utf-8")),
@@ -363,6 +372,7 @@ def check(path: Path = STACK) -> list[str]:
         *reference_problems(doc, path.parent),
         *environment_problems(doc),
         *worker_problems(doc, path.parent),
+        *scaling_problems(doc, path.parent),
     ]
 
 

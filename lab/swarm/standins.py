@@ -88,7 +88,7 @@ STANDINS = (
     StandIn("maven.Dockerfile", "local/maven:3.8-jdk17-bookworm", "maven:3.8.7-eclipse-temurin-17"),
     StandIn("jre.Dockerfile", "local/jre:17-bookworm", "eclipse-temurin:17-jre"),
 )
-# The Python images' base images (the master's Dockerfile and the Python worker's).
+# The Python images' base images (the master's Dockerfile, the Python worker's and the autoscaler's).
 BUILD_ARGS = {"PYTHON_IMAGE": STANDINS[0].tag, "NODE_IMAGE": STANDINS[1].tag}
 # Each Dockerfile's own: BASE_IMAGE names the Go worker's runtime (the debootstrap base itself, a minbase
 # Debian like debian:bookworm-slim; the Dockerfile installs ca-certificates) and the Java worker's JRE.
@@ -97,6 +97,7 @@ IMAGE_BUILD_ARGS: dict[str, dict[str, str]] = {
     "worker": BUILD_ARGS,
     "worker-go": {"GO_IMAGE": STANDINS[3].tag, "BASE_IMAGE": BASE_IMAGE},
     "worker-java": {"MAVEN_IMAGE": STANDINS[4].tag, "BASE_IMAGE": STANDINS[5].tag},
+    "autoscaler": BUILD_ARGS,
 }
 
 

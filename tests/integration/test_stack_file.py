@@ -17,7 +17,17 @@ from lab.swarm.stack_check import reference_problems, schema_errors
 from tests.conftest import require
 
 STACK, ENCRYPTED, NO_IPVS = ROOT / "stack.yml", ROOT / "stack.encrypted.yml", ROOT / "stack.no-ipvs.yml"
-VARIABLES = ("REGISTRY", "TAG", "WORKERS", "WEB_PUBLISHED_PORT", "GRPC_PUBLISHED_PORT", "TOPIC_PREFIX")
+VARIABLES = (
+    "REGISTRY",
+    "TAG",
+    "WORKERS",
+    "WEB_PUBLISHED_PORT",
+    "GRPC_PUBLISHED_PORT",
+    "TOPIC_PREFIX",
+    "AUTOSCALER",
+    "AUTOSCALE_MIN",
+    "AUTOSCALE_MAX",
+)
 
 
 def stack_config(*files: Path, **variables: str) -> subprocess.CompletedProcess[str]:
@@ -38,7 +48,7 @@ def config_of(*files: Path, **variables: str) -> dict[str, Any]:
 def test_docker_accepts_the_stack_with_its_defaults() -> None:
     config = config_of(STACK)
     services = config["services"]
-    assert set(services) == {"mosquitto", "master", "worker-python", "worker-go", "worker-java"}
+    assert set(services) == {"mosquitto", "master", "worker-python", "worker-go", "worker-java", "autoscaler"}
     assert services["master"]["image"] == "localhost:5000/swarm-ai-lab/master:latest"
     assert services["worker-go"]["image"] == "localhost:5000/swarm-ai-lab/worker-go:latest"
     # The original system's default: two workers of each language.
@@ -50,6 +60,33 @@ def test_docker_accepts_the_stack_with_its_defaults() -> None:
     assert config["networks"]["ai-network"] == {"driver": "overlay", "attachable": True}
     assert schema_errors(config) == []
     assert reference_problems(config) == []
+
+
+def test_the_autoscaler_reaches_the_engine_on_a_manager_as_docker_reads_it() -> None:
+    autoscaler = config_of(STACK)["services"]["autoscaler"]
+    assert autoscaler["image"] == "localhost:5000/swarm-ai-lab/autoscaler:latest"
+    assert autoscaler["deploy"]["replicas"] == 1
+    assert autoscaler["deploy"]["placement"]["constraints"] == ["node.role == manager"]
+    assert autoscaler["user"] == "0:0" and autoscaler["cap_drop"] == ["ALL"]
+    [socket] = autoscaler["volumes"]
+    assert socket == {
+        "type": "bind",
+        "source": "/var/run/docker.sock",
+        "target": "/var/run/docker.sock",
+        "read_only": True,
+    }
+    env = autoscaler["environment"]
+    # Docker leaves Swarm's template alone: the engine fills it in per task, with the stack's name.
+    assert env["SWARM_SERVICE"] == '{{index .Service.Labels "com.docker.stack.namespace"}}_worker-python'
+    assert (env["ACTUATOR"], env["MASTER_URL"], env["AUTOSCALE_MIN"], env["AUTOSCALE_MAX"]) == (
+        "swarm",
+        "http://master:8888",
+        "2",
+        "10",
+    )
+    off = config_of(STACK, AUTOSCALER="0", AUTOSCALE_MIN="1", AUTOSCALE_MAX="4")["services"]["autoscaler"]
+    assert off["deploy"]["replicas"] == 0
+    assert (off["environment"]["AUTOSCALE_MIN"], off["environment"]["AUTOSCALE_MAX"]) == ("1", "4")
 
 
 def test_variables_choose_images_replicas_and_ports() -> None:
@@ -106,7 +143,7 @@ def test_docker_rejects_a_broken_stack(tmp_path: Path) -> None:
     assert "replicas" in done.stderr
 
 
-@pytest.mark.parametrize("service", ["master", "worker-python", "worker-go", "worker-java"])
+@pytest.mark.parametrize("service", ["master", "worker-python", "worker-go", "worker-java", "autoscaler"])
 def test_our_images_are_built_from_files_in_this_repository(service: str) -> None:
     image = config_of(STACK)["services"][service]["image"]
     name = image.rsplit("/", 1)[1].split(":")[0]

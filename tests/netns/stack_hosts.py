@@ -225,6 +225,10 @@ def read_services(config: Mapping[str, Any], secret_values: Mapping[str, str]) -
     """Every service of a rendered stack with its command, environment, files, volumes and healthcheck."""
     services = []
     for name, spec in config["services"].items():
+        # The autoscaler drives a Docker engine through its socket, and these namespaces have none (its own
+        # tests: tests/unit/test_swarm_actuator.py and the stack's static checks).
+        if any(isinstance(v, dict) and v.get("source") == "/var/run/docker.sock" for v in spec.get("volumes", [])):
+            continue
         image = str(spec["image"])
         built = ImageConfig()
         language = LOCAL_PROGRAMS.get(image_name(image))

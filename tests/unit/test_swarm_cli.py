@@ -146,10 +146,12 @@ def test_build_dry_run_builds_every_image_from_the_root_and_pushes(capsys: pytes
         "$ docker build -f services/worker/Dockerfile -t reg.example:5000/swarm-ai-lab/worker:v7 .",
         "$ docker build -f services/worker-go/Dockerfile -t reg.example:5000/swarm-ai-lab/worker-go:v7 .",
         "$ docker build -f services/worker-java/Dockerfile -t reg.example:5000/swarm-ai-lab/worker-java:v7 .",
+        "$ docker build -f services/autoscaler/Dockerfile -t reg.example:5000/swarm-ai-lab/autoscaler:v7 .",
         "$ docker push reg.example:5000/swarm-ai-lab/master:v7",
         "$ docker push reg.example:5000/swarm-ai-lab/worker:v7",
         "$ docker push reg.example:5000/swarm-ai-lab/worker-go:v7",
         "$ docker push reg.example:5000/swarm-ai-lab/worker-java:v7",
+        "$ docker push reg.example:5000/swarm-ai-lab/autoscaler:v7",
     ]
     assert commands[0].startswith("$ docker info --format") and commands[0].endswith("# skipped: dry run")
 
@@ -317,6 +319,7 @@ def test_update_without_services_updates_master_and_workers(capsys: pytest.Captu
         "ai-system_worker-python",
         "ai-system_worker-go",
         "ai-system_worker-java",
+        "ai-system_autoscaler",
     ]
     assert all("--with-registry-auth" in c for c in commands if "service update" in c)
 
@@ -329,6 +332,7 @@ def test_logs_without_service_shows_each_service(capsys: pytest.CaptureFixture[s
         "ai-system_worker-python",
         "ai-system_worker-go",
         "ai-system_worker-java",
+        "ai-system_autoscaler",
     ]
 
 
@@ -578,7 +582,7 @@ def test_replicas_and_nodes_are_read_from_docker_output() -> None:
 
 def _services(master: str = "1/1", workers: str = "2/2", go: str = "2/2", java: str = "2/2") -> str:
     rows = [("mosquitto", "1/1"), ("master", master), ("worker-python", workers), ("worker-go", go)]
-    rows += [("worker-java", java)]
+    rows += [("worker-java", java), ("autoscaler", "1/1")]
     return "\n".join(f'{{"Name":"ai-system_{name}","Replicas":"{count}"}}' for name, count in rows) + "\n"
 
 
