@@ -8,6 +8,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from lab.charts.across_load import latency_cdf
+from lab.charts.fleet import autoscaling
 from lab.charts.style import DPI
 from lab.charts.timeline import fault_timeline, queue_depth, throughput, utilization_timeline
 from lab.paths import RUNS_DIR
@@ -18,7 +19,8 @@ __all__ = ["save_charts", "save_run"]
 
 def save_charts(run: Run, folder: Path) -> list[Path]:
     """Write the single-run charts as PNG into ``folder`` (throughput, latency_cdf, utilization_timeline,
-    queue_depth, and fault_timeline when ``params["faults"]``) and return their paths."""
+    queue_depth, fault_timeline when ``params["faults"]``, and workers over time (``autoscaling``) for a run of a
+    fleet experiment, ``params["fleet"]``) and return their paths."""
     folder.mkdir(parents=True, exist_ok=True)
     faults = run.params.get("faults") or []
     charts: dict[str, Callable[[], Figure]] = {
@@ -27,6 +29,8 @@ def save_charts(run: Run, folder: Path) -> list[Path]:
         "utilization_timeline": lambda: utilization_timeline(run.worker_events, run.tasks, run_id=run.run_id),
         "queue_depth": lambda: queue_depth(run.tasks, run_id=run.run_id),
     }
+    if run.params.get("fleet"):
+        charts["fleet"] = lambda: autoscaling(run)
     if faults:
         charts["fault_timeline"] = lambda: fault_timeline(run.tasks, run.worker_events, faults, run_id=run.run_id)
     else:

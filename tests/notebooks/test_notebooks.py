@@ -1,4 +1,4 @@
-"""The six notebooks, executed top to bottom by papermill with small parameters against real systems.
+"""The seven notebooks, executed top to bottom by papermill with small parameters against real systems.
 
 Each notebook records what it saw in a JSON file (its `record_to` parameter); the tests check those figures
 and that the charts were drawn (PNG outputs in the executed notebook).
@@ -60,6 +60,7 @@ def test_every_notebook_has_a_parameters_cell() -> None:
         "04_scaling",
         "05_faults",
         "06_languages",
+        "07_autoscaling",
     ]
     for path in books:
         book = json.loads(path.read_text())
@@ -238,3 +239,38 @@ def test_languages_compares_the_workers_that_are_built(tmp_path: Path) -> None:
     assert [row["language"] for row in record["by_language"]] == sorted(built)
     assert Run.load(Path(record["run_dir"])).params["fleet"] == dict.fromkeys(built, 1)
     assert images(book) >= 2
+
+
+def test_autoscaling_follows_a_step_and_costs_less_than_the_fixed_fleet(tmp_path: Path) -> None:
+    record, book = execute(
+        "07_autoscaling",
+        tmp_path,
+        work_seconds=1.0,
+        model_latency_ms=50.0,
+        low_rate=0.5,
+        high_rate=2.5,
+        phases_s=[10.0, 15.0, 25.0],
+        ramp_from=0.5,
+        ramp_to=3.0,
+        ramp_s=20.0,
+        fixed_workers=4,
+        autoscale=[1, 4],
+        autoscaler={"cooldown_s": 2.0, "scale_down_window_s": 6.0, "interval_s": 0.5, "measure_window_s": 4.0},
+        latency_target_s=5.0,
+        users=10,
+        runs_root=str(tmp_path / "runs"),
+    )
+    assert record["fleets"] == ["fixed 4", "auto 1..4", "fixed 4", "auto 1..4"]
+    assert record["loads"] == ["step", "step", "ramp", "ramp"]
+    # Every question answered, once, by every fleet.
+    assert record["answered"] == record["questions"] and min(record["questions"]) > 10
+    assert record["duplicates"] == [0, 0, 0, 0]
+    # The fixed fleet never changes; the autoscaled one went up for the step and came back down after it.
+    assert record["decisions"][0] == record["decisions"][2] == 0
+    assert {"up", "down"} <= set(record["directions"][1])
+    assert 1 < record["peak_workers"][1] <= 4
+    assert record["scale_up_delay_s"][1] < 15
+    # Following the load costs fewer worker-seconds than keeping the peak's fleet all along.
+    assert record["worker_seconds"][1] < record["worker_seconds"][0]
+    assert len(list_runs(tmp_path / "runs")) == 4
+    assert images(book) >= 5  # four runs over time, and the comparison
