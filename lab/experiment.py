@@ -5,10 +5,12 @@ whole as a `Run` (see lab.runs), not yet saved. Notebooks and `lab load` are thi
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lab.loadgen.arrivals import poisson
@@ -18,7 +20,7 @@ from lab.loadgen.options import LoadOptions
 from lab.loadgen.result import LoadResult
 from lab.loadgen.users import load_corpus
 from lab.observe.collect import Collector
-from lab.runs import Run, capture_environment, new_run_id
+from lab.runs import Run, capture_environment, list_runs, new_run_id
 from lab.system.local import LocalCluster
 from lab.system.presets import GEMINI_LIKE_LATENCY_MS, lab_cluster
 from lab.system.target import Target
@@ -277,7 +279,7 @@ def run_closed(  # noqa: PLR0913 (the notebooks' keywords, as run_open)
     return _measure(system, label, drive, faults, known)
 
 
-def run_at_utilization(
+def run_at_utilization(  # noqa: PLR0913 (the notebooks' keywords, as run_open)
     workers: int,
     utilization: float,
     *,
@@ -287,11 +289,14 @@ def run_at_utilization(
     users: int,
     model_latency_ms: float = GEMINI_LIKE_LATENCY_MS,
     progress: bool = False,
+    overhead_s: float = 0.0,
 ) -> Run:
     """One point of a sweep: a new `lab_cluster` of `workers` (model latency spread half its mean) offered
     Poisson arrivals at `utilization` of its capacity for `duration_s` (seeded by the worker count); the
-    Run is not saved."""
-    rate = rate_for_utilization(utilization, workers, mean_service_s(work_seconds, model_latency_ms))
+    Run is not saved. `overhead_s` is a task's time on a worker beyond the work and the model (messages,
+    hand-off), added to the service time the rate is set from, so that the realized utilization is the
+    target's (recorded as ``params["overhead_s"]``)."""
+    rate = rate_for_utilization(utilization, workers, mean_service_s(work_seconds, model_latency_ms) + overhead_s)
     schedule = poisson(rate, duration_s, seed=workers)
     with lab_cluster(workers, work_seconds, model_latency_ms, model_latency_ms / 2) as cluster:
         return run_open(
@@ -301,6 +306,25 @@ def run_at_utilization(
             users=users,
             duration_s=duration_s,
             arrival="poisson",
-            params={"target_utilization": utilization},
+            params={"target_utilization": utilization, "overhead_s": overhead_s},
             progress=progress,
         )
+
+
+def saved_run(root: Path, label: str, settings: Mapping[str, Any]) -> Run | None:
+    """The newest run saved under `root` whose id ends with `label` and whose params hold every one of
+    `settings` (floats compared to 1e-9), or None: a sweep reads what it already measured instead of running
+    it again."""
+    for folder in reversed(list_runs(root)):
+        if not folder.name.endswith(f"-{label}"):
+            continue
+        run = Run.load(folder)
+        if all(_same(run.params.get(key), value) for key, value in settings.items()):
+            return run
+    return None
+
+
+def _same(saved: Any, wanted: Any) -> bool:
+    if isinstance(saved, (int, float)) and isinstance(wanted, (int, float)):
+        return math.isclose(saved, wanted, rel_tol=1e-9)
+    return bool(saved == wanted)

@@ -15,7 +15,14 @@ its data, and whoever wants its charts calls ``save_charts`` (or ``save_run`` fo
 
 from __future__ import annotations
 
-from lab.charts.across_load import latency_cdf, latency_vs_load, scaling, wait_prediction, wait_vs_prediction
+from lab.charts.across_load import (
+    latency_cdf,
+    latency_vs_load,
+    scaling,
+    steady_waits,
+    wait_prediction,
+    wait_vs_prediction,
+)
 from lab.charts.data import service_times_s, waits_s
 from lab.charts.files import save_charts, save_run
 from lab.charts.fleet import autoscaling, fleets
@@ -39,6 +46,7 @@ __all__ = [
     "save_run",
     "scaling",
     "service_times_s",
+    "steady_waits",
     "throughput",
     "utilization_timeline",
     "wait_prediction",

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lab.analysis import kpi, queueing
+from lab.analysis import kpi, queueing, steady
 from lab.analysis.display import ms_text
 from lab.charts.data import service_times_s, waits_s
 from lab.charts.style import (
@@ -222,4 +222,72 @@ def wait_vs_prediction(runs: Sequence[Run]) -> Figure:
         ax.set_ylim(0, max(tops) * 1.2 or 1.0)
     ax.set_xlim(0, 100)
     legend(ax)
+    return figure
+
+
+def steady_waits(runs: Sequence[Run]) -> Figure:
+    """Measured mean wait in queue (ms, warm-up trimmed, 95% batch-means interval) of each run against its
+    realized utilization, next to the M/G/c prediction +-10% (``lab.analysis.steady``); below, measured over
+    predicted with the 0.9-1.1 band. Runs not at steady state are hollow and labelled."""
+    figure, (ax, ratio_ax) = new_figure(2, height=7.0, ratios=[3, 2])
+    titled(ax, "Mean wait: measured against M/G/c", runs_name([run.run_id for run in runs]))
+    ax.set_ylabel("mean wait in queue (ms, log)")
+    ratio_ax.set_ylabel("measured / predicted")
+    ratio_ax.set_xlabel("realized utilization (arrival rate x mean service / workers, %)")
+    percent_ticks(ratio_ax.xaxis)
+    states = [steady.assess_tasks(run.tasks, run.workers) for run in runs if len(service_times_s(run.tasks)) >= 2]
+    shown = [s for s in states if s.predicted_wait_s > 0 and s.mean_wait_s > 0]
+    if not shown:
+        no_data(ax)
+        return figure
+    low, high = 1 - steady.TOLERANCE, 1 + steady.TOLERANCE
+    ratio_ax.axhspan(low, high, color=BAND_COLOUR, alpha=0.15, label=f"within {steady.TOLERANCE:.0%}")
+    ratio_ax.axhline(1.0, color="grey", linewidth=0.8)
+    for index, state in enumerate(shown):
+        x = 100 * state.utilization
+        face = "tab:blue" if state.steady else "none"
+        ms_values = [1000 * state.mean_wait_s, 1000 * state.ci_low_s, 1000 * state.ci_high_s]
+        error = [[max(ms_values[0] - ms_values[1], 0)], [max(ms_values[2] - ms_values[0], 0)]]
+        first = index == 0
+        ax.errorbar(
+            [x - 0.6],
+            [ms_values[0]],
+            yerr=error,
+            fmt="o",
+            color="tab:blue",
+            mfc=face,
+            capsize=4,
+            label="measured, 95% interval" if first else None,
+        )
+        predicted = 1000 * state.predicted_wait_s
+        ax.errorbar(
+            [x + 0.6],
+            [predicted],
+            yerr=[[predicted * steady.TOLERANCE], [predicted * steady.TOLERANCE]],
+            fmt="x",
+            color="tab:orange",
+            capsize=4,
+            label="M/G/c predicted +-10%" if first else None,
+        )
+        ax.plot(
+            [x + 0.6], [1000 * state.allen_cunneen_wait_s], "+", color="grey", label="Allen-Cunneen" if first else None
+        )
+        if not state.steady:
+            ax.annotate("not steady", (x, ms_values[0]), textcoords="offset points", xytext=(6, 6), fontsize="x-small")
+        ratio = [s / state.predicted_wait_s for s in (state.mean_wait_s, state.ci_low_s, state.ci_high_s)]
+        ratio_ax.errorbar(
+            [x],
+            [ratio[0]],
+            yerr=[[max(ratio[0] - ratio[1], 0)], [max(ratio[2] - ratio[0], 0)]],
+            fmt="o",
+            color="tab:blue",
+            mfc=face,
+            capsize=4,
+            label="measured / predicted, 95% interval" if first else None,
+        )
+    ax.set_yscale("log")
+    ax.set_xlim(0, 100)
+    ratio_ax.set_ylim(0, max(2.0, *(s.ci_high_s / s.predicted_wait_s * 1.1 for s in shown if s.ci_high_s > 0)))
+    legend(ax)
+    legend(ratio_ax)
     return figure

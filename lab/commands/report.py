@@ -108,6 +108,23 @@ def prediction_text(run: Run) -> str:
     )
 
 
+def steady_text(run: Run) -> str:
+    """The run's steady-state verdict and its warm-up-trimmed mean wait with its 95% interval against the
+    M/G/c prediction (``lab.analysis.steady``), or why there is none."""
+    from lab.analysis import steady
+
+    try:
+        state = steady.assess_tasks(run.tasks, run.workers)
+    except ValueError as exc:
+        return f"no steady-state figures: {exc}"
+    row = state.row()
+    return (
+        f"steady state: {state.verdict}; realized utilization {row['utilization_pct']}%, mean wait after "
+        f"{state.trimmed} warm-up tasks {row['measured_ms']} ms (95% interval {row['ci_low_ms']}-{row['ci_high_ms']} "
+        f"ms) against M/G/c {row['predicted_ms']} ms: {row['agrees']}"
+    )
+
+
 def print_report(run: Run) -> None:
     """The compact KPI table of a run (``print_kpi_table``), its load summary and the queueing prediction, on
     stdout; how each KPI was measured is in the run's kpi.md."""
@@ -121,6 +138,7 @@ def print_report(run: Run) -> None:
     for fault in run.params.get("faults", []):
         print(f"fault at {fault.get('at_s')} s: {fault.get('action')} {fault.get('target')} {fault.get('error', '')}")
     print(prediction_text(run))
+    print(steady_text(run))
 
 
 def run(args: argparse.Namespace) -> int:
