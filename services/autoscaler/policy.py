@@ -4,8 +4,11 @@ Pure: no I/O, no clock; every call takes an observation stamped with the caller'
 
 How a target is reached, with λ the arrival rate, S the mean service time, T the latency target:
 1. Offered load a = λ·S Erlangs: the workers busy on average.
-2. Latency need: the fewest c with utilization a/c < 1 and predicted response (M/G/c Allen-Cunneen mean wait
-   plus S) <= T. When S >= T no c meets it, and with work to do the target is the maximum.
+2. Latency need: the fewest c with utilization a/c < 1 and the predicted p-quantile of the wait (p = 0.95, as
+   the KPI judges the p95 of latency) plus S <= T: M/M/c's wait quantile scaled by (1 + cv²)/2, as Allen-Cunneen
+   scales the mean (`response_quantile`). Sizing for the mean wait instead left the p95 over T at the fleet it
+   chose. The service's own spread is not the fleet's to change. When S >= T no c meets it, and with work to do
+   the target is the maximum.
 3. Backlog: q tasks queued behind b busy workers must start within the wait budget B = T - S. Of c workers, the
    c - b new or idle ones take the first c - b at once; the rest start as workers finish, about one every S/c
    seconds, so the last starts after (q - c + b)·S/c <= B, that is c >= (q + b)·S/T. Later arrivals queue behind
@@ -25,7 +28,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from services.autoscaler.queueing import mgc
+from services.autoscaler.queueing import mgc, wait_percentile_mmc
 
 __all__ = ["Decision", "Observation", "Policy", "PolicySettings"]
 
@@ -84,6 +87,8 @@ class PolicySettings:
     max_workers: int = 10
     latency_target_s: float = 15.0
     """A task's response time (wait + service) target."""
+    latency_percentile: float = 0.95
+    """The share of tasks to answer within latency_target_s: the KPI judges the p95 of latency."""
     utilization_low: float = 0.70
     utilization_high: float = 0.80
     scale_down_window_s: float = 60.0
@@ -99,6 +104,8 @@ class PolicySettings:
         if self.min_workers > self.max_workers:
             raise ValueError(f"min_workers ({self.min_workers}) must not exceed max_workers ({self.max_workers})")
         _check_seconds("latency_target_s", self.latency_target_s, positive=True)
+        if not 0 < self.latency_percentile < 1:
+            raise ValueError(f"latency_percentile must be a fraction in (0, 1), got {self.latency_percentile!r}")
         if not 0 < self.utilization_low < self.utilization_high < 1:
             raise ValueError(
                 "utilization band must satisfy 0 < utilization_low < utilization_high < 1, got "
@@ -144,19 +151,33 @@ def _predict(rate: float, service_s: float, cv2: float, servers: int) -> tuple[f
     return (rho, mgc(rate, service_s, cv2, servers).mean_wait_s) if rho < 1 else (rho, None)
 
 
+def response_quantile(p: float, rate: float, service_s: float, cv2: float, servers: int) -> float | None:
+    """The p-quantile of the wait at c servers plus the mean service: what a task that waits as long as all but
+    the slowest (1 - p) share of tasks is answered in; None when the queue is unstable.
+
+    The wait's quantile is M/M/c's exact one scaled by (1 + cv2) / 2, as Allen-Cunneen scales the mean. The
+    service's own spread is left out: no number of workers changes it.
+    """
+    if servers == 0 or rate * service_s >= servers:
+        return None
+    wait = wait_percentile_mmc(p, rate, service_s, servers) * (1 + cv2) / 2 if rate > 0 else 0.0
+    return wait + service_s
+
+
 def _workers(count: int) -> str:
     return f"{count} worker" if count == 1 else f"{count} workers"
 
 
-def _outcome(target: int, rho: float, wait: float | None, service_s: float, target_s: float) -> str:
+def _outcome(
+    target: int, rho: float, wait: float | None, response: float | None, percentile: float, target_s: float
+) -> str:
     """What the model predicts at the target, in words."""
-    if wait is None:
+    if wait is None or response is None:
         return f"{_workers(target)}: utilization {rho:.0%}, the queue grows"
-    response = wait + service_s
     verdict = "over" if response > target_s else "within"
     return (
-        f"{_workers(target)}: utilization {rho:.0%}, predicted wait {wait:.1f} s "
-        f"(response {response:.1f} s) {verdict} {target_s:g} s"
+        f"{_workers(target)}: utilization {rho:.0%}, predicted mean wait {wait:.1f} s, "
+        f"p{percentile * 100:g} response {response:.1f} s {verdict} {target_s:g} s"
     )
 
 
@@ -253,7 +274,8 @@ class Policy:
             target, binding = obs.busy, "busy workers"
 
         rho, wait = _predict(rate, service_s, cv2, target)
-        outcome = _outcome(target, rho, wait, service_s, s.latency_target_s)
+        response = response_quantile(s.latency_percentile, rate, service_s, cv2, target)
+        outcome = _outcome(target, rho, wait, response, s.latency_percentile, s.latency_target_s)
         if latency is None and target == s.max_workers:
             outcome += f", capped at the maximum: the latency target needs more than {s.max_workers}"
         elif need > s.max_workers and target == s.max_workers:
@@ -269,11 +291,12 @@ class Policy:
         return target, f"{what}; {outcome}"
 
     def _latency_need(self, rate: float, service_s: float, cv2: float) -> int | None:
-        """The fewest workers whose predicted mean response meets the target, or None if more than the maximum."""
+        """The fewest workers whose predicted response quantile meets the target, or None if more than the maximum."""
         if rate == 0:
             return 0
         # Below floor(a) + 1 workers the queue is unstable; above the maximum the answer would not be used.
         for servers in range(math.floor(rate * service_s) + 1, self.settings.max_workers + 1):
-            if mgc(rate, service_s, cv2, servers).mean_response_s <= self.settings.latency_target_s:
+            response = response_quantile(self.settings.latency_percentile, rate, service_s, cv2, servers)
+            if response is not None and response <= self.settings.latency_target_s:
                 return servers
         return None
