@@ -97,8 +97,9 @@ lint: setup ## ruff, mypy and the layer rules (import-linter contracts in pyproj
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
 
-proto: setup ## regenerate the gRPC stubs from proto/
+proto: setup ## regenerate the gRPC stubs from proto/ (ours, and etcd's API for the master's etcd client)
 	$(PY) -m services.protocol.generate
+	$(PY) -m services.master.etcd.generate
 
 clean: ## remove the virtual environment, node_modules and the workers' builds
 	rm -rf $(VENV) $(WEB)/node_modules .mypy_cache .ruff_cache .pytest_cache .tools services/worker-go/bin services/worker-java/target
@@ -123,7 +124,7 @@ system-packages:
 	$(call apt_install,"command -v mosquitto || test -x /usr/sbin/mosquitto:mosquitto" "$(PYTHON) -c 'import ensurepip':python3-venv" "command -v npm:npm")
 
 test-packages:
-	$(call apt_install,"test -x /usr/bin/chromium:chromium" "command -v mosquitto_sub:mosquitto-clients" "command -v ip:iproute2" "command -v unshare:util-linux" "command -v docker:docker.io" "command -v dockerd || test -x /usr/sbin/dockerd:docker.io" "command -v debootstrap || test -x /usr/sbin/debootstrap:debootstrap" "command -v docker-registry:docker-registry" "command -v nft || test -x /usr/sbin/nft:nftables" "command -v redis-server:redis-server")
+	$(call apt_install,"test -x /usr/bin/chromium:chromium" "command -v mosquitto_sub:mosquitto-clients" "command -v ip:iproute2" "command -v unshare:util-linux" "command -v docker:docker.io" "command -v dockerd || test -x /usr/sbin/dockerd:docker.io" "command -v debootstrap || test -x /usr/sbin/debootstrap:debootstrap" "command -v docker-registry:docker-registry" "command -v nft || test -x /usr/sbin/nft:nftables" "command -v redis-server:redis-server" "command -v etcd:etcd-server" "command -v etcdctl:etcd-client")
 
 # pyproject.toml's extras are by role: dev is the test tools and the lab, which has the master's and the worker's.
 $(STAMP): pyproject.toml constraints.txt
