@@ -223,6 +223,12 @@ def test_registration_is_from_register_to_the_masters_first_idle() -> None:
     assert row["passed"] is True
 
 
+def test_a_worker_that_joins_a_queue_is_registered_when_the_master_first_assigns_it() -> None:
+    # Questions waiting: the master makes it busy at once, and its first idle comes after a 10 s task.
+    events = events_frame([(0, "a", "online", "mqtt"), (0.4, "a", "busy", "grpc"), (10.4, "a", "idle", "grpc")])
+    assert kpis(evaluate(four_tasks(), events, workers=1))["registration"]["measured"] == pytest.approx(400.0)
+
+
 def test_registration_slower_than_five_seconds_fails() -> None:
     events = events_frame([(0, "a", "online", "mqtt"), (6, "a", "idle", "grpc")])
     assert kpis(evaluate(four_tasks(), events, workers=1))["registration"]["passed"] is False
