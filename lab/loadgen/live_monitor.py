@@ -163,8 +163,3 @@ class LiveMonitor:
             return validate(StatusReport, response.json())
         except (httpx.HTTPError, ValueError, DecodeError):  # ValueError: not JSON
             return None
-
-    async def queue_length(self) -> int | None:
-        """The master's queue length from /api/status; None when it did not answer in time, or oddly."""
-        report = await self.status()
-        return None if report is None else report.queue_length
