@@ -117,8 +117,8 @@ class EtcdJournal:
         key are sealed again, in the first commit); JournalKeyError when it holds keys `keys` cannot open."""
         journal = cls(client, fence, keys, prefix, commit_floor=commit_floor, max_ops=max_ops, max_bytes=max_bytes)
         await journal._load()
+        journal._reseal()  # before the commit task starts: a JournalKeyError leaves nothing running
         journal._committer = asyncio.create_task(journal._run(), name=f"etcd-journal {journal.prefix}")
-        journal._reseal()
         return journal
 
     # -- keys -----------------------------------------------------------------------------------------------------
