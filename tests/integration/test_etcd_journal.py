@@ -10,6 +10,7 @@ import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import cast
 
 import pytest
@@ -375,3 +376,32 @@ async def test_a_deposed_master_refuses_the_question_it_could_not_record(
     assert await records(client, prefix) == {}
     with pytest.raises(JournalError):
         await journal.close()
+
+
+async def test_a_commit_etcd_did_not_answer_fails_its_promises_without_deposing_the_journal(tmp_path: Path) -> None:
+    require_etcd()
+    with EtcdCluster(tmp_path / "etcd", size=1) as cluster:
+        async with EtcdClient(cluster.endpoints, timeout=1.0) as c:
+            epoch = await c.put("/sal-test/leader", "m1")
+            journal = await journal_at(c, "/sal-test", create_revision_is("/sal-test/leader", epoch))
+            (member,) = cluster.members
+            cluster.kill(member)
+            journal.accepted(task("lost"))
+            with pytest.raises(JournalError, match="etcd"):
+                await journal.durable()
+            with pytest.raises(JournalError):
+                await journal.durable()  # nothing pending, but the last commit failed: no promise
+            assert journal.deposed is None
+
+            cluster.restart(member)
+            deadline = asyncio.get_running_loop().time() + 10
+            while True:  # the channel reconnects within its backoff (at most 1 s)
+                journal.accepted(task("kept", at=2))
+                try:
+                    await journal.durable()
+                    break
+                except JournalError:
+                    assert asyncio.get_running_loop().time() < deadline
+                    await asyncio.sleep(0.2)
+            assert "tasks/kept" in await records(c, "/sal-test")
+            await journal.close()
