@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from services.master.journal import Journal, PendingAnswer
+from services.master.journal_records import PendingAnswer, TaskJournal
 from services.protocol import AiResponse, Events, Payload
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ class Deliveries:
 
     def __init__(
         self,
-        journal: Journal,
+        journal: TaskJournal,
         send: SendWithAck,
         clock: Callable[[], int],
         retention_ms: int,

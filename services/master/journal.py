@@ -21,20 +21,47 @@ and the WAL's old copies of pages are emptied by `checkpoint`, now and then and 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import os
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-from services.master.dispatch import Task, TaskState
+from services.master.dispatch import Task
+from services.master.journal_records import (
+    FINISHED_STATES,
+    KEY_BYTES,
+    NONCE_BYTES,
+    NOT_KEPT,
+    OPEN_STATES,
+    SEALED,
+    JournalError,
+    JournalKeyError,
+    KeySealer,
+    KnownWorker,
+    PendingAnswer,
+    TaskRecord,
+    parse_journal_key,
+    reveal_key,
+)
 from services.protocol import AiResponse
+
+# Re-exported: the master and the tools import these from here.
+__all__ = [
+    "FINISHED_STATES",
+    "KEY_BYTES",
+    "NONCE_BYTES",
+    "NOT_KEPT",
+    "OPEN_STATES",
+    "SEALED",
+    "Journal",
+    "JournalError",
+    "JournalKeyError",
+    "KeySealer",
+    "KnownWorker",
+    "PendingAnswer",
+    "parse_journal_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -63,97 +90,8 @@ CREATE TABLE IF NOT EXISTS workers (
     longest_task_ms INTEGER NOT NULL DEFAULT 0
 );
 """
-OPEN_STATES = ("queued", "assigned")
-FINISHED_STATES = ("answered", "failed")
-# The tasks.api_key column holds NULL (the user gave no key), SEALED + base64(nonce, ciphertext and tag), or
-# NOT_KEPT: the user gave a key that was kept in memory only (no journal key), so a restart loses it.
-SEALED = "gcm1:"
-NOT_KEPT = "not-kept"
-KEY_BYTES = 32
-NONCE_BYTES = 12
 # 1: a journal written with secure_delete; an older one is vacuumed once, its freed pages may hold keys.
 SCRUBBED_VERSION = 1
-
-
-class JournalError(RuntimeError):
-    """A write could not be made durable (the disk is full or failing): what awaited it was not promised."""
-
-
-class JournalKeyError(ValueError):
-    """The journal key is malformed, or does not open the users' keys the journal holds."""
-
-
-def parse_journal_key(text: str, variable: str = "JOURNAL_KEY") -> bytes:
-    """The 32 bytes of a journal key given as base64 (`openssl rand -base64 32`); a JournalKeyError that names
-    `variable`, never the key, when it is not that."""
-    try:
-        key = base64.b64decode(text.strip().replace("-", "+").replace("_", "/"), validate=True)
-    except (binascii.Error, ValueError):
-        key = b""
-    if len(key) != KEY_BYTES:
-        raise JournalKeyError(
-            f"{variable} must be the base64 of {KEY_BYTES} random bytes (make one with `openssl rand -base64 32`); "
-            "the one given is not (it is not shown)"
-        )
-    return key
-
-
-class KeySealer:
-    """Seals users' API keys for the journal with the current journal key, and opens them with it or a previous
-    one (rotation); without a current key it seals nothing."""
-
-    def __init__(self, key: bytes | None, previous: Sequence[bytes] = ()) -> None:
-        self._current = AESGCM(key) if key is not None else None
-        self._all = [a for a in (self._current, *(AESGCM(k) for k in previous)) if a is not None]
-
-    @property
-    def keeps(self) -> bool:
-        """Whether users' keys are written at all (sealed)."""
-        return self._current is not None
-
-    def seal(self, task_id: str, api_key: str) -> str:
-        """What the api_key column holds for `api_key` of `task_id`."""
-        if self._current is None:
-            return NOT_KEPT
-        nonce = os.urandom(NONCE_BYTES)
-        sealed = self._current.encrypt(nonce, api_key.encode("utf-8"), task_id.encode("utf-8"))
-        return SEALED + base64.b64encode(nonce + sealed).decode("ascii")
-
-    def open(self, task_id: str, stored: str) -> tuple[str, bool]:
-        """The API key in a sealed column value, and whether the current key opened it; JournalKeyError when no
-        key given opens it (another key, or another task's value)."""
-        try:
-            raw = base64.b64decode(stored[len(SEALED) :], validate=True)
-        except binascii.Error:
-            raw = b""
-        for aead in self._all if len(raw) > NONCE_BYTES else ():  # a damaged value: no key opens it
-            try:
-                api_key = aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], task_id.encode("utf-8"))
-            except InvalidTag:
-                continue
-            return api_key.decode("utf-8"), aead is self._current
-        raise JournalKeyError(f"no journal key given opens the API key of task {task_id[:8]}")
-
-
-@dataclass(frozen=True)
-class PendingAnswer:
-    """An answer (or failure) that has not reached its user yet."""
-
-    task_id: str
-    session_id: str
-    payload: AiResponse
-    finished_ms: int
-
-
-@dataclass(frozen=True)
-class KnownWorker:
-    """A baseline worker online when last heard of: its MQTT client id, if the broker said, and the longest
-    a task of it took."""
-
-    worker_id: str
-    language: str
-    client_id: str | None
-    longest_task_ms: int
 
 
 class Journal:
@@ -334,22 +272,23 @@ class Journal:
             "SELECT task_id, session_id, query, api_key, model, submitted_ms, state, attempt, token, worker_id, "
             "assigned_ms FROM tasks WHERE state IN ('queued', 'assigned') ORDER BY submitted_ms"
         ).fetchall()
-        return [
-            Task(
+        records = (
+            TaskRecord(
                 task_id=r[0],
                 session_id=r[1],
                 query=r[2],
-                api_key=self._reveal(r[0], r[3]),
+                api_key=r[3],
                 model=r[4],
                 submitted_ms=r[5],
-                state=TaskState(r[6]),
+                state=r[6],
                 attempt=r[7],
-                token=r[8] or "",
+                token=r[8],
                 worker_id=r[9],
                 assigned_ms=r[10],
             )
             for r in rows
-        ]
+        )
+        return [t.to_task(self._reveal(t.task_id, t.api_key)) for t in records]
 
     def keys_not_kept(self) -> set[str]:
         """The open tasks whose user gave a key that this journal does not have: it was kept in memory only, by
@@ -361,11 +300,7 @@ class Journal:
 
     def _reveal(self, task_id: str, stored: str | None) -> str:
         """The user's key of a task from its api_key column ("" when there is none, or it was not kept)."""
-        if stored is None:
-            return ""
-        if stored == NOT_KEPT:
-            return self._carried.get(task_id, "")
-        return self._keys.open(task_id, stored)[0]
+        return reveal_key(self._keys, self._carried, task_id, stored)
 
     def pending_answers(self) -> list[PendingAnswer]:
         """Answers that were not delivered yet, oldest first."""

@@ -15,7 +15,7 @@ from services.master import broker_log
 from services.master.delivery import Deliveries, SendWithAck
 from services.master.dispatch import Dispatcher, Outcome, Task, TaskState
 from services.master.intake import Intake, Refusal
-from services.master.journal import Journal, JournalError
+from services.master.journal_records import JournalError, TaskJournal
 from services.master.metrics import Metrics
 from services.master.recent import RecentAnswers
 from services.master.registry import Worker, WorkerState
@@ -92,7 +92,7 @@ class Master:
         settings: MasterSettings,
         publisher: Publisher,
         send: SendWithAck,
-        journal: Journal,
+        journal: TaskJournal,
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self.settings = settings

@@ -67,6 +67,18 @@ async def test_put_get_prefix_and_delete_round_trip(client1: EtcdClient, prefix:
     assert (await client1.get_prefix(prefix)).kvs == ()
 
 
+async def test_a_prefix_read_in_pages_is_every_key_at_the_first_pages_revision(
+    client1: EtcdClient, prefix: str
+) -> None:
+    for i in range(5):
+        await client1.put(f"{prefix}{i}", str(i))
+    await client1.put(prefix[:-1] + "0", "beside the prefix")  # a key that shares the prefix's start
+    whole = await client1.get_prefix(prefix)
+    paged = await client1.get_prefix_paged(prefix, page=2)
+    assert [kv.key for kv in paged.kvs] == [f"{prefix}{i}".encode() for i in range(5)]
+    assert paged.kvs == whole.kvs and paged.revision == whole.revision
+
+
 async def test_fenced_txn_succeeds_on_its_epoch_and_fails_on_a_stale_one(client1: EtcdClient, prefix: str) -> None:
     leader = prefix + "leader"
     old_epoch = await client1.put(leader, "a")

@@ -170,6 +170,25 @@ class EtcdClient:
         )
         return Snapshot(tuple(KeyValue.from_pb(kv) for kv in response.kvs), int(response.header.revision))
 
+    async def get_prefix_paged(self, prefix: Key, *, page: int = 256, timeout: float | None = None) -> Snapshot:
+        """Every key under `prefix` as `get_prefix`, read `page` keys per call (a large prefix would pass gRPC's
+        4 MiB per message), every page at the revision of the first. Each page is retried; `EtcdCompacted` when
+        that revision is compacted before the last page (read again)."""
+        start, end = as_bytes(prefix), prefix_end(as_bytes(prefix))
+        kvs: list[KeyValue] = []
+        revision = 0
+        while True:
+            request = rpc_pb2.RangeRequest(key=start, range_end=end, limit=page, revision=revision)
+            response = await self._read(f"get prefix {prefix!r}", self._range_call(request, timeout))
+            revision = revision or int(response.header.revision)
+            kvs.extend(KeyValue.from_pb(kv) for kv in response.kvs)
+            if not response.more or not response.kvs:
+                return Snapshot(tuple(kvs), revision)
+            start = kvs[-1].key + b"\x00"  # the next key after the last one read
+
+    def _range_call(self, request: Any, timeout: float | None) -> Callable[[], Awaitable[Any]]:
+        return lambda: self._kv.Range(request, timeout=self._deadline(timeout))
+
     async def delete(self, key: Key, *, prefix: bool = False, timeout: float | None = None) -> int:
         """Delete `key` (or every key under it) and return how many keys went. Not retried."""
         start = as_bytes(key)
