@@ -84,6 +84,8 @@ def check_master(web_host: str, web_port: int, grpc_host: str, grpc_port: int, t
         body = None
     if not isinstance(body, dict) or "mqtt" not in body:
         raise Unhealthy(f"GET http://{where}/healthz answered {status} with no master health report")
+    if status == 200 and body.get("standby") is True:
+        return f"standby master on {where}: waiting to lead"
     if status != 200 or body.get("mqtt") is not True:
         raise Unhealthy(f"the master is not connected to the MQTT broker (GET /healthz answered {status})")
     grpc_where = f"{local_address(grpc_host)}:{grpc_port}"

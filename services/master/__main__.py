@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("services.master")
 
+# The exit status of a master that lost the leadership while it served (its supervisor starts it again).
+DEPOSED_EXIT = 3
+
 
 async def serve(
     settings: MasterSettings, journal_key: bytes | None = None, previous_keys: tuple[bytes, ...] = ()
@@ -33,30 +36,33 @@ async def serve(
     from services.master.fronts import FrontLink, run_front
     from services.master.grpc_edge import start_grpc
     from services.master.intake import new_session_id
-    from services.master.journal import Journal
     from services.master.loops import background
     from services.master.mqtt_edge import MqttEdge
     from services.master.service import Master
+    from services.master.standby import begin
     from services.master.watch import WatchService
     from services.master.web_server import web_server
 
-    journal = Journal(settings.journal_path, journal_key, previous_keys)
+    tenure = await begin(settings, journal_key, previous_keys)  # a standby waits here until it leads
+    journal = tenure.journal
     # The edges first: the master sends through them, and once bound they hand it what arrives.
-    mqtt = MqttEdge(settings)
-    jobs: dict[str, Coroutine[Any, Any, None]] = {"mqtt": mqtt.run()}
+    mqtt = MqttEdge(settings, tenure.epoch)
+    publisher = tenure.publisher(mqtt)
+    jobs: dict[str, Coroutine[Any, Any, Any]] = {"mqtt": mqtt.run(), **tenure.jobs()}
     http: uvicorn.Server | None = None
     if settings.web_process:  # Socket.IO and HTTP in a process of their own (services.master.front)
         front = FrontLink()
-        master = Master(settings, mqtt, front.send, journal)
+        master = Master(settings, publisher, front.send, journal)
         jobs |= background(master, front.broadcast)
         jobs["front"] = run_front(front, master, mqtt.connected.is_set)
     else:
         web = WebEdge(new_session_id, mqtt.connected.is_set, settings.cors_origins)
-        master = Master(settings, mqtt, web.send, journal)
+        master = Master(settings, publisher, web.send, journal)
         web.bind(master)
         http = web_server(web.app, settings)
         jobs |= background(master, web.broadcast)
         jobs["http"] = http.serve()
+    master.leader_info = tenure.leader_info(settings)
     master.restore()
     mqtt.bind(master)
     grpc_server = await start_grpc(settings, master.on_result, WatchService(master.events, master.worker_snapshot))
@@ -72,7 +78,7 @@ async def serve(
         settings.mqtt_port,
     )
     await until_stopped(tasks)
-    log.info("master stopping")
+    log.info("master stopping%s", " (deposed: it no longer leads)" if tenure.deposed else "")
     if http is not None:
         http.should_exit = True
     await grpc_server.stop(grace=1.0)
@@ -82,7 +88,7 @@ async def serve(
     for t in tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await t
-    journal.close()
+    await tenure.end()
 
 
 async def until_stopped(tasks: list[asyncio.Task[None]]) -> None:
@@ -146,12 +152,16 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     from services.master.journal import JournalKeyError
+    from services.master.standby import Deposed
 
     try:
         run_loop(serve(settings, journal_key, (previous,) if previous else ()))
     except JournalKeyError as e:
         log.error("%s: %s", journal_key_variable(settings), e)
         return 2
+    except Deposed as e:
+        log.error("deposed: %s; exiting, to start again as a standby", e)
+        return DEPOSED_EXIT
     except OSError as e:
         log.error("%s", e)
         return 1

@@ -397,6 +397,12 @@ class WebEdge:
             ok = self._is_healthy()
             return JSONResponse({"status": "ok" if ok else "degraded", "mqtt": ok}, status_code=200 if ok else 503)
 
+        @api.get("/leader")
+        async def leader() -> JSONResponse:
+            # Public, for the proxy's health check (standby masters): 200 only from the master that leads.
+            info = await self.master.leader()
+            return JSONResponse(info, status_code=200 if info.get("leading") else 503)
+
         @api.get("/api/limits")
         async def limits() -> JSONResponse:
             # Public: what the chat page needs (its counter), without the operator views' details.

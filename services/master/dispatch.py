@@ -106,7 +106,7 @@ class Verdict:
 class Dispatcher:
     """The queue, the in-flight tasks and the registry, changed only through these methods."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (keyword-only: one per timing and limit of the dispatcher)
         self,
         *,
         max_attempts: int = 3,
@@ -115,6 +115,7 @@ class Dispatcher:
         lease_margin_ms: int = 15_000,
         restore_grace_ms: int = 15_000,
         confirm_ms: int = 5_000,
+        busy_after_register_ms: int = 3_000,
         forget_gone_after_ms: int = 30_000,
         new_token: Callable[[], str] = lambda: secrets.token_urlsafe(24),
     ) -> None:
@@ -125,6 +126,7 @@ class Dispatcher:
         self.lease_margin_ms = lease_margin_ms
         self.restore_grace_ms = restore_grace_ms
         self.confirm_ms = confirm_ms
+        self.busy_after_register_ms = busy_after_register_ms
         self.forget_gone_after_ms = forget_gone_after_ms
         self._new_token = new_token
         self._queue: deque[Task] = deque()
@@ -133,6 +135,9 @@ class Dispatcher:
         self._by_session: Counter[str] = Counter()  # unfinished tasks per session
         self._held = False
         self._longest_baseline_ms = 0  # the longest task of any baseline worker so far
+        # Workers of ours that registered while we hold a task of theirs: worker id -> (that task, until when its
+        # `busy` may come). One that is on it says so right after registering; one that does not is free.
+        self._awaiting_busy: dict[str, tuple[str, int]] = {}
 
     # -- reading ---------------------------------------------------------------------------
     @property
@@ -189,7 +194,11 @@ class Dispatcher:
         worker.task_messages = task_messages
         worker.heard = True
         held = self._assigned.get(worker.task_id) if worker.task_id else None
-        if held is not None:
+        if held is not None and worker.max_task_ms:
+            # Ours say `busy` naming the task right after registering mid-task: without it, the worker is free
+            # (the assignment died with a master before us), and the task goes back within seconds, not a lease.
+            self._awaiting_busy[worker_id] = (held.task_id, now_ms + self.busy_after_register_ms)
+        elif held is not None:
             # Alive and still on it (a restored task's short lease assumed otherwise): the normal lease.
             held.lease_until_ms = max(held.lease_until_ms, held.assigned_ms + self._lease_for(worker))
         if worker.task_id is None and worker.state is not WorkerState.IDLE:
@@ -219,8 +228,9 @@ class Dispatcher:
                 outcome = self._lose(worker, "its result never arrived", now_ms)
                 self.registry.mark_idle(worker, now_ms)
                 return outcome.extend(self._dispatch(now_ms))
-            if status == WorkerState.BUSY.value:
+            if status == WorkerState.BUSY.value and task_id in (None, held.task_id):
                 # It is on it: the whole lease, no longer the short one of a worker not heard from.
+                self._awaiting_busy.pop(worker_id, None)
                 worker.confirmed = True
                 held.lease_until_ms = max(held.lease_until_ms, held.assigned_ms + self._lease_for(worker))
             # Otherwise the report is stale (an idle sent after the previous result crosses our
@@ -281,6 +291,14 @@ class Dispatcher:
     def expire(self, now_ms: int) -> Outcome:
         """Take back every task whose lease ran out; its worker is lost (given nothing) until it reports."""
         outcome = Outcome()
+        for worker_id, (task_id, until_ms) in list(self._awaiting_busy.items()):
+            if until_ms > now_ms:
+                continue
+            del self._awaiting_busy[worker_id]
+            worker = self.registry.get(worker_id)
+            if worker is not None and worker.task_id == task_id and task_id in self._assigned:
+                outcome.extend(self._lose(worker, "it registered again and did not say it was on it", now_ms))
+                self.registry.mark_idle(worker, now_ms)
         for task in [t for t in self._assigned.values() if t.lease_until_ms <= now_ms]:
             worker = self.registry.get(task.worker_id or "")
             if worker is None or worker.task_id != task.task_id:

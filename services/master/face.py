@@ -41,6 +41,9 @@ class MasterFace(Protocol):
     async def status_report(self) -> StatusReport:
         """The REST status."""
 
+    async def leader(self) -> dict[str, object]:
+        """Whether this master leads: `{leading, epoch, name}`."""
+
     async def metrics_text(self) -> bytes:
         """The Prometheus text of the master's metrics."""
 

@@ -25,6 +25,9 @@ from services.master.link import Link, LinkClosed
 from services.master.settings import MasterSettings
 from services.protocol import DashboardSnapshot, QueryAck, ScalingReport, StatusReport, SystemStatus, UserQuery
 
+# How long `/leader` waits for the core: the proxy checks every 0.5 s and gives up after 1 s.
+LEADER_TIMEOUT_S = 0.8
+
 if TYPE_CHECKING:
     from services.master.app import WebEdge
 
@@ -84,6 +87,16 @@ class RemoteMaster:
         report = await self._call("status")
         assert isinstance(report, StatusReport)
         return report
+
+    async def leader(self) -> dict[str, object]:
+        """The core's word on its leadership; not leading when it does not answer within LEADER_TIMEOUT_S (a
+        paused or stuck core must not look like a leader to the proxy)."""
+        try:
+            info = await asyncio.wait_for(self._call("leader"), LEADER_TIMEOUT_S)
+        except TimeoutError:
+            return {"leading": False, "epoch": None, "name": "", "error": "the master's core did not answer"}
+        assert isinstance(info, dict)
+        return info
 
     async def metrics_text(self) -> bytes:
         """The core's metrics."""

@@ -131,6 +131,8 @@ class FrontLink:
                 value = await master.submit(*args)
             elif what == "status":
                 value = master.status()
+            elif what == "leader":
+                value = master.leader_info()
             elif what == "metrics":
                 value = master.metrics.render()
             elif what == "dashboard":

@@ -42,8 +42,10 @@ class MqttEdge(MqttLink):
 
     Built before the master (which publishes through it); `bind` names the master before `run`."""
 
-    def __init__(self, settings: MasterSettings) -> None:
+    def __init__(self, settings: MasterSettings, epoch: int | None = None) -> None:
+        """`epoch`: the leader's, in its presence (standby masters), so that workers ignore an older leader's."""
         self._settings = settings
+        self._epoch = epoch
         self._host, self._port = settings.mqtt_host, settings.mqtt_port
         self._topics = Topics(settings.topic_prefix)
         self._grpc_endpoint = settings.advertised_grpc_endpoint
@@ -96,7 +98,7 @@ class MqttEdge(MqttLink):
 
     def _new_client(self) -> aiomqtt.Client:
         s = self._settings
-        offline = encode(MasterPresence(status="offline", grpc_endpoint=self._grpc_endpoint))
+        offline = encode(MasterPresence(status="offline", grpc_endpoint=self._grpc_endpoint, epoch=self._epoch))
         return aiomqtt.Client(
             self._host,
             self._port,
@@ -138,6 +140,7 @@ class MqttEdge(MqttLink):
             timestamp=now_ms(),
             grpc_endpoint=self._grpc_endpoint,
             task_messages=None if self._settings.task_messages else False,
+            epoch=self._epoch,
         )
         await client.publish(self._topics.master_status, encode(online), qos=1, retain=True)
         log.info("connected to MQTT at %s:%s", self._host, self._port)

@@ -105,6 +105,8 @@ class Master:
         )
         self.dispatcher.hold(True, clock())  # nothing is assigned before MQTT is up
         self.metrics = Metrics(lambda: state_counts(self.dispatcher))
+        # What `/leader` says (standby masters set their own: `standby.Leading.info`).
+        self.leader_info: Callable[[], dict[str, object]] = lambda: {"leading": True, "epoch": None, "name": ""}
         self.last_scaling: ScalingReport | None = None  # the autoscaler's last decision, shown in the status
         self.recent = RecentAnswers(started_ms=clock())  # the dashboard's answers per second and latencies
         self.journal = journal
@@ -195,6 +197,10 @@ class Master:
     async def status_report(self) -> StatusReport:
         """`status`, for a web edge in another process."""
         return self.status()
+
+    async def leader(self) -> dict[str, object]:
+        """Whether this master leads (and its epoch and name), for `/leader`."""
+        return self.leader_info()
 
     async def metrics_text(self) -> bytes:
         """The Prometheus text of the metrics."""

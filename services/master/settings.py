@@ -10,6 +10,7 @@ from services.envconfig import HOST_PATTERN, Alias, Env, ServiceSettings, settin
 DEFAULT_GRPC_PORT = 50051
 GRPC_PORT = "GRPC_PORT"
 MASTER_HOST = "MASTER_HOST"
+JOURNAL_BACKENDS = ("sqlite", "etcd")
 
 
 def callback_endpoint(env: Env) -> str | None:
@@ -83,11 +84,39 @@ class MasterSettings(ServiceSettings):
     web_process: bool = setting("WEB_PROCESS", True, Env.boolean)
     grpc_tls_cert: str | None = setting("GRPC_TLS_CERT", None, Env.existing_file)
     grpc_tls_key: str | None = setting("GRPC_TLS_KEY", None, Env.existing_file)
+    # Standby masters (DEPLOY.md): the journal in etcd, where masters campaign for the leadership; only the leader
+    # serves. `sqlite` (JOURNAL_PATH) is one master alone.
+    journal_backend: str = setting("JOURNAL_BACKEND", "sqlite", Env.choice, options=JOURNAL_BACKENDS)
+    etcd_endpoints: tuple[str, ...] = setting("ETCD_ENDPOINTS", (), Env.words)
+    etcd_prefix: str = setting("ETCD_PREFIX", "/swarm-ai-lab", Env.matching, pattern=r"/[^\s]*", what="a key prefix")
+    # The leader's lease: a leader that cannot renew it for this long stops leading, and a standby takes over
+    # after it (so it bounds the failover from below). At least 3 s: an etcd election can take 2 s.
+    etcd_lease_seconds: int = setting("ETCD_LEASE_SECONDS", 5, Env.integer, minimum=3, maximum=60)
+    etcd_ca: str | None = setting("ETCD_CA", None, Env.existing_file)
+    etcd_cert: str | None = setting("ETCD_CERT", None, Env.existing_file)
+    etcd_key: str | None = setting("ETCD_KEY", None, Env.existing_file)
+    # The name a master campaigns with (in /leader, its logs and etcd); empty: host name and process id.
+    master_name: str = setting("MASTER_NAME", "")
 
     def __post_init__(self) -> None:
         if bool(self.grpc_tls_cert) != bool(self.grpc_tls_key):
             cert, key = self.env_name("grpc_tls_cert"), self.env_name("grpc_tls_key")
             raise ValueError(f"{cert} and {key} go together: set both or neither")
+        if self.journal_backend == "etcd" and not self.etcd_endpoints:
+            raise ValueError(f"{self.env_name('journal_backend')}=etcd needs {self.env_name('etcd_endpoints')}")
+        for endpoint in self.etcd_endpoints:
+            if not re.fullmatch(r"[^\s:/]+:\d{1,5}", endpoint):
+                raise ValueError(f"{self.env_name('etcd_endpoints')} holds host:port items, got {endpoint!r}")
+        if bool(self.etcd_cert) != bool(self.etcd_key):
+            cert, key = self.env_name("etcd_cert"), self.env_name("etcd_key")
+            raise ValueError(f"{cert} and {key} go together: set both or neither")
+        if self.etcd_cert and not self.etcd_ca:
+            raise ValueError(f"{self.env_name('etcd_cert')} needs {self.env_name('etcd_ca')} (TLS to etcd)")
+
+    @property
+    def standby(self) -> bool:
+        """Whether this master is one of several that campaign in etcd (JOURNAL_BACKEND=etcd)."""
+        return self.journal_backend == "etcd"
 
     @property
     def advertised_grpc_endpoint(self) -> str:

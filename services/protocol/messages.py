@@ -119,6 +119,9 @@ class MasterPresence(Message):
     # Extension: False when the master needs no per-task messages from its workers (busy, idle, log lines):
     # a worker that knows it may leave them out; one that does not sends them as always. Unset: they are needed.
     task_messages: bool | None = None
+    # Extension (standby masters): the leader's epoch, higher for each new leader. A worker keeps the highest it has
+    # seen and ignores a presence with a lower one (a deposed leader's, or its Last Will). Unset: a single master.
+    epoch: int | None = None
 
 
 def json_type(value: object) -> str:

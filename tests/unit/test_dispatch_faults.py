@@ -143,9 +143,8 @@ def test_restored_assignments_wait_for_their_worker_briefly_then_move_on() -> No
     assert [r.task.task_id for r in d2.expire(15_000).requeued] == ["t3"]  # it never came back
 
 
-def test_a_restored_worker_that_registers_again_keeps_its_task_under_the_normal_lease() -> None:
-    d = Dispatcher(lease_ms=60_000, lease_margin_ms=15_000, restore_grace_ms=5_000)
-    t = Task(
+def restored_task() -> Task:
+    return Task(
         task_id="t1",
         session_id="s",
         query="q",
@@ -156,10 +155,38 @@ def test_a_restored_worker_that_registers_again_keeps_its_task_under_the_normal_
         assigned_ms=9_000,
         state=TaskState.ASSIGNED,
     )
+
+
+def test_a_restored_worker_that_registers_and_says_busy_keeps_its_task_under_the_normal_lease() -> None:
+    d = Dispatcher(lease_ms=60_000, lease_margin_ms=15_000, restore_grace_ms=5_000, busy_after_register_ms=3_000)
+    t = restored_task()
     d.restore([t], 10_000)
     d.worker_online("back", "python", 10_500, max_task_ms=20_000)
+    d.worker_status("back", "busy", 10_510, "t1", 1)
     assert t.lease_until_ms == 9_000 + 20_000 + 15_000
     assert d.expire(16_000).requeued == []
+
+
+def test_a_worker_that_registers_without_saying_busy_gives_its_task_back_within_seconds() -> None:
+    # A new leader restored t1 as assigned to `back`, which never got it (the old leader died first) or lost it.
+    d = Dispatcher(lease_ms=60_000, lease_margin_ms=15_000, restore_grace_ms=15_000, busy_after_register_ms=3_000)
+    t = restored_task()
+    d.restore([t], 10_000)
+    d.worker_online("back", "python", 10_500, max_task_ms=20_000)
+    assert d.expire(13_000).requeued == []  # it may still say busy
+    outcome = d.expire(13_600)
+    assert [r.task.task_id for r in outcome.requeued] == ["t1"]  # given back and at once assigned again...
+    assert [a.task.task_id for a in outcome.assignments] == ["t1"]
+    assert outcome.assignments[0].worker_id == "back" and t.attempt == 2  # ...to the worker, now free
+
+
+def test_a_busy_naming_another_task_does_not_keep_the_held_one() -> None:
+    d = Dispatcher(lease_ms=60_000, lease_margin_ms=15_000, restore_grace_ms=15_000, busy_after_register_ms=3_000)
+    t = restored_task()
+    d.restore([t], 10_000)
+    d.worker_online("back", "python", 10_500, max_task_ms=20_000)
+    d.worker_status("back", "busy", 10_510, "t-other", 1)
+    assert [a.task.task_id for a in d.expire(14_000).assignments] == ["t1"] and t.attempt == 2
 
 
 def test_sessions_count_their_unfinished_tasks() -> None:

@@ -265,8 +265,17 @@ def random_settings(cls: type[EnvSettings], rng: random.Random, files: list[str]
         else:
             raise AssertionError(f"no random values for {read}: add them")
         values[name] = value
-    if cls is MasterSettings and bool(values["grpc_tls_cert"]) != bool(values["grpc_tls_key"]):
-        values["grpc_tls_key"] = values["grpc_tls_cert"] = files[0]
+    if cls is MasterSettings:  # the master's settings that hold together
+        if bool(values["grpc_tls_cert"]) != bool(values["grpc_tls_key"]):
+            values["grpc_tls_key"] = values["grpc_tls_cert"] = files[0]
+        values["etcd_endpoints"] = tuple(f"{word()}:{rng.randrange(1, 65536)}" for _ in range(rng.randrange(4)))
+        if values["journal_backend"] == "etcd" and not values["etcd_endpoints"]:
+            values["etcd_endpoints"] = ("etcd:2379",)
+        values["etcd_prefix"] = f"/{word()}"
+        if bool(values["etcd_cert"]) != bool(values["etcd_key"]):
+            values["etcd_key"] = values["etcd_cert"] = files[0]
+        if values["etcd_cert"] and not values["etcd_ca"]:
+            values["etcd_ca"] = files[1]
     return values
 
 

@@ -101,8 +101,9 @@ class EtcdClient:
         self.read_attempts = max(1, read_attempts)
         self.max_txn_ops = max_txn_ops
         options: list[tuple[str, Any]] = [
-            # Notice a dead member within seconds even on an idle channel (streams only, no calls).
-            ("grpc.keepalive_time_ms", 2000),
+            # Notice a dead member within seconds even on an idle channel (streams only, no calls); not more often than
+            # every 5 s, etcd's --grpc-keepalive-min-time, or it ends the connection ("too_many_pings").
+            ("grpc.keepalive_time_ms", 6000),
             ("grpc.keepalive_timeout_ms", 2000),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.max_pings_without_data", 0),

@@ -50,6 +50,13 @@ class Leadership:
         """Whether this campaigner won and has not lost since (as far as it knows: the fence is the proof)."""
         return self.epoch is not None and not self.lost.is_set()
 
+    def surely_leading(self) -> bool:
+        """Whether the lease surely still holds by this process's clock (not only not known lost): false once a
+        renewal is overdue, even before the keepalive notices, e.g. right after this process was paused."""
+        if not self.leading or self.keepalive is None:
+            return False
+        return asyncio.get_running_loop().time() < self.keepalive.expires
+
     def fence(self) -> Compare:
         """The compare every write of the leader must carry: the key is still the one this leader created."""
         if self.epoch is None:

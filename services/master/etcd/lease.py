@@ -60,6 +60,12 @@ class KeepAlive:
             self._task.cancel()
 
     @property
+    def expires(self) -> float:
+        """When, on the loop's clock, the lease ends unless renewed: the last renewal's send time plus its TTL (etcd
+        counts from when it got the renewal, later: so up to then the lease surely holds)."""
+        return self._expires
+
+    @property
     def running(self) -> bool:
         """Whether renewals are still being sent."""
         return self._task is not None and not self._task.done()
