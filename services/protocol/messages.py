@@ -121,7 +121,7 @@ class MasterPresence(Message):
     task_messages: bool | None = None
     # Extension (standby masters): the leader's epoch, higher for each new leader. A worker keeps the highest it has
     # seen and ignores a presence with a lower one (a deposed leader's, or its Last Will). Unset: a single master.
-    epoch: int | None = None
+    epoch: StrictInt | None = Field(default=None, ge=0)
 
 
 def json_type(value: object) -> str:

@@ -58,6 +58,8 @@ class WorkerRunner:
         self._tasks: asyncio.Queue[TaskMessage] = asyncio.Queue()
         self._busy = False
         self._master_started: int | None = None  # timestamp of the master presence we last saw
+        # The highest epoch of a master presence seen (standby masters): a presence with a lower one is ignored.
+        self._master_epoch: int | None = None
         # The master's presence said it needs no per-task messages (busy, idle, log lines): leave them out.
         self._lean = False
         self.mqtt = MqttLink(self._new_client, self._connected, self._on_message)
@@ -131,6 +133,8 @@ class WorkerRunner:
         try:
             if topic == self.topics.master_status:
                 presence = decode(MasterPresence, payload)
+                if self._deposed(presence):
+                    return
                 if presence.status == "online" and presence.timestamp != self._master_started:
                     self._master_started = presence.timestamp
                     self._lean = presence.task_messages is False
@@ -149,6 +153,23 @@ class WorkerRunner:
             log.warning("ignored a task addressed to %s", task.worker_id)
             return
         self._tasks.put_nowait(task)
+
+    def _deposed(self, presence: MasterPresence) -> bool:
+        """Whether a presence comes from a leader older than one already seen (a deposed leader's, or its Last
+        Will): it is ignored entirely. Otherwise its epoch, if it has one, is the highest seen so far. A presence
+        without an epoch (a single master) says nothing about leaders: it is read as always."""
+        if presence.epoch is None:
+            return False
+        if self._master_epoch is not None and presence.epoch < self._master_epoch:
+            log.info(
+                "ignored the %s presence of a deposed master (epoch %d < %d)",
+                presence.status,
+                presence.epoch,
+                self._master_epoch,
+            )
+            return True
+        self._master_epoch = presence.epoch
+        return False
 
     def _publish_status(self, status: Literal["idle", "busy"], task: TaskMessage | None) -> None:
         message = StatusMessage(

@@ -135,9 +135,9 @@ class Spy:
                 found.append({**data, "_at": m.at})
         return found
 
-    def publish(self, suffix: str, payload: bytes) -> None:
-        """Publish as the master (QoS 1) and wait for the broker's PUBACK."""
-        info = self.client.publish(f"{self.prefix}/{suffix}", payload, qos=1)
+    def publish(self, suffix: str, payload: bytes, retain: bool = False) -> None:
+        """Publish as the master (QoS 1, retained if asked) and wait for the broker's PUBACK."""
+        info = self.client.publish(f"{self.prefix}/{suffix}", payload, qos=1, retain=retain)
         info.wait_for_publish(5)
         assert info.is_published()
 

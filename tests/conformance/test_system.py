@@ -1,9 +1,11 @@
-"""Conformance cases 11, 12, 15, 18, 19 and 21: a worker in a system whose broker or master restarts, behind a
-strict ACL with another topic prefix, over TLS, and with secrets it must keep to itself."""
+"""Conformance cases 11, 12, 15, 18, 19, 21 and 22: a worker in a system whose broker or master restarts (or
+whose deposed leader still speaks), behind a strict ACL with another topic prefix, over TLS, and with secrets it
+must keep to itself."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import time
@@ -15,6 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from lab.loadgen.client import ChatClient
 from lab.system.broker import CONFIG_NAME, BrokerTls
+from services.protocol import now_ms
 from tests.conformance.asking import answer_of, ask
 from tests.conformance.conftest import FreshStack, Stack
 from tests.conformance.harness import Worker
@@ -204,3 +207,54 @@ async def test_21_under_a_lean_master_per_task_messages_are_all_or_none(fresh_st
         assert per_task == [], per_task  # it said it leaves them out: it does
     else:
         assert {(s["task_id"], s["status"]) for s in per_task} == {(t, st) for t in task_ids for st in ("busy", "idle")}
+
+
+async def test_22_a_presence_with_a_lower_epoch_than_one_already_seen_is_ignored(fresh_stack: FreshStack) -> None:
+    """Case 22: the worker keeps the highest leader epoch it has seen on the master's presence (PROTOCOL.md,
+    Epochs). A presence with epoch 7 and a new timestamp: it registers again; then one with epoch 5 (a deposed
+    leader, which also says `task_messages: false`): it does not register again and still sends its per-task
+    messages; then one with epoch 8: it registers again. The master's own presence is put back at the end."""
+    stack = fresh_stack()
+    worker = stack.worker()
+    stack.spy.sync()
+    onlines = [m for m in stack.spy.on("master/status") if (m.json() or {}).get("status") == "online"]
+    assert onlines, "the spy saw no presence of the master"
+    master = onlines[-1]
+    await asyncio.sleep(1.0)  # room for the registration the master's presence itself causes
+
+    async def announce(epoch: int, **extra: object) -> float:
+        """Publish a presence as a leader of `epoch` would (retained, QoS 1, a new timestamp); when it arrived."""
+        payload = json.dumps({**master.json(), "timestamp": now_ms(), "epoch": epoch, **extra}).encode()
+        stack.spy.publish("master/status", payload, retain=True)
+        await eventually(
+            lambda: [m for m in stack.spy.on("master/status") if m.payload == payload], "the spy gets it", 5
+        )
+        return next(m.at for m in stack.spy.on("master/status") if m.payload == payload)
+
+    async def registers_again(epoch: int) -> None:
+        at = await announce(epoch)
+        await eventually(lambda: registered_since(stack, worker, at), f"epoch {epoch}: the worker registers again", 10)
+        took = registered_since(stack, worker, at)[0] - at
+        assert took <= REREGISTER_S, f"epoch {epoch}: registered {took:.1f} s after the presence"
+
+    try:
+        await registers_again(7)
+        at = await announce(5, task_messages=False)
+        await asyncio.sleep(REREGISTER_S)
+        stack.spy.sync()
+        assert registered_since(stack, worker, at) == [], "the worker registered again for a lower epoch"
+        async with ChatClient(stack.cluster.web_url) as user:
+            exchange = await ask(user, "after a deposed leader spoke")
+            assert (await answer_of(exchange)).workerId == worker.worker_id
+        await eventually(
+            lambda: (
+                {s["status"] for s in stack.spy.statuses(worker.worker_id) if s.get("task_id") == exchange.task_id}
+                == {"busy", "idle"}
+            ),
+            "the worker still sends busy and idle (the deposed leader's `task_messages: false` changed nothing)",
+            5,
+        )
+        await registers_again(8)
+        assert not [r for r in stack.spy.registrations(worker.worker_id) if r.get("task_messages") is False]
+    finally:
+        stack.spy.publish("master/status", master.payload, retain=True)  # the master's own presence, as it was

@@ -108,6 +108,8 @@ type Presence struct {
 	Timestamp *int64
 	// Lean is true when the master says `task_messages: false`: it needs no per-task messages.
 	Lean bool
+	// Epoch is the leader's epoch (standby masters), higher for each new leader; nil from a single master.
+	Epoch *int64
 }
 
 // Encode renders a message as compact UTF-8 JSON without HTML escaping (as pydantic does).
@@ -278,6 +280,7 @@ func DecodePresence(raw []byte) (*Presence, error) {
 	p.Timestamp = r.integer("timestamp", false, &zero)
 	// Anything but a JSON false (absent, true, another type) keeps the per-task messages, as Python's worker.
 	p.Lean = string(bytes.TrimSpace(r.raw("task_messages"))) == "false"
+	p.Epoch = r.integer("epoch", false, nil)
 	if r.err != nil {
 		return nil, r.err
 	}

@@ -68,6 +68,15 @@ func TestPresence(t *testing.T) {
 	if p.Lean {
 		t.Fatal("lean without task_messages")
 	}
+	if p.Epoch != nil {
+		t.Fatal("an epoch without epoch")
+	}
+	if p, err := DecodePresence([]byte(`{"status":"offline","epoch":12}`)); err != nil || p.Epoch == nil || *p.Epoch != 12 {
+		t.Fatalf("%+v %v", p, err)
+	}
+	if _, err := DecodePresence([]byte(`{"status":"online","epoch":1.5}`)); err == nil || err.Error() != "invalid master presence: epoch: Input should be a valid integer" {
+		t.Fatalf("a fractional epoch: %v", err)
+	}
 	for raw, lean := range map[string]bool{
 		`{"status":"online","task_messages":false}`: true,
 		`{"status":"online","task_messages":true}`:  false,

@@ -47,6 +47,7 @@ type Runner struct {
 	busy          bool
 	current       *protocol.Task // the task being worked on
 	masterStarted *int64         // timestamp of the master presence we last saw
+	masterEpoch   *int64         // the highest epoch of a master presence seen: a lower one is ignored
 	lean          bool           // the master's presence said it needs no per-task messages
 	closing       bool           // the goodbye is being sent: nothing may follow it
 
@@ -178,16 +179,9 @@ func (r *Runner) onMessage(_ mqtt.Client, m mqtt.Message) {
 			slog.Warn(fmt.Sprintf("ignored a bad message on %s: %v", m.Topic(), err))
 			return
 		}
-		r.mutex.Lock()
-		fresh := p.Status == "online" && !sameTimestamp(p.Timestamp, r.masterStarted)
-		if fresh {
-			r.masterStarted = p.Timestamp
-			r.lean = p.Lean
-		}
-		r.mutex.Unlock()
 		// Every master we see for the first time learns about us at once: a restarted one, and also the
 		// first, when we started before it and our registration reached nobody.
-		if fresh {
+		if r.takePresence(p) {
 			r.register()
 		}
 		return
@@ -205,6 +199,29 @@ func (r *Runner) onMessage(_ mqtt.Client, m mqtt.Message) {
 		return
 	}
 	r.queue.put(task)
+}
+
+// takePresence keeps what a master presence says; true when it comes from a master not seen before (a new
+// timestamp), which must learn about this worker. A presence with a lower epoch than one already seen (a
+// deposed leader's, or its Last Will) is ignored entirely; one without an epoch (a single master) is read
+// as always.
+func (r *Runner) takePresence(p *protocol.Presence) bool {
+	r.mutex.Lock()
+	defer r.mutex.Unlock()
+	if p.Epoch != nil {
+		if r.masterEpoch != nil && *p.Epoch < *r.masterEpoch {
+			slog.Info(fmt.Sprintf("ignored the %s presence of a deposed master (epoch %d < %d)", p.Status, *p.Epoch,
+				*r.masterEpoch))
+			return false
+		}
+		r.masterEpoch = p.Epoch
+	}
+	fresh := p.Status == "online" && !sameTimestamp(p.Timestamp, r.masterStarted)
+	if fresh {
+		r.masterStarted = p.Timestamp
+		r.lean = p.Lean
+	}
+	return fresh
 }
 
 func sameTimestamp(a, b *int64) bool {

@@ -72,3 +72,39 @@ func TestStopsWithoutABroker(t *testing.T) {
 		t.Fatalf("stop took %v", time.Since(start))
 	}
 }
+
+// A presence with a lower epoch than one already seen is ignored entirely (docs/PROTOCOL.md, Epochs); one
+// without an epoch is read as always.
+func TestPresenceEpochs(t *testing.T) {
+	r := &Runner{}
+	see := func(raw string) bool {
+		t.Helper()
+		p, err := protocol.DecodePresence([]byte(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.takePresence(p)
+	}
+	for i, step := range []struct {
+		raw      string
+		register bool
+		lean     bool
+	}{
+		{`{"status":"online","timestamp":1}`, true, false},
+		{`{"status":"online","timestamp":1}`, false, false}, // the same master
+		{`{"status":"online","timestamp":2,"epoch":7}`, true, false},
+		{`{"status":"online","timestamp":3,"epoch":5,"task_messages":false}`, false, false}, // a deposed leader
+		{`{"status":"online","timestamp":2,"epoch":7}`, false, false},                       // still the one we know
+		{`{"status":"online","timestamp":4}`, true, false},                                  // no epoch: as always
+		{`{"status":"online","timestamp":5,"epoch":6}`, false, false},                       // 7 is still the highest
+		{`{"status":"online","timestamp":6,"epoch":7,"task_messages":false}`, true, true},   // the same epoch, new timestamp
+		{`{"status":"offline","epoch":9}`, false, true},                                     // a newer leader's Will
+		{`{"status":"online","timestamp":7,"epoch":8}`, false, true},                        // older than that leader
+		{`{"status":"offline","epoch":3}`, false, true},
+		{`{"status":"online","timestamp":8,"epoch":10}`, true, false},
+	} {
+		if got := see(step.raw); got != step.register || r.lean != step.lean {
+			t.Errorf("step %d %s: register %v, lean %v; want %v, %v", i, step.raw, got, r.lean, step.register, step.lean)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.nio.charset.StandardCharsets;
 import org.junit.jupiter.api.Test;
 import swarmailab.worker.protocol.DecodeException;
+import swarmailab.worker.protocol.MasterEpochs;
 import swarmailab.worker.protocol.MasterPresence;
 import swarmailab.worker.protocol.Messages;
 import swarmailab.worker.protocol.TaskMessage;
@@ -133,6 +134,35 @@ class ProtocolTest {
         assertEquals(9L, p.timestamp());
         assertEquals("m:1", p.grpcEndpoint());
         assertThrows(DecodeException.class, () -> MasterPresence.decode(bytes("{\"status\":\"gone\"}")));
+        assertNull(p.epoch());
+        assertEquals(12L, MasterPresence.decode(bytes("{\"status\":\"offline\",\"epoch\":12}")).epoch());
+        DecodeException e = assertThrows(DecodeException.class,
+            () -> MasterPresence.decode(bytes("{\"status\":\"online\",\"epoch\":1.5}")));
+        assertEquals("invalid master presence: epoch: Input should be a valid integer", e.getMessage());
+    }
+
+    /** A presence with a lower epoch than one already seen is ignored (docs/PROTOCOL.md, Epochs). */
+    @Test
+    void epochs() throws DecodeException {
+        MasterEpochs epochs = new MasterEpochs();
+        assertFalse(epochs.deposed(MasterPresence.decode(bytes("{\"status\":\"online\",\"timestamp\":1}"))));
+        assertNull(epochs.highest());
+        String[][] steps = {
+            // presence, deposed, highest epoch after it
+            {"{\"status\":\"online\",\"timestamp\":2,\"epoch\":7}", "false", "7"},
+            {"{\"status\":\"online\",\"timestamp\":3,\"epoch\":5}", "true", "7"},
+            {"{\"status\":\"online\",\"timestamp\":4,\"epoch\":7}", "false", "7"},
+            {"{\"status\":\"online\",\"timestamp\":5}", "false", "7"}, // no epoch: read as always
+            {"{\"status\":\"online\",\"timestamp\":6,\"epoch\":6}", "true", "7"},
+            {"{\"status\":\"offline\",\"epoch\":9}", "false", "9"}, // a newer leader's Will
+            {"{\"status\":\"online\",\"timestamp\":7,\"epoch\":8}", "true", "9"},
+            {"{\"status\":\"offline\",\"epoch\":3}", "true", "9"},
+            {"{\"status\":\"online\",\"timestamp\":8,\"epoch\":10}", "false", "10"},
+        };
+        for (String[] step : steps) {
+            assertEquals(Boolean.parseBoolean(step[1]), epochs.deposed(MasterPresence.decode(bytes(step[0]))), step[0]);
+            assertEquals(Long.valueOf(step[2]), epochs.highest(), step[0]);
+        }
     }
 
     @Test

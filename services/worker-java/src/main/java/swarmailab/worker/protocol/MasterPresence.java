@@ -1,10 +1,11 @@
 package swarmailab.worker.protocol;
 
 /**
- * The master's retained `master/status`: online or offline, when it started, where it takes results, and whether
- * it is lean (`task_messages: false`: it needs no busy, idle or log line per task).
+ * The master's retained `master/status`: online or offline, when it started, where it takes results, whether it is
+ * lean (`task_messages: false`: it needs no busy, idle or log line per task), and the leader's epoch (standby
+ * masters: higher for each new leader; null from a single master).
  */
-public record MasterPresence(String status, Long timestamp, String grpcEndpoint, boolean lean) {
+public record MasterPresence(String status, Long timestamp, String grpcEndpoint, boolean lean, Long epoch) {
     /** Reads a presence message as the Python worker validates it. */
     public static MasterPresence decode(byte[] payload) throws DecodeException {
         FieldReader r = FieldReader.of("master presence", payload);
@@ -14,6 +15,8 @@ public record MasterPresence(String status, Long timestamp, String grpcEndpoint,
         }
         Long timestamp = r.integer("timestamp", false, 0L);
         String endpoint = r.string("grpc_endpoint", false);
-        return new MasterPresence(status, timestamp, endpoint == null ? "" : endpoint, r.isFalse("task_messages"));
+        boolean lean = r.isFalse("task_messages");
+        Long epoch = r.integer("epoch", false, null);
+        return new MasterPresence(status, timestamp, endpoint == null ? "" : endpoint, lean, epoch);
     }
 }

@@ -13,6 +13,7 @@ import swarmailab.worker.models.Model;
 import swarmailab.worker.models.ModelError;
 import swarmailab.worker.models.Sleeper;
 import swarmailab.worker.protocol.DecodeException;
+import swarmailab.worker.protocol.MasterEpochs;
 import swarmailab.worker.protocol.MasterPresence;
 import swarmailab.worker.protocol.Messages;
 import swarmailab.worker.protocol.TaskMessage;
@@ -43,6 +44,7 @@ public final class Runner {
     private boolean busy;
     private TaskMessage current; // the task being worked on
     private Long masterStarted; // the timestamp of the master presence we last saw
+    private final MasterEpochs masterEpochs = new MasterEpochs(); // a presence with a lower epoch is ignored
     private boolean lean; // the master's presence said it needs no per-task messages
 
     public Runner(Settings settings, Model model, ResultSender sender)
@@ -123,6 +125,11 @@ public final class Runner {
             }
             boolean fresh;
             synchronized (state) {
+                if (masterEpochs.deposed(presence)) {
+                    Log.info("ignored the " + presence.status() + " presence of a deposed master (epoch "
+                        + presence.epoch() + " < " + masterEpochs.highest() + ")");
+                    return;
+                }
                 fresh = presence.status().equals("online") && !java.util.Objects.equals(presence.timestamp(),
                     masterStarted);
                 if (fresh) {
