@@ -124,7 +124,7 @@ system-packages:
 	$(call apt_install,"command -v mosquitto || test -x /usr/sbin/mosquitto:mosquitto" "$(PYTHON) -c 'import ensurepip':python3-venv" "command -v npm:npm")
 
 test-packages:
-	$(call apt_install,"test -x /usr/bin/chromium:chromium" "command -v mosquitto_sub:mosquitto-clients" "command -v ip:iproute2" "command -v unshare:util-linux" "command -v docker:docker.io" "command -v dockerd || test -x /usr/sbin/dockerd:docker.io" "command -v debootstrap || test -x /usr/sbin/debootstrap:debootstrap" "command -v docker-registry:docker-registry" "command -v nft || test -x /usr/sbin/nft:nftables" "command -v redis-server:redis-server" "command -v etcd:etcd-server" "command -v etcdctl:etcd-client")
+	$(call apt_install,"test -x /usr/bin/chromium:chromium" "command -v mosquitto_sub:mosquitto-clients" "command -v ip:iproute2" "command -v unshare:util-linux" "command -v docker:docker.io" "command -v dockerd || test -x /usr/sbin/dockerd:docker.io" "command -v debootstrap || test -x /usr/sbin/debootstrap:debootstrap" "command -v docker-registry:docker-registry" "command -v nft || test -x /usr/sbin/nft:nftables" "command -v redis-server:redis-server" "command -v etcd:etcd-server" "command -v etcdctl:etcd-client" "command -v haproxy || test -x /usr/sbin/haproxy:haproxy")
 
 # pyproject.toml's extras are by role: dev is the test tools and the lab, which has the master's and the worker's.
 $(STAMP): pyproject.toml constraints.txt

@@ -28,6 +28,9 @@ from lab.system.config import (
     DEFAULT_WORK_SECONDS,
     MODEL_MODES,
 )
+from lab.system.etcd import EtcdNotFoundError
+from lab.system.ha import HaCluster
+from lab.system.haproxy import HaproxyNotFoundError
 from lab.system.local import LocalCluster
 from lab.system.ports import PortInUseError, free_port
 from lab.system.readiness import ClusterStartError, tail_text
@@ -65,6 +68,13 @@ def register(commands: Any) -> None:
         help="let the autoscaler start and stop workers between MIN and MAX (e.g. 1..8) by the load: it owns the "
         "whole fleet, of --workers' language (its count is not used); COOLDOWN_S, SCALE_DOWN_WINDOW_S, "
         "LATENCY_TARGET_S, UTILIZATION_LOW/HIGH in the environment tune it",
+    )
+    parser.add_argument(
+        "--ha",
+        action="store_true",
+        help="standby masters, as in the highly available stack: three masters on a three-member etcd cluster "
+        "(needs etcd-server), HAProxy in front sending to the one that leads (needs haproxy); --web-port and "
+        "--grpc-port are HAProxy's; kill the leader and another takes over (DEPLOY.md: Standby masters)",
     )
     parser.add_argument(
         "--work-seconds", type=float, default=DEFAULT_WORK_SECONDS, metavar="S", help="simulated long work per task"
@@ -191,6 +201,8 @@ def _ready_line(cluster: LocalCluster) -> str:
     who = _plural(workers, "worker") + (" idle" if idle == workers else f" ({idle} idle)")
     if (bounds := cluster.spec.autoscale) is not None:
         who += f", autoscaled {bounds[0]}..{bounds[1]}"
+    if isinstance(cluster, HaCluster) and (found := cluster.leader()) is not None:
+        who += f", {found[0].name} leads (epoch {found[1]})"
     # The dashboard's URL carries the operator token (in its fragment): the one place `lab up` shows it.
     return (
         f"ready: {who}, queue {status.queue_length} — chat at {cluster.web_url} · dashboard at "
@@ -285,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
             on_event=lambda text: out.say(f"lab up: {text}"),
             autoscale=args.autoscale,
         )
-        cluster = LocalCluster(spec)
+        cluster = HaCluster(spec) if args.ha else LocalCluster(spec)
     except ValueError as error:
         out.say(f"lab up: {error}", error=True)
         return 2
@@ -296,8 +308,9 @@ def run(args: argparse.Namespace) -> int:
     with _stop_signals():
         try:
             cluster.check_ports()
+            masters = "3 standby masters on etcd behind HAProxy" if args.ha else "the master"
             out.say(
-                f"lab up: starting Mosquitto on {cfg.host}:{cfg.mqtt_port}, the master (web {cfg.web_port}, "
+                f"lab up: starting Mosquitto on {cfg.host}:{cfg.mqtt_port}, {masters} (web {cfg.web_port}, "
                 f"gRPC {cfg.grpc_port}) and workers ({fleet})"
                 + ("" if args.verbose else "; --verbose shows their logs")
             )
@@ -307,7 +320,13 @@ def run(args: argparse.Namespace) -> int:
         except PortInUseError as error:
             out.say(port_advice(error), error=True)
             return 2
-        except (MosquittoNotFoundError, ClusterStartError, WorkerUnavailableError) as error:
+        except (
+            MosquittoNotFoundError,
+            ClusterStartError,
+            WorkerUnavailableError,
+            EtcdNotFoundError,
+            HaproxyNotFoundError,
+        ) as error:
             out.say(f"lab up: {error}", error=True)
             return 1
         except (KeyboardInterrupt, _Stop):

@@ -119,12 +119,10 @@ class LocalCluster(OperatorAccess):
         return {} if self._supervisor is None else self._supervisor.given_up
 
     def __enter__(self) -> LocalCluster:
-        """Start and wait until ready."""
         self.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        """Stop everything."""
         self.stop()
 
     def start(self) -> None:
@@ -232,8 +230,7 @@ class LocalCluster(OperatorAccess):
             if self._stopped:
                 return
             self._stopped = True
-            spawner = self._spawner
-            supervisor = self._supervisor
+            spawner, supervisor = self._spawner, self._supervisor
         atexit.unregister(self.stop)
         if supervisor is not None:
             supervisor.stop()  # waits for a restart in progress; none starts after this
@@ -246,9 +243,9 @@ class LocalCluster(OperatorAccess):
             if scaler := [p for p in procs if p.name == AUTOSCALER]:
                 stop_group(scaler, autoscaler_grace_s(self._table.command(AUTOSCALER)[1]))
             # Services first, the broker last, so they can still say goodbye over MQTT while stopping.
-            services = [p for p in procs if p.name != "mosquitto"]
-            stop_group(services, _STOP_GRACE_SECONDS)
+            stop_group([p for p in procs if p.name != "mosquitto"], _STOP_GRACE_SECONDS)
             stop_group([p for p in procs if p.name == "mosquitto"], _STOP_GRACE_SECONDS)
+        self._stop_others()
         self._master.close()
         if spawner is not None:
             spawner.close()
@@ -264,17 +261,24 @@ class LocalCluster(OperatorAccess):
         conf = cfg.write_broker_config(state)
         mq = self._spawn("mosquitto", [str(mosquitto), "-c", str(conf)], cfg.broker_env(os.environ))
         self._wait("Mosquitto to accept connections", lambda: accepts_tcp(cfg.host, cfg.mqtt_port), [mq], deadline)
-
-        master_env = cfg.master_env(os.environ, journal_path=state / JOURNAL_NAME)
-        master = self._spawn("master", [sys.executable, "-m", "services.master"], master_env)
-        self._wait("the master's /healthz", self._master.healthy, [mq, master], deadline)
+        masters = self._start_masters(state, [mq], deadline)
 
         # Workers only after the master listens, so their registration is not published into the void.
         if self.spec.autoscale is not None:
-            self._start_autoscaler(self.spec.autoscale, state, [mq, master], deadline)
+            self._start_autoscaler(self.spec.autoscale, state, [mq, *masters], deadline)
             return
         ids = [self._spawn_worker({}, language) for language in spawn_order(self.spec.fleet)]
         self._wait_workers(ids, deadline)
+
+    def _start_masters(self, state: Path, watched: list[ManagedProcess], deadline: float) -> list[ManagedProcess]:
+        """Start the master (with its journal in `state`) and wait until it is healthy; return its process."""
+        master_env = self.config.master_env(os.environ, journal_path=state / JOURNAL_NAME)
+        master = self._spawn("master", [sys.executable, "-m", "services.master"], master_env)
+        self._wait("the master's /healthz", self._master.healthy, [*watched, master], deadline)
+        return [master]
+
+    def _stop_others(self) -> None:
+        """Stop what the process table does not hold (nothing here), before the state directory goes."""
 
     def _start_autoscaler(self, bounds: Autoscale, state: Path, watched: list[ManagedProcess], deadline: float) -> None:
         """Start the autoscaler, which starts the workers; wait until its minimum has registered."""
@@ -330,8 +334,7 @@ class LocalCluster(OperatorAccess):
 
     def _respawn(self, name: str) -> ManagedProcess:
         """Start `name` again with the command it was first started with."""
-        argv, env = self._table.command(name)
-        return self._spawn(name, argv, env)
+        return self._spawn(name, *self._table.command(name))
 
     def _start_supervisor(self) -> None:
         """Start restarting what dies from now on."""

@@ -28,6 +28,7 @@ class ProcessTable:
         self._retired: set[str] = set()  # workers replaced after they died, or stopped on purpose
         self._injected: set[ManagedProcess] = set()  # killed by kill_worker/kill_master: a fault, not a crash
         self._worker_count = 0
+        self._also_supervised: list[str] = []  # more processes kept running under their own names (masters)
 
     def record(self, name: str, proc: ManagedProcess, argv: list[str], env: Mapping[str, str]) -> None:
         """Keep `proc` as `name` (replacing an earlier one) with the command it was started with."""
@@ -100,6 +101,11 @@ class ProcessTable:
             raise RuntimeError(f"{name} was not started")
         return proc
 
+    def supervise(self, name: str) -> None:
+        """Keep `name` running too, started again under its own name (one of several masters)."""
+        with self.lock:
+            self._also_supervised.append(name)
+
     def inject(self, proc: ManagedProcess) -> None:
         """Note that the lab kills `proc` as a fault (not a crash)."""
         with self.lock:
@@ -119,7 +125,8 @@ class ProcessTable:
         """What a supervisor keeps running: the broker, the master, the autoscaler (if there is one) and every
         worker not stopped or replaced."""
         with self.lock:
-            names = [*SUPERVISED, *(n for n in self._worker_names.values() if n not in self._retired)]
+            workers = [n for n in self._worker_names.values() if n not in self._retired]
+            names = [*SUPERVISED, *self._also_supervised, *workers]
             return [self._procs[n] for n in names if n in self._procs]
 
     def exited(self) -> dict[str, int]:

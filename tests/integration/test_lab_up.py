@@ -309,3 +309,22 @@ def test_lab_up_says_what_matters_and_streams_logs_only_when_verbose(verbose: bo
         assert not per_task.search(out), out
         assert not re.search(r"^(mosquitto|master|worker-\d+) +\| ", out, re.MULTILINE), out
         assert "--verbose shows their logs" in out
+
+
+def test_lab_up_ha_runs_standby_masters_behind_the_proxy_and_stops_them_all() -> None:
+    lab = LabUp("--ha")
+    try:
+        ready = lab.wait_for(r"^ready: .*master-(\d) leads \(epoch (\d+)\).* chat at (http://\S+)", READY_TIMEOUT_S)
+        url = ready.group(3)
+        assert url == f"http://127.0.0.1:{lab.ports['web']}"  # the proxy's port
+        leader = httpx.get(f"{url}/leader", timeout=5).json()
+        assert leader == {"leading": True, "epoch": int(ready.group(2)), "name": f"master-{ready.group(1)}"}
+        # The lab, Mosquitto, three etcd members, HAProxy, three masters (core and web front) and two workers:
+        # a standby has no web front until it leads.
+        assert len(marked_pids(lab.marker)) == 1 + 1 + 3 + 1 + 3 + 1 + 2, describe_pids(marked_pids(lab.marker))
+        lab.proc.send_signal(signal.SIGTERM)
+        assert lab.proc.wait(timeout=3 * STOP_TIMEOUT_S) == 0, lab.output()
+        left = wait_gone(lab.marker, 1.0)
+        assert not left, f"left behind:\n{describe_pids(left)}"
+    finally:
+        lab.cleanup()

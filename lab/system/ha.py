@@ -1,0 +1,164 @@
+"""HaCluster: a local system in the shape of the highly available stack: standby masters on etcd behind HAProxy."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lab.system.etcd import EtcdCluster
+from lab.system.haproxy import Backend, Haproxy
+from lab.system.local import LocalCluster
+from lab.system.ports import free_port
+from lab.system.procs import ManagedProcess
+from lab.system.spec import ClusterOptions, ClusterSpec
+from services.master.settings import MasterSettings
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+DEFAULT_MASTERS = 3
+# The lab's lease: the stack's default (5 s), so that the failovers measured here are the stack's.
+LEASE_SECONDS = 5
+ETCD_PREFIX = "/swarm-ai-lab"
+_LEADER_TIMEOUT_S = 1.0
+
+
+class HaCluster(LocalCluster):
+    """LocalCluster with `masters` standby masters (JOURNAL_BACKEND=etcd) on an etcd cluster of `etcd_members`,
+    behind HAProxy, which sends browsers and workers' results to the one that leads; a context manager.
+
+    `web_url` and `grpc_endpoint` are HAProxy's (on the cluster's web and gRPC ports); each master listens on
+    ports of its own (`backends`). Masters are named master-1, master-2, ...; with `restart`, one that exits
+    (deposed, or killed) is started again, as a standby. `kill_master` kills the one that leads.
+    One broker, as in LocalCluster: the stack's broker per node is not modelled here.
+    """
+
+    def __init__(
+        self,
+        spec: ClusterSpec | None = None,
+        /,
+        masters: int = DEFAULT_MASTERS,
+        etcd_members: int = 3,
+        lease_seconds: int = LEASE_SECONDS,
+        **options: Unpack[ClusterOptions],
+    ) -> None:
+        """As LocalCluster, with `masters` masters (at least 2) and `etcd_members` etcd members (1 or 3)."""
+        super().__init__(spec, **options)
+        if masters < 2:
+            raise ValueError(f"an HaCluster has at least 2 masters, got {masters}")
+        if etcd_members not in (1, 3, 5):
+            raise ValueError(f"etcd_members must be 1, 3 or 5, got {etcd_members}")
+        host = self.config.host
+        self.backends = [Backend(f"master-{i}", host, free_port(host), free_port(host)) for i in range(1, masters + 1)]
+        self.etcd_members = etcd_members
+        self.lease_seconds = lease_seconds
+        self.etcd: EtcdCluster | None = None
+        self.proxy: Haproxy | None = None
+
+    # -- who leads --------------------------------------------------------------------------------------------
+
+    def leader_info(self, backend: Backend) -> dict[str, object] | None:
+        """What `backend`'s `/leader` says (None: nothing answers there, or not in time)."""
+        url = f"http://{backend.host}:{backend.web_port}/leader"
+        try:
+            with urllib.request.urlopen(url, timeout=_LEADER_TIMEOUT_S) as response:
+                body = response.read()
+        except urllib.error.HTTPError as e:
+            body = e.read()
+        except OSError:
+            return None
+        info = json.loads(body)
+        return info if isinstance(info, dict) else None
+
+    def leader(self) -> tuple[Backend, int] | None:
+        """The master that says it leads now, and its epoch (None: none does, e.g. during a failover)."""
+        for backend in self.backends:
+            info = self.leader_info(backend)
+            if info is not None and info.get("leading") is True and isinstance(epoch := info.get("epoch"), int):
+                return backend, epoch
+        return None
+
+    def wait_leader(self, timeout: float = 30.0, after_epoch: int = 0) -> tuple[Backend, int]:
+        """Wait until a master leads with an epoch above `after_epoch`; return it and its epoch."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.leader()
+            if found is not None and found[1] > after_epoch:
+                return found
+            time.sleep(0.05)
+        raise TimeoutError(f"no master led with an epoch above {after_epoch} within {timeout:g} s")
+
+    def master_process(self, name: str) -> ManagedProcess:
+        """The current process of master `name` (master-1, ...)."""
+        return self._table.essential(name)
+
+    def kill_master(self, sig: int = signal.SIGKILL) -> None:
+        """Send `sig` to the master that leads, as a fault (see `kill_named_master`)."""
+        leader, _ = self.wait_leader(self.spec.startup_timeout)
+        self.kill_named_master(leader.name, sig)
+
+    def kill_named_master(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send `sig` to master `name` (its whole group: the core and its web front) as a fault; after SIGKILL,
+        wait until it is gone. With `restart` it is started again, as a standby."""
+        self._send_fault(self.master_process(name), sig)
+
+    def restart_master(self, wait: bool = True) -> None:
+        """Stop the master that leads on purpose (it resigns, so a standby takes over at once) and start it again
+        as a standby; with `wait`, return once a master leads."""
+        leader, epoch = self.wait_leader(self.spec.startup_timeout)
+        self._restart_essential(leader.name)
+        if wait:
+            self.wait_leader(self.spec.startup_timeout, after_epoch=epoch)
+
+    # -- starting and stopping ----------------------------------------------------------------------------------
+
+    def _start_masters(self, state: Path, watched: list[ManagedProcess], deadline: float) -> list[ManagedProcess]:
+        """Start etcd, the masters and HAProxy; wait until one master leads and answers through the proxy."""
+        spawner = self._spawner
+        self.etcd = EtcdCluster(state / "etcd", self.etcd_members, token=f"lab-{os.getpid()}", spawner=spawner)
+        self.etcd.start(timeout=max(1.0, deadline - time.monotonic()))
+        masters = [self._start_master(backend, state) for backend in self.backends]
+        self.proxy = Haproxy(
+            self.backends,
+            state / "haproxy",
+            host=self.config.host,
+            web_port=self.config.web_port,
+            grpc_port=self.config.grpc_port,
+            sink=self.spec.log_sink,
+            spawner=spawner,
+        )
+        self.proxy.start()
+        self._wait("a master to lead, through the proxy", self._master.healthy, [*watched, *masters], deadline)
+        return masters
+
+    def _start_master(self, backend: Backend, state: Path) -> ManagedProcess:
+        assert self.etcd is not None
+        env = self.config.master_env(os.environ, journal_path=state / f"{backend.name}.unused.sqlite3")
+        env.update(
+            MasterSettings.env_of(
+                journal_backend="etcd",
+                etcd_endpoints=tuple(self.etcd.endpoints),
+                etcd_prefix=ETCD_PREFIX,
+                etcd_lease_seconds=self.lease_seconds,
+                master_name=backend.name,
+                web_port=backend.web_port,
+                grpc_port=backend.grpc_port,
+                trusted_proxy_hops=1,  # HAProxy appends the client's address to X-Forwarded-For
+            )
+        )
+        self._table.supervise(backend.name)
+        return self._spawn(backend.name, [sys.executable, "-m", "services.master"], env)
+
+    def _stop_others(self) -> None:
+        """HAProxy, then etcd (the masters, stopped before, resigned through it)."""
+        if self.proxy is not None:
+            self.proxy.stop()
+        if self.etcd is not None:
+            self.etcd.stop()
