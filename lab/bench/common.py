@@ -3,6 +3,7 @@ system they measure is `lab.system.measurement_cluster`, the machine `lab.runs.m
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -41,3 +42,14 @@ def tasks_per_worker_bars(ax: Axes, per_worker: Mapping[str, int]) -> None:
     ax.set_xticks(range(len(names)), [n.rpartition(SEPARATOR)[2] for n in names], rotation=30, fontsize="small")
     ax.set_ylabel("tasks")
     ax.set_title("Tasks per worker")
+
+
+def add_journal_option(parser: argparse.ArgumentParser) -> None:
+    """--journal: which shape of our system to measure."""
+    parser.add_argument(
+        "--journal",
+        choices=("sqlite", "etcd"),
+        default="sqlite",
+        help="sqlite: one master; etcd: three standby masters on a three-member etcd cluster behind HAProxy (the "
+        "highly available shape: its cost)",
+    )

@@ -7,7 +7,7 @@ import statistics
 from typing import TYPE_CHECKING, Any
 
 from lab.analysis.stats import percentile
-from lab.bench.common import figure
+from lab.bench.common import add_journal_option, figure
 from lab.loadgen.client import ChatClient
 from lab.system.presets import measurement_cluster
 from services.loop import run as run_loop
@@ -21,12 +21,15 @@ HELP = "end-to-end latency minus processing_time_ms, one question at a time, zer
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
-    """--questions, --warmup."""
+    """--questions, --warmup, --journal."""
     parser.add_argument("--questions", type=int, default=300, help="measured questions")
     parser.add_argument("--warmup", type=int, default=20, help="questions asked first and not counted")
+    add_journal_option(parser)
 
 
-async def _overheads(url: str, questions: int, warmup: int) -> list[float]:
+async def ask_one_at_a_time(url: str, questions: int, warmup: int) -> list[float]:
+    """One user asks `warmup` + `questions` questions in turn; the overhead of each measured one (ms): its time
+    from send to answer minus the worker's processing time."""
     overheads: list[float] = []
     async with ChatClient(url) as user:
         for i in range(warmup + questions):
@@ -43,10 +46,11 @@ async def _overheads(url: str, questions: int, warmup: int) -> list[float]:
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """One user asks `questions` questions in turn (after `warmup`) of 1 worker with no work and the offline
     model at zero latency; per question, the time from send to answer minus the worker's processing time."""
-    with measurement_cluster(workers=1) as cluster:
-        values = run_loop(_overheads(cluster.web_url, args.questions, args.warmup))
+    with measurement_cluster(workers=1, journal=args.journal) as cluster:
+        values = run_loop(ask_one_at_a_time(cluster.web_url, args.questions, args.warmup))
     return {
         "name": NAME,
+        "journal": args.journal,
         "questions": args.questions,
         "p50_ms": round(percentile(values, 50), 2),
         "p90_ms": round(percentile(values, 90), 2),

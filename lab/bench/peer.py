@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.analysis.stats import percentile
+from lab.bench.common import add_journal_option
 from lab.bench.peer_figures import SIDES, ratios, side_figures
 from lab.bench.peer_figures import chart as chart
 from lab.bench.peer_figures import summary as summary
@@ -57,6 +58,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         default="solo",
         help="solo: N single-process Celery workers (like our N workers); prefork: 1 worker with N children",
     )
+    add_journal_option(parser)
     parser.add_argument(
         "--redis-durable",
         action="store_true",
@@ -152,7 +154,8 @@ class Phase:
 # -- ours ---------------------------------------------------------------------------------------------------
 
 
-async def _ours(url: str, clients: int, phase: Phase) -> None:
+async def closed_loop_ours(url: str, clients: int, phase: Phase) -> None:
+    """`clients` closed-loop users of our system at `url`, counted into `phase` (CPU marked at its window)."""
     started = asyncio.Event()
 
     def connected() -> float:
@@ -179,11 +182,12 @@ async def _ours(url: str, clients: int, phase: Phase) -> None:
         marking.cancel()
 
 
-def measure_ours(workers: int, clients: int, seconds: float, warmup: float) -> Phase:
-    """Our system with `workers` zero-work workers under `clients` closed-loop Socket.IO clients."""
-    with measurement_cluster(workers=workers) as cluster:
+def measure_ours(workers: int, clients: int, seconds: float, warmup: float, journal: str = "sqlite") -> Phase:
+    """Our system with `workers` zero-work workers under `clients` closed-loop Socket.IO clients (`journal`:
+    one master, or standby masters on etcd behind HAProxy)."""
+    with measurement_cluster(workers=workers, journal=journal) as cluster:
         phase = Phase({p.pid for p in cluster.processes.values()}, warmup, seconds, worker_ids=cluster.worker_ids)
-        run_loop(_ours(cluster.web_url, clients, phase))
+        run_loop(closed_loop_ours(cluster.web_url, clients, phase))
     return phase
 
 
@@ -257,7 +261,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for side in SIDES:
             at = time.monotonic() - started
             if side == "ours":
-                phase = measure_ours(args.workers, args.clients, args.seconds, args.warmup)
+                phase = measure_ours(args.workers, args.clients, args.seconds, args.warmup, args.journal)
             else:
                 pool, durable = args.celery_pool, args.redis_durable
                 phase = measure_celery(args.workers, args.clients, args.seconds, args.warmup, pool, durable)
@@ -272,6 +276,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "rounds": args.rounds,
         "celery_pool": args.celery_pool,
         "redis_durable": args.redis_durable,
+        "journal": args.journal,
         **side_figures("ours", runs["ours"]),
         **side_figures("celery", runs["celery"]),
     }

@@ -15,6 +15,7 @@ from lab.bench import (
     burst,
     connections,
     faults,
+    journal,
     languages,
     overhead,
     peer,
@@ -59,4 +60,5 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     soak,
     peer,
     scale,
+    journal,
 )

@@ -62,6 +62,18 @@ class HaCluster(LocalCluster):
         self.etcd: EtcdCluster | None = None
         self.proxy: Haproxy | None = None
 
+    @property
+    def processes(self) -> dict[str, ManagedProcess]:
+        """As LocalCluster's, with the etcd members (etcd-e0, ...) and HAProxy (haproxy): a benchmark that
+        counts the system's CPU counts theirs too."""
+        procs = super().processes
+        for member in self.etcd.members if self.etcd is not None else []:
+            if member.process is not None:
+                procs[f"etcd-{member.name}"] = member.process
+        if self.proxy is not None and self.proxy.process is not None:
+            procs["haproxy"] = self.proxy.process
+        return procs
+
     # -- who leads --------------------------------------------------------------------------------------------
 
     def leader_info(self, backend: Backend) -> dict[str, object] | None:

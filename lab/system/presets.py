@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lab.system.ha import HaCluster
 from lab.system.local import LocalCluster
 from lab.system.spec import ClusterSpec
 from lab.system.workers import FleetSpec
@@ -34,6 +35,7 @@ __all__ = [
 # The offline model's latency when it stands in for Gemini: a Flash model answers a short question in
 # about 1-2 s. Lognormal with this mean and spread (see services/worker/models.py).
 GEMINI_LIKE_LATENCY_MS = 1500.0
+JOURNALS = ("sqlite", "etcd")  # one master with its SQLite journal, or standby masters on etcd (HaCluster)
 GEMINI_LIKE_SD_MS = 700.0
 
 LIFTED_LIMIT = 1_000_000
@@ -88,12 +90,16 @@ def lab_cluster(
     work_seconds: float = 10.0,
     model_latency_ms: float = GEMINI_LIKE_LATENCY_MS,
     model_latency_sd_ms: float = GEMINI_LIKE_SD_MS,
+    journal: str = "sqlite",
     **options: Unpack[ServiceOptions],
 ) -> LocalCluster:
     """A local system for experiments: free ports, the offline model at the given latency, quiet logs, the
     master's limits lifted (`limits_lifted`: per session, per address, the queue's bound), and the per-task
     messages on MQTT (TASK_MESSAGES=true: the workers' busy and idle, the results topic) for the collectors'
-    second view. `options` are further `ClusterSpec` fields; `extra_env` is added to the preset's."""
+    second view. `journal`: `sqlite` (one master) or `etcd` (HaCluster: three standby masters on etcd behind
+    HAProxy). `options` are further `ClusterSpec` fields; `extra_env` is added to the preset's."""
+    if journal not in JOURNALS:
+        raise ValueError(f"journal must be one of {', '.join(JOURNALS)}, got {journal!r}")
     env = {
         **ServiceSettings.env_of(log_level="WARNING"),
         **WorkerSettings.env_of(offline_latency_ms=model_latency_ms, offline_latency_sd_ms=model_latency_sd_ms),
@@ -106,13 +112,13 @@ def lab_cluster(
     spec = ClusterSpec(
         workers=workers, work_seconds=work_seconds, web_port=0, grpc_port=0, mqtt_port=0, model_mode="offline"
     )
-    return LocalCluster(spec, **options)
+    return HaCluster(spec, **options) if journal == "etcd" else LocalCluster(spec, **options)
 
 
 def measurement_cluster(
-    workers: FleetSpec, work_seconds: float = 0.0, **options: Unpack[ServiceOptions]
+    workers: FleetSpec, work_seconds: float = 0.0, journal: str = "sqlite", **options: Unpack[ServiceOptions]
 ) -> LocalCluster:
     """`lab_cluster` with a model that answers at once, and no per-task messages on MQTT (the master's default,
     as deployed): measuring clients time the system, not a model nor the lab's second view."""
     options["extra_env"] = {**MasterSettings.env_of(task_messages=False), **(options.get("extra_env") or {})}
-    return lab_cluster(workers, work_seconds, model_latency_ms=0.0, model_latency_sd_ms=0.0, **options)
+    return lab_cluster(workers, work_seconds, model_latency_ms=0.0, model_latency_sd_ms=0.0, journal=journal, **options)
