@@ -154,8 +154,10 @@ def _target_problems(doc: Doc, service: Mapping[str, Any], env: Mapping[str, str
         problems.append(f"service {AUTOSCALER}: SWARM_SERVICE is {env.get('SWARM_SERVICE')!r}, not {wanted!r}")
     master = services.get("master") or {}
     port = environment(master).get("WEB_PORT", "8888")
-    if env.get("MASTER_URL") != f"http://master:{port}":
-        problems.append(f"service {AUTOSCALER}: MASTER_URL is {env.get('MASTER_URL')!r}, not 'http://master:{port}'")
+    # With standby masters (stack.ha.yml), `master` names every replica: the leader is behind the proxy.
+    front = "proxy" if "proxy" in services else "master"
+    if env.get("MASTER_URL") != f"http://{front}:{port}":
+        problems.append(f"service {AUTOSCALER}: MASTER_URL is {env.get('MASTER_URL')!r}, not 'http://{front}:{port}'")
     if not set(map(str, service.get("networks") or [])) & set(map(str, master.get("networks") or [])):
         problems.append(f"service {AUTOSCALER}: shares no network with the master")
     replicas = default_value(((services.get(SCALED) or {}).get("deploy") or {}).get("replicas", "1"))

@@ -46,7 +46,28 @@ DOCKERFILES = {
     "worker-go": "services/worker-go/Dockerfile",
     "worker-java": "services/worker-java/Dockerfile",
     "autoscaler": "services/autoscaler/Dockerfile",
+    # stack.ha.yml's own (DEPLOY.md, section 15): HAProxy and the etcd members, Debian's packages on a Debian base.
+    "proxy": "services/proxy/Dockerfile",
+    "etcd": "services/etcd/Dockerfile",
 }
+# stack.ha.yml: the standby masters' stack (DEPLOY.md, section 15), and its services built from this repository
+# beyond IMAGES' -> their image's name (`lab swarm build` and `update` know IMAGES' alone: build these with
+# `build_commands(..., images=HA_IMAGES.values())` or the docker commands of section 15).
+HA_STACK_FILE = "stack.ha.yml"
+HA_TLS_FILE = "stack.ha.tls.yml"
+HA_IMAGES = {"proxy": "proxy", "etcd-1": "etcd", "etcd-2": "etcd", "etcd-3": "etcd"}
+# Node label -> the etcd member its placement constraint pins there (one member per node).
+HA_NODE_LABELS = {f"ai-system.etcd-{n}": f"etcd-{n}" for n in (1, 2, 3)}
+# What an etcd member of stack.ha.yml reads of its environment: etcd takes each flag from ETCD_<FLAG>, its health
+# check's etcdctl from ETCDCTL_<FLAG>. Those stack.ha.yml and stack.ha.tls.yml set (add a flag used anew).
+_ETCD_FLAGS = (
+    "NAME DATA_DIR INITIAL_CLUSTER INITIAL_CLUSTER_TOKEN INITIAL_CLUSTER_STATE INITIAL_ADVERTISE_PEER_URLS "
+    "LISTEN_PEER_URLS LISTEN_CLIENT_URLS ADVERTISE_CLIENT_URLS AUTO_COMPACTION_MODE AUTO_COMPACTION_RETENTION "
+    "QUOTA_BACKEND_BYTES PRE_VOTE CERT_FILE KEY_FILE TRUSTED_CA_FILE CLIENT_CERT_AUTH"
+)
+HA_ETCD_VARIABLES = frozenset(
+    [f"ETCD_{flag}" for flag in _ETCD_FLAGS.split()] + [f"ETCDCTL_{f}" for f in ("ENDPOINTS", "CACERT", "CERT", "KEY")]
+)
 VOLUMES = ("master_journal", "mosquitto_data")
 NETWORK = "ai-network"
 # The files behind the stack's configs: a change in any of them needs new config names (CONFIG_VERSION).

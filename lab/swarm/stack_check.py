@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from lab.paths import REPO_ROOT
-from lab.swarm.stack import DOCKERFILES, WORKER_SERVICES, WORKER_VARIABLES
+from lab.swarm.stack import DOCKERFILES, HA_ETCD_VARIABLES, WORKER_SERVICES, WORKER_VARIABLES
 from services.autoscaler.settings import AutoscalerSettings
 from services.master.settings import MasterSettings
 from services.worker.settings import WorkerSettings
@@ -146,6 +146,9 @@ READERS: dict[str, frozenset[str]] = {
     "swarm-ai-lab/worker-go": WorkerSettings.env_names(),
     "swarm-ai-lab/worker-java": WorkerSettings.env_names(),
     "swarm-ai-lab/autoscaler": AutoscalerSettings.env_names(),
+    # stack.ha.yml's (DEPLOY.md, section 15): the etcd members' ETCD_* and ETCDCTL_*; HAProxy reads only its file.
+    "swarm-ai-lab/etcd": HA_ETCD_VARIABLES,
+    "swarm-ai-lab/proxy": frozenset(),
 }
 
 

@@ -98,6 +98,9 @@ IMAGE_BUILD_ARGS: dict[str, dict[str, str]] = {
     "worker-go": {"GO_IMAGE": STANDINS[3].tag, "BASE_IMAGE": BASE_IMAGE},
     "worker-java": {"MAVEN_IMAGE": STANDINS[4].tag, "BASE_IMAGE": STANDINS[5].tag},
     "autoscaler": BUILD_ARGS,
+    # stack.ha.yml's HAProxy and etcd: Debian's packages on the minbase Debian itself.
+    "proxy": {"BASE_IMAGE": BASE_IMAGE},
+    "etcd": {"BASE_IMAGE": BASE_IMAGE},
 }
 
 

@@ -13,13 +13,18 @@ import pytest
 import yaml
 
 from lab.paths import REPO_ROOT as ROOT
-from lab.swarm.stack_check import reference_problems, schema_errors
+from lab.swarm.stack_check import check, duration, reference_problems, schema_errors
+from lab.system.haproxy import check_config, find_haproxy
 from tests.conftest import require
+from tests.netns.stack_hosts import stack_config as rendered_by_docker
 
 STACK, ENCRYPTED, NO_IPVS = ROOT / "stack.yml", ROOT / "stack.encrypted.yml", ROOT / "stack.no-ipvs.yml"
+HA, HA_TLS = ROOT / "stack.ha.yml", ROOT / "stack.ha.tls.yml"
 VARIABLES = (
     "REGISTRY",
     "TAG",
+    "MASTERS",
+    "ETCD_LEASE_SECONDS",
     "WORKERS",
     "WEB_PUBLISHED_PORT",
     "GRPC_PUBLISHED_PORT",
@@ -148,3 +153,145 @@ def test_our_images_are_built_from_files_in_this_repository(service: str) -> Non
     image = config_of(STACK)["services"][service]["image"]
     name = image.rsplit("/", 1)[1].split(":")[0]
     assert (ROOT / "services" / name / "Dockerfile").is_file(), image
+
+
+# -- stack.ha.yml: standby masters, the journal in etcd (DEPLOY.md, section 15) ----------------------------------
+
+ETCD_MEMBERS = ("etcd-1", "etcd-2", "etcd-3")
+
+
+def test_docker_accepts_the_ha_stack_with_its_defaults() -> None:
+    config = config_of(HA)
+    services = config["services"]
+    assert set(services) == {
+        *ETCD_MEMBERS,
+        "mosquitto",
+        "master",
+        "proxy",
+        "worker-python",
+        "worker-go",
+        "worker-java",
+        "autoscaler",
+    }
+    assert services["proxy"]["image"] == "localhost:5000/swarm-ai-lab/proxy:latest"
+    assert {services[m]["image"] for m in ETCD_MEMBERS} == {"localhost:5000/swarm-ai-lab/etcd:latest"}
+    assert schema_errors(config) == []
+    assert reference_problems(config) == []
+    # The netns harness reads it the same way (only its variables set).
+    assert set(rendered_by_docker(HA)["services"]) == set(services)
+
+
+def test_the_ha_stack_passes_the_static_checks() -> None:
+    # The autoscaler's MASTER_URL is the proxy's: `master` names every replica, standbys included.
+    assert check(HA) == []
+
+
+def test_every_master_journals_in_etcd_and_stands_by_behind_the_proxy() -> None:
+    services = config_of(HA)["services"]
+    master = services["master"]
+    env = master["environment"]
+    assert env["JOURNAL_BACKEND"] == "etcd"
+    endpoints = env["ETCD_ENDPOINTS"].split(",")
+    assert endpoints == [f"{m}:2379" for m in ETCD_MEMBERS] and all(m in services for m in ETCD_MEMBERS)
+    assert env["ETCD_LEASE_SECONDS"] == "5"
+    assert env["MQTT_BROKERS"] == "tasks.mosquitto:1883"
+    assert env["GRPC_ENDPOINT"] == "proxy:50051" and env["TRUSTED_PROXY_HOPS"] == "1"
+    # Swarm fills the template in per task; docker leaves it alone.
+    assert env["MASTER_NAME"] == "{{.Node.Hostname}}-{{.Task.Slot}}"
+    assert "JOURNAL_PATH" not in env and "volumes" not in master and "ports" not in master
+    deploy = master["deploy"]
+    assert deploy["replicas"] == 3 and deploy["endpoint_mode"] == "dnsrr"
+    assert deploy["placement"] == {"max_replicas_per_node": 1}
+    assert deploy["update_config"]["order"] == "stop-first"
+    assert master["healthcheck"]["test"] == ["CMD", "python", "-m", "services.master", "--check"]
+    assert services["autoscaler"]["environment"]["MASTER_URL"] == "http://proxy:8888"
+    assert config_of(HA, MASTERS="5")["services"]["master"]["deploy"]["replicas"] == 5
+
+
+def test_only_the_proxy_publishes_ports_on_every_node_in_host_mode() -> None:
+    services = config_of(HA, WEB_PUBLISHED_PORT="80")["services"]
+    assert [name for name, s in services.items() if s.get("ports")] == ["proxy"]
+    proxy = services["proxy"]
+    assert [(p["target"], p["published"], p["mode"]) for p in proxy["ports"]] == [
+        (8888, 80, "host"),
+        (50051, 50051, "host"),
+    ]
+    assert proxy["deploy"]["mode"] == "global" and proxy["deploy"]["endpoint_mode"] == "dnsrr"
+    [config] = proxy["configs"]
+    assert config["target"] == "/etc/haproxy/haproxy.cfg"
+
+
+def test_brokers_are_global_stateless_and_reached_by_name() -> None:
+    services = config_of(HA)["services"]
+    mosquitto = services["mosquitto"]
+    assert mosquitto["deploy"]["mode"] == "global" and mosquitto["deploy"]["endpoint_mode"] == "dnsrr"
+    assert "volumes" not in mosquitto and "placement" not in mosquitto["deploy"]
+    # Workers take any broker (dnsrr), and send results through the proxies (the master tells them where).
+    for language in ("python", "go", "java"):
+        assert services[f"worker-{language}"]["environment"]["MQTT_HOST"] == "mosquitto"
+
+
+def test_etcd_members_are_pinned_one_per_label_each_with_its_volume() -> None:
+    config = config_of(HA)
+    services = config["services"]
+    volumes = []
+    for name in ETCD_MEMBERS:
+        member = services[name]
+        env = member["environment"]
+        deploy = member["deploy"]
+        assert deploy["replicas"] == 1 and deploy["endpoint_mode"] == "dnsrr"
+        assert deploy["placement"]["constraints"] == [f"node.labels.ai-system.{name} == true"]
+        [volume] = member["volumes"]
+        assert volume["type"] == "volume" and volume["target"] == "/var/lib/etcd"
+        volumes.append(volume["source"])
+        assert env["ETCD_NAME"] == name
+        assert env["ETCD_INITIAL_CLUSTER"] == ",".join(f"{m}=http://{m}:2380" for m in ETCD_MEMBERS)
+        assert env["ETCD_INITIAL_ADVERTISE_PEER_URLS"] == f"http://{name}:2380"
+        assert env["ETCD_ADVERTISE_CLIENT_URLS"] == f"http://{name}:2379"
+        assert (env["ETCD_AUTO_COMPACTION_MODE"], env["ETCD_AUTO_COMPACTION_RETENTION"]) == ("periodic", "5m")
+        assert 1 << 30 <= int(env["ETCD_QUOTA_BACKEND_BYTES"]) <= 8 << 30
+        assert (duration(member["stop_grace_period"]) or 0) >= 10
+        test = member["healthcheck"]["test"]
+        assert test[0] == "CMD" and test[1] == "etcdctl" and test[-2:] == ["endpoint", "health"]
+        assert deploy["update_config"]["order"] == "stop-first"
+    assert len(set(volumes)) == 3 and set(volumes) <= set(config["volumes"])
+
+
+def test_the_proxys_config_passes_haproxy_check() -> None:
+    try:
+        binary = find_haproxy()
+    except RuntimeError:
+        require("haproxy", False, "sudo apt-get install haproxy (or make setup-test)")
+        raise
+    source = config_of(HA)["configs"]["proxy_haproxy"]["file"]
+    # Docker's DNS (127.0.0.11) answers only inside a stack: `init-addr none` lets the check pass here.
+    check_config(ROOT / source, binary)
+
+
+def test_the_tls_overlay_gives_members_and_masters_their_certificates() -> None:
+    config = config_of(HA, HA_TLS)
+    assert schema_errors(config) == [] and reference_problems(config) == []
+    services = config["services"]
+    for name in ETCD_MEMBERS:
+        env = services[name]["environment"]
+        assert env["ETCD_LISTEN_CLIENT_URLS"] == "https://0.0.0.0:2379"
+        assert env["ETCD_ADVERTISE_CLIENT_URLS"] == f"https://{name}:2379"
+        assert env["ETCD_CLIENT_CERT_AUTH"] == "true"
+        assert env["ETCDCTL_ENDPOINTS"].startswith("https://")
+        targets = {f"/run/secrets/{s['target']}": s for s in services[name]["secrets"]}
+        for variable in ("ETCD_CERT_FILE", "ETCD_KEY_FILE", "ETCD_TRUSTED_CA_FILE", "ETCDCTL_CERT", "ETCDCTL_KEY"):
+            secret = targets[env[variable]]
+            assert (secret["uid"], secret["gid"], secret["mode"]) == ("10001", "10001", 0o400)
+    master = services["master"]
+    targets = {f"/run/secrets/{s['target']}": s["source"] for s in master["secrets"]}
+    env = master["environment"]
+    assert [targets[env[v]] for v in ("ETCD_CA", "ETCD_CERT", "ETCD_KEY")] == [
+        "etcd_ca",
+        "etcd_master_cert",
+        "etcd_master_key",
+    ]
+    # The rest of the stack is stack.ha.yml's.
+    plain = config_of(HA)["services"]
+    assert env["ETCD_ENDPOINTS"] == plain["master"]["environment"]["ETCD_ENDPOINTS"]
+    assert {"journal_key", "operator_token", "mqtt_master_password"} <= set(targets.values())
+    assert set(services) == set(plain)
