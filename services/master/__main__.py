@@ -33,6 +33,7 @@ async def serve(
     `journal_key`, or not written; `previous_keys` open what a key before a rotation sealed)."""
     # Imported here, not at the top, so that `--check` (a health check every few seconds) starts fast.
     from services.master.app import WebEdge
+    from services.master.brokers import BrokerFleet
     from services.master.fronts import FrontLink, run_front
     from services.master.grpc_edge import start_grpc
     from services.master.intake import new_session_id
@@ -46,7 +47,8 @@ async def serve(
     tenure = await begin(settings, journal_key, previous_keys)  # a standby waits here until it leads
     journal = tenure.journal
     # The edges first: the master sends through them, and once bound they hand it what arrives.
-    mqtt = MqttEdge(settings, tenure.epoch)
+    # MQTT_BROKERS: a connection to every broker (one per node, issue 20); else the one at MQTT_HOST:MQTT_PORT.
+    mqtt = BrokerFleet(settings, tenure.epoch) if settings.mqtt_brokers else MqttEdge(settings, tenure.epoch)
     publisher = tenure.publisher(mqtt)
     jobs: dict[str, Coroutine[Any, Any, Any]] = {"mqtt": mqtt.run(), **tenure.jobs()}
     http: uvicorn.Server | None = None
@@ -68,14 +70,13 @@ async def serve(
     grpc_server = await start_grpc(settings, master.on_result, WatchService(master.events, master.worker_snapshot))
     tasks = [asyncio.create_task(job, name=name) for name, job in jobs.items()]
     log.info(
-        "master up: chat on http://%s:%s%s, gRPC on %s:%s, MQTT %s:%s",
+        "master up: chat on http://%s:%s%s, gRPC on %s:%s, MQTT %s",
         settings.web_host,
         settings.web_port,
         " (in a process of its own)" if settings.web_process else "",
         settings.grpc_host,
         settings.grpc_port,
-        settings.mqtt_host,
-        settings.mqtt_port,
+        ",".join(settings.mqtt_brokers) or f"{settings.mqtt_host}:{settings.mqtt_port}",
     )
     await until_stopped(tasks)
     log.info("master stopping%s", " (deposed: it no longer leads)" if tenure.deposed else "")

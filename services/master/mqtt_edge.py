@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiomqtt
 
@@ -107,8 +107,13 @@ class MqttEdge(MqttLink):
             will=aiomqtt.Will(self._topics.master_status, offline, qos=1, retain=True),
             max_queued_outgoing_messages=0,
             max_inflight_messages=1000,
-            **connection_options(s.mqtt_username, s.mqtt_password, s.mqtt_tls_ca),
+            **self._connection_options(),
         )
+
+    def _connection_options(self) -> dict[str, Any]:
+        """Credentials and TLS for every connection to the broker (services.master.brokers pins TLS's name)."""
+        s = self._settings
+        return connection_options(s.mqtt_username, s.mqtt_password, s.mqtt_tls_ca)
 
     def clear_session(self, client_id: str) -> None:
         """Discard the broker's session of `client_id` (a worker gone for good), without waiting: a clean-session
@@ -119,8 +124,7 @@ class MqttEdge(MqttLink):
         task.add_done_callback(self._clearing.discard)
 
     async def _clear_session(self, client_id: str) -> None:
-        s = self._settings
-        options = connection_options(s.mqtt_username, s.mqtt_password, s.mqtt_tls_ca)
+        options = self._connection_options()
         try:
             async with aiomqtt.Client(
                 self._host, self._port, identifier=client_id, clean_session=True, keepalive=5, **options

@@ -95,6 +95,10 @@ class MasterSettings(ServiceSettings):
     etcd_ca: str | None = setting("ETCD_CA", None, Env.existing_file)
     etcd_cert: str | None = setting("ETCD_CERT", None, Env.existing_file)
     etcd_key: str | None = setting("ETCD_KEY", None, Env.existing_file)
+    # One stateless broker per node (issue 20): the master connects to every broker these host:port items resolve
+    # to (all their IPv4 addresses, looked up again every few seconds) and sends each worker's tasks through the
+    # broker it is on. Empty: the one broker MQTT_HOST:MQTT_PORT.
+    mqtt_brokers: tuple[str, ...] = setting("MQTT_BROKERS", (), Env.words)
     # The name a master campaigns with (in /leader, its logs and etcd); empty: host name and process id.
     master_name: str = setting("MASTER_NAME", "")
 
@@ -107,6 +111,10 @@ class MasterSettings(ServiceSettings):
         for endpoint in self.etcd_endpoints:
             if not re.fullmatch(r"[^\s:/]+:\d{1,5}", endpoint):
                 raise ValueError(f"{self.env_name('etcd_endpoints')} holds host:port items, got {endpoint!r}")
+        for broker in self.mqtt_brokers:
+            port = broker.rpartition(":")[2]
+            if not re.fullmatch(r"[^\s:/]+:\d{1,5}", broker) or not 0 < int(port) < 65536:
+                raise ValueError(f"{self.env_name('mqtt_brokers')} holds host:port items, got {broker!r}")
         if bool(self.etcd_cert) != bool(self.etcd_key):
             cert, key = self.env_name("etcd_cert"), self.env_name("etcd_key")
             raise ValueError(f"{cert} and {key} go together: set both or neither")

@@ -272,6 +272,7 @@ def random_settings(cls: type[EnvSettings], rng: random.Random, files: list[str]
         if values["journal_backend"] == "etcd" and not values["etcd_endpoints"]:
             values["etcd_endpoints"] = ("etcd:2379",)
         values["etcd_prefix"] = f"/{word()}"
+        values["mqtt_brokers"] = tuple(f"{word()}:{rng.randrange(1, 65536)}" for _ in range(rng.randrange(4)))
         if bool(values["etcd_cert"]) != bool(values["etcd_key"]):
             values["etcd_key"] = values["etcd_cert"] = files[0]
         if values["etcd_cert"] and not values["etcd_ca"]:
