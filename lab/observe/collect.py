@@ -21,6 +21,8 @@ from lab.system.target import Target
 from services.protocol import Topics
 from services.protocol.rpc import pb, pb_grpc
 
+RECONNECT_S = 0.2  # how soon the Watch stream is opened again after it broke
+
 
 @dataclass
 class MqttTap:
@@ -73,33 +75,55 @@ class MqttTap:
 
 @dataclass
 class WatchTap:
-    """Records the master's `MasterEvents.Watch` stream in a thread."""
+    """Records the master's `MasterEvents.Watch` stream in a thread; when the stream breaks (the master restarted,
+    or another one took over the leadership), it opens it again, every RECONNECT_S, until stopped. What happened
+    while it was away is not sent again: `gaps` says when it was away (time.time() pairs)."""
 
     endpoint: str
     credentials: grpc.ChannelCredentials | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
+    gaps: list[tuple[float, float]] = field(default_factory=list)
 
     def start(self) -> None:
         """Open the stream (with a snapshot of the workers)."""
+        # Try again soon after a lost master: gRPC's default backoff grows to minutes, and a failover takes seconds.
+        options = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 500)]
         if self.credentials is not None:
-            self._channel = grpc.secure_channel(self.endpoint, self.credentials)
+            self._channel = grpc.secure_channel(self.endpoint, self.credentials, options=options)
         else:
-            self._channel = grpc.insecure_channel(self.endpoint)
-        stub = pb_grpc.MasterEventsStub(self._channel)  # type: ignore[no-untyped-call]
-        self._call = stub.Watch(pb.WatchRequest(snapshot=True))
+            self._channel = grpc.insecure_channel(self.endpoint, options=options)
+        self._stub = pb_grpc.MasterEventsStub(self._channel)  # type: ignore[no-untyped-call]
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._call = self._stub.Watch(pb.WatchRequest(snapshot=True))
         self._thread = threading.Thread(target=self._read, name="watch-tap", daemon=True)
         self._thread.start()
 
     def _read(self) -> None:
-        try:
-            for event in self._call:
-                self.events.append(MessageToDict(event, preserving_proto_field_name=True))
-        except grpc.RpcError:
-            pass  # cancelled by stop(), or the master went away
+        lost: float | None = None
+        while True:
+            try:
+                for event in self._call:
+                    if lost is not None:  # the first event of a new stream: the gap is over
+                        self.gaps.append((lost, time.time()))
+                        lost = None
+                    self.events.append(MessageToDict(event, preserving_proto_field_name=True))
+            except grpc.RpcError:
+                pass  # cancelled by stop(), or the master went away
+            lost = lost if lost is not None else time.time()
+            if self._stopped.wait(RECONNECT_S):
+                return
+            with self._lock:  # stop() cancels the call it finds: never one made after it
+                if self._stopped.is_set():
+                    return
+                # wait_for_ready: the call waits for a master to listen again instead of failing at once.
+                self._call = self._stub.Watch(pb.WatchRequest(snapshot=True), wait_for_ready=True)
 
     def stop(self) -> None:
         """Close the stream."""
-        self._call.cancel()
+        with self._lock:
+            self._stopped.set()
+            self._call.cancel()
         self._thread.join(5)
         self._channel.close()
 
