@@ -6,6 +6,7 @@ whole as a `Run` (see lab.runs), not yet saved. Notebooks and `lab load` are thi
 from __future__ import annotations
 
 import math
+import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +22,7 @@ from lab.loadgen.result import LoadResult
 from lab.loadgen.users import load_corpus
 from lab.observe.collect import Collector
 from lab.runs import Run, capture_environment, list_runs, new_run_id
+from lab.system.ha import HaCluster
 from lab.system.local import LocalCluster
 from lab.system.presets import GEMINI_LIKE_LATENCY_MS, lab_cluster
 from lab.system.target import Target
@@ -77,6 +79,47 @@ def restart_master(cluster: LocalCluster, at_s: float) -> Fault:
     return Fault(at_s, "restart master", "master", do)
 
 
+def kill_leader(cluster: HaCluster, at_s: float) -> Fault:
+    """SIGKILL the master that leads at `at_s` (standby masters): another takes over, and the killed one comes back
+    as a standby. Recorded: `leader_again_s`, until a master with a newer epoch answers /leader."""
+
+    def do() -> dict[str, object]:
+        name, epoch = _leader(cluster)
+        killed = time.monotonic()
+        cluster.kill_named_master(name)
+        _, new_epoch = cluster.wait_leader(60.0, after_epoch=epoch)
+        return {"target": name, "leader_again_s": round(time.monotonic() - killed, 2), "epoch": new_epoch}
+
+    return Fault(at_s, "kill leader", "leading master", do)
+
+
+def pause_leader(cluster: HaCluster, at_s: float, seconds: float) -> Fault:
+    """SIGSTOP the master that leads at `at_s` for `seconds` (past its lease: it is deposed), then SIGCONT it.
+    Recorded: `leader_again_s`, until a master with a newer epoch answered /leader (during the pause)."""
+
+    def do() -> dict[str, object]:
+        name, epoch = _leader(cluster)
+        paused = time.monotonic()
+        cluster.kill_named_master(name, signal.SIGSTOP)
+        try:
+            _, new_epoch = cluster.wait_leader(seconds, after_epoch=epoch)
+            again: float | None = round(time.monotonic() - paused, 2)
+        except TimeoutError:
+            new_epoch, again = epoch, None
+        time.sleep(max(0.0, paused + seconds - time.monotonic()))
+        cluster.kill_named_master(name, signal.SIGCONT)
+        return {"target": name, "leader_again_s": again, "epoch": new_epoch}
+
+    return Fault(at_s, f"pause leader {seconds:g} s", "leading master", do)
+
+
+def _leader(cluster: HaCluster) -> tuple[str, int]:
+    found = cluster.leader()
+    if found is None:
+        raise RuntimeError("no master leads: nothing to fail")
+    return found[0].name, found[1]
+
+
 def restart_broker(cluster: LocalCluster, at_s: float) -> Fault:
     """SIGKILL Mosquitto at `at_s` and start it again with its persisted sessions."""
 
@@ -130,6 +173,8 @@ class _FaultPlayer:
                 named = fault.do()
                 if isinstance(named, str):
                     record["target"] = named
+                elif isinstance(named, Mapping):  # the target and what the fault measured
+                    record.update(named)
             except Exception as exc:  # a failed fault is a finding of the run, not a reason to lose it
                 record["error"] = f"{type(exc).__name__}: {exc}"
             self.done.append(record)
@@ -190,6 +235,8 @@ def _measure(
     known["load"] = load.summary()
     if faults:
         known["faults"] = player.done
+    if collector.watch.gaps:  # the master's stream broke (a restart, a failover): what it missed is not in `tasks`
+        known["watch_gaps"] = [{"from_ms": round(a * 1000), "to_ms": round(b * 1000)} for a, b in collector.watch.gaps]
     environment = capture_environment()
     return Run(new_run_id(label), known, environment, tasks, events, scaling)
 

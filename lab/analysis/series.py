@@ -7,7 +7,8 @@ import pandas as pd
 __all__ = ["per_second"]
 
 
-def _ms(tasks: pd.DataFrame, column: str) -> pd.Series:
+def stamps_ms(tasks: pd.DataFrame, column: str) -> pd.Series:
+    """`tasks[column]` as float milliseconds, NaN where unknown."""
     # Collector frames hold None for unknown stamps (object dtype); float makes them NaN for arithmetic.
     return pd.to_numeric(tasks[column], errors="coerce").astype("float64")
 
@@ -19,13 +20,13 @@ def per_second(tasks: pd.DataFrame) -> pd.DataFrame:
 
     A task leaves the system when delivered (or, failing that, finished); one that never did stays in it.
     """
-    submitted = _ms(tasks, "submitted")
+    submitted = stamps_ms(tasks, "submitted")
     columns = ["time", "submitted", "answered", "in_system"]
     if submitted.dropna().empty:
         empty: pd.DataFrame = pd.DataFrame(columns=columns, index=pd.RangeIndex(0, name="second"))
         return empty
     start = float(submitted.min())
-    left = _ms(tasks, "delivered").fillna(_ms(tasks, "finished"))
+    left = stamps_ms(tasks, "delivered").fillna(stamps_ms(tasks, "finished"))
     answered_at = left[tasks["outcome"] == "answered"]
     last = float(pd.concat([submitted, left]).max())
     seconds = int((last - start) // 1000) + 1

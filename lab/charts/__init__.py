@@ -24,6 +24,7 @@ from lab.charts.across_load import (
     wait_vs_prediction,
 )
 from lab.charts.data import service_times_s, waits_s
+from lab.charts.failover import failover
 from lab.charts.files import save_charts, save_run
 from lab.charts.fleet import autoscaling, fleets
 from lab.charts.languages import LANGUAGE_COLOURS, by_language, languages_benchmark
@@ -36,6 +37,7 @@ __all__ = [
     "ROLLING_S",
     "autoscaling",
     "by_language",
+    "failover",
     "fault_timeline",
     "fleets",
     "languages_benchmark",
