@@ -176,19 +176,22 @@ def utilization(worker_events: pd.DataFrame) -> float:
 
 
 def registration_s(worker_events: pd.DataFrame) -> pd.Series:
-    """Per worker: seconds from its first ``online`` (its MQTT register, or the master's record of it) to
-    the master's first gRPC ``idle`` or ``busy`` for it (when it became assignable: a worker that joins while
-    questions wait is assigned one at once, and its first idle comes only after that task). The worker's own
-    MQTT busy does not count. Workers without both are left out."""
+    """Per worker: seconds from its first ``online`` on MQTT (its register, as the lab's tap saw it) to the
+    master's first gRPC ``online``, ``idle`` or ``busy`` for it (when it became assignable: the master marks a
+    registered worker idle at once, saying only ``online`` when nothing waits, and a worker that joins while
+    questions wait is assigned one at once). The worker's own MQTT busy does not count. Workers without both are
+    left out, so is a worker whose first ``online`` is the master's own (nothing to measure it from)."""
     stamps = pd.to_numeric(worker_events["timestamp"], errors="coerce").astype("float64")
-    events = worker_events.assign(_t=stamps)
-    online = events[events["state"] == "online"].groupby("worker_id")["_t"].min()
-    idle = events[events["state"].isin(("idle", "busy")) & (events["source"] == "grpc")]
+    events = worker_events.assign(at=stamps).sort_values("at", kind="stable")
+    online = events[events["state"] == "online"].drop_duplicates("worker_id")  # each worker's first
+    assignable = events[events["state"].isin(("online", "idle", "busy")) & (events["source"] == "grpc")]
     result: dict[str, float] = {}
-    for worker_id, first_online in online.items():
-        later = idle[(idle["worker_id"] == worker_id) & (idle["_t"] >= first_online)]["_t"]
+    for row in online.itertuples():  # ("at": itertuples renames columns with a leading underscore)
+        if row.source == "grpc":
+            continue
+        later = assignable[(assignable["worker_id"] == row.worker_id) & (assignable["at"] >= row.at)]["at"]
         if len(later):
-            result[str(worker_id)] = (float(later.min()) - float(first_online)) / 1000
+            result[str(row.worker_id)] = (float(later.min()) - float(row.at)) / 1000
     return pd.Series(result, dtype="float64", name="registration_s")
 
 

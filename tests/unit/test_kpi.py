@@ -229,6 +229,17 @@ def test_a_worker_that_joins_a_queue_is_registered_when_the_master_first_assigns
     assert kpis(evaluate(four_tasks(), events, workers=1))["registration"]["measured"] == pytest.approx(400.0)
 
 
+def test_a_worker_that_joins_with_nothing_queued_is_registered_at_the_masters_online() -> None:
+    # The master marks it idle at once and says only worker.online: its first idle would come a task later.
+    events = events_frame([(0, "a", "online", "mqtt"), (0.01, "a", "online", "grpc"), (26.5, "a", "busy", "grpc")])
+    assert kpis(evaluate(four_tasks(), events, workers=1))["registration"]["measured"] == pytest.approx(10.0)
+
+
+def test_a_worker_known_only_from_the_master_has_no_registration_to_measure() -> None:
+    events = events_frame([(0, "a", "online", "grpc"), (3, "a", "idle", "grpc")])
+    assert math.isnan(kpis(evaluate(four_tasks(), events, workers=1))["registration"]["measured"])
+
+
 def test_registration_slower_than_five_seconds_fails() -> None:
     events = events_frame([(0, "a", "online", "mqtt"), (6, "a", "idle", "grpc")])
     assert kpis(evaluate(four_tasks(), events, workers=1))["registration"]["passed"] is False
