@@ -20,8 +20,8 @@ def fault_effects(tasks: pd.DataFrame, faults: Sequence[Mapping[str, Any]]) -> p
     """One row per fault: its time (s from the first submission), action and target; `leader_again_s`, seconds
     until a master with a newer epoch led (when the fault measured it: standby masters); `accepted_again_s`, seconds
     from the fault to the first question accepted after it (NaN when none was); `drained_s`, seconds from the
-    fault until every question accepted before it was answered (NaN when one never was); `open_at_fault`, how
-    many were accepted and not yet answered then; `unanswered`, how many of those never were."""
+    fault until every question accepted before it was answered (0: none was open; NaN when one never was);
+    `open_at_fault`, how many were accepted and not yet answered then; `unanswered`, how many of those never were."""
     submitted, delivered = ms(tasks, "submitted"), ms(tasks, "delivered").fillna(ms(tasks, "finished"))
     origin = float(submitted.min()) if not tasks.empty else math.nan
     rows = []
@@ -38,7 +38,7 @@ def fault_effects(tasks: pd.DataFrame, faults: Sequence[Mapping[str, Any]]) -> p
                 "target": fault.get("target", ""),
                 "leader_again_s": float(fault.get("leader_again_s") or math.nan),
                 "accepted_again_s": (float(after.min()) - at) / 1000 if not after.empty else math.nan,
-                "drained_s": (float(ends.max()) - at) / 1000 if ends.notna().all() and not ends.empty else math.nan,
+                "drained_s": _drained_s(ends, at),
                 "open_at_fault": int(open_then.sum()),
                 "unanswered": int(ends.isna().sum()),
             }
@@ -55,6 +55,13 @@ def fault_effects(tasks: pd.DataFrame, faults: Sequence[Mapping[str, Any]]) -> p
     ]
     effects: pd.DataFrame = pd.DataFrame(rows, columns=columns)
     return effects
+
+
+def _drained_s(ends: pd.Series, at: float) -> float:
+    """Seconds from `at` to the last of `ends` (0 when there are none; NaN when one is unknown: never answered)."""
+    if ends.empty:
+        return 0.0
+    return (float(ends.max()) - at) / 1000 if ends.notna().all() else math.nan
 
 
 def counts_over_time(tasks: pd.DataFrame, step_s: float = 0.5) -> pd.DataFrame:

@@ -54,7 +54,8 @@ class ChatClient:
         self.session_id = session_id
         import socketio  # here, not at the top: the `lab` command's parser must not load it
 
-        self.sio = socketio.AsyncClient(reconnection=True)
+        # As the chat page: back within 2 s of the master's return (the default backoff grows to 5 s).
+        self.sio = socketio.AsyncClient(reconnection=True, reconnection_delay_max=2)
         self.exchanges: dict[str, Exchange] = {}
         # Events for tasks this client has not asked about (yet): they came before the ack, or they
         # belong to questions this session asked over an earlier connection.

@@ -300,6 +300,9 @@
   }
 
   const socket = window.io({
+    // Back within 2 s of the master's return (a restart, a failover to a standby takes ~6 s): the default
+    // backoff grows to 5 s, so users came back up to 5 s after the master did.
+    reconnectionDelayMax: 2000,
     // A function so that every (re)connection offers the latest session id.
     auth: (cb) => {
       const sessionId = storage.get();

@@ -45,6 +45,7 @@ def test_an_open_question_never_answered_is_counted_and_leaves_no_drain_time() -
 def test_no_question_after_the_fault_means_never_accepted_again() -> None:
     row = fault_effects(tasks(("a", 1_000, 2_000)), [{"timestamp": 5_000}]).iloc[0]
     assert math.isnan(row["accepted_again_s"]) and row["open_at_fault"] == 0
+    assert row["drained_s"] == 0.0  # nothing was open: nothing to wait for
 
 
 def test_counts_over_time_are_cumulative() -> None:
