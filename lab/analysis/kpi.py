@@ -374,7 +374,7 @@ def _registration(worker_events: pd.DataFrame) -> dict[str, Any]:
         "ms",
         target,
         (value <= high, ""),
-        f"Slowest of {len(values)} workers from first online (register) to the master's first gRPC idle or busy "
+        f"Slowest of {len(values)} workers from their register on MQTT to the master's first gRPC online, idle or busy "
         f"for it (assignable); faster than {low:g} ms is better than the target, not a failure.",
         _describe(percentiles(values.tolist())),
     )
