@@ -61,6 +61,7 @@ def test_every_notebook_has_a_parameters_cell() -> None:
         "05_faults",
         "06_languages",
         "07_autoscaling",
+        "08_failover",
     ]
     for path in books:
         book = json.loads(path.read_text())
@@ -203,6 +204,33 @@ def test_faults_lose_no_accepted_question(tmp_path: Path) -> None:
     assert record["unanswered"] == 0
     assert record["duplicates"] == 0
     assert images(book) >= 3
+
+
+def test_failover_loses_no_accepted_question_and_deposes_the_paused_leader(tmp_path: Path) -> None:
+    record, book = execute(
+        "08_failover",
+        tmp_path,
+        workers=3,
+        work_seconds=0.5,
+        utilization=0.5,
+        duration_s=32.0,
+        users=8,
+        kill_leader_at_s=5.0,
+        pause_leader_at_s=16.0,
+        pause_s=11.0,
+        runs_root=str(tmp_path / "runs"),
+    )
+    assert [f["action"] for f in record["faults"]] == ["kill leader", "pause leader 11 s"]
+    assert not [f for f in record["faults"] if "error" in f]
+    # Each fault found a new leader, with a newer epoch, while the load ran.
+    assert all(f["leader_again_s"] is not None and f["leader_again_s"] < 15 for f in record["faults"])
+    assert record["epochs"][1] > record["epochs"][0]
+    assert record["acknowledged"] > 0
+    assert record["answered"] == record["acknowledged"]
+    assert record["unanswered"] == 0
+    assert record["duplicates"] == 0
+    assert [name for name, code in record["restarts"] if code == 3] == [record["faults"][1]["target"]]  # deposed
+    assert images(book) >= 2
 
 
 def test_languages_compares_the_workers_that_are_built(tmp_path: Path) -> None:
