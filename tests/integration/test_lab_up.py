@@ -319,9 +319,9 @@ def test_lab_up_ha_runs_standby_masters_behind_the_proxy_and_stops_them_all() ->
         assert url == f"http://127.0.0.1:{lab.ports['web']}"  # the proxy's port
         leader = httpx.get(f"{url}/leader", timeout=5).json()
         assert leader == {"leading": True, "epoch": int(ready.group(2)), "name": f"master-{ready.group(1)}"}
-        # The lab, Mosquitto, three etcd members, HAProxy, three masters (core and web front) and two workers:
+        # The lab, three Mosquittos, three etcd members, HAProxy, three masters (core and web front) and two workers:
         # a standby has no web front until it leads.
-        assert len(marked_pids(lab.marker)) == 1 + 1 + 3 + 1 + 3 + 1 + 2, describe_pids(marked_pids(lab.marker))
+        assert len(marked_pids(lab.marker)) == 1 + 3 + 3 + 1 + 3 + 1 + 2, describe_pids(marked_pids(lab.marker))
         lab.proc.send_signal(signal.SIGTERM)
         assert lab.proc.wait(timeout=3 * STOP_TIMEOUT_S) == 0, lab.output()
         left = wait_gone(lab.marker, 1.0)

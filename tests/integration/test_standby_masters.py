@@ -137,3 +137,20 @@ async def test_a_leader_paused_past_its_lease_is_deposed_and_acknowledges_nothin
     assert late is None or not late.ack.taskId, late.ack
     assert process.returncode == 3  # deposed: its supervisor starts it again, as a standby
     cluster.wait_leader(after_epoch=epoch)
+
+
+async def test_the_leader_reaches_workers_on_every_broker_and_loses_nothing_when_one_dies(
+    ha_factory: HaFactory,
+) -> None:
+    cluster = ha_factory(workers=3, work_seconds=0.5)
+    assert len(cluster.broker_ports) == 3  # one per node, each worker on its own
+    async with ChatClient(cluster.web_url) as user:
+        first = [await user.ask(f"through every broker {i}") for i in range(9)]
+        await user.wait_answers(9, timeout=60)
+        assert {e.answer.workerId for e in first if e.answer} == set(cluster.worker_ids)  # all three answered
+        cluster.kill_named("mosquitto-2")  # its worker goes offline; the lab starts the broker again
+        after = [await user.ask(f"one broker down {i}") for i in range(6)]
+        await user.wait_answers(15, timeout=90)
+        await asyncio.sleep(0.5)  # on purpose: a duplicate would arrive right after
+    assert answered_once([*first, *after])
+    assert all(len(e.answers) == 1 for e in [*first, *after])
