@@ -92,6 +92,9 @@ class MasterSettings(ServiceSettings):
     # The leader's lease: a leader that cannot renew it for this long stops leading, and a standby takes over
     # after it (so it bounds the failover from below). At least 3 s: an etcd election can take 2 s.
     etcd_lease_seconds: int = setting("ETCD_LEASE_SECONDS", 5, Env.integer, minimum=3, maximum=60)
+    # The least time between two journal transactions (their batch grows meanwhile): etcd's CPU follows the number
+    # of transactions, a question's latency the wait. 0: each as soon as the previous one is done.
+    etcd_commit_floor_ms: float = setting("ETCD_COMMIT_FLOOR_MS", 5.0, Env.number, minimum=0.0)
     etcd_ca: str | None = setting("ETCD_CA", None, Env.existing_file)
     etcd_cert: str | None = setting("ETCD_CERT", None, Env.existing_file)
     etcd_key: str | None = setting("ETCD_KEY", None, Env.existing_file)

@@ -149,7 +149,8 @@ async def campaign(settings: MasterSettings, keys: KeySealer) -> Leading:
                 log.warning("etcd did not answer the campaign (%s): trying again in %.0f s", e, RETRY_S)
                 await asyncio.sleep(RETRY_S)
         try:
-            journal = await EtcdJournal.open(client, leadership.fence, keys, f"{prefix}/journal")
+            floor = settings.etcd_commit_floor_ms / 1000
+            journal = await EtcdJournal.open(client, leadership.fence, keys, f"{prefix}/journal", commit_floor=floor)
         except BaseException:
             with contextlib.suppress(EtcdError):
                 await leadership.resign()

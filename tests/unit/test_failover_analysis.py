@@ -11,7 +11,7 @@ from lab.analysis.failover import counts_over_time, fault_effects
 
 def tasks(*rows: tuple[str, float | None, float | None]) -> pd.DataFrame:
     """Tasks as (id, submitted ms, delivered ms)."""
-    return pd.DataFrame(
+    frame: pd.DataFrame = pd.DataFrame(
         {
             "task_id": [r[0] for r in rows],
             "submitted": [r[1] for r in rows],
@@ -19,6 +19,7 @@ def tasks(*rows: tuple[str, float | None, float | None]) -> pd.DataFrame:
             "finished": [None for _ in rows],
         }
     )
+    return frame
 
 
 def test_a_fault_is_measured_from_its_time_to_the_next_acceptance_and_the_last_answer_of_what_was_open() -> None:
