@@ -40,7 +40,7 @@ async def serve(
     from services.master.loops import background
     from services.master.mqtt_edge import MqttEdge
     from services.master.service import Master
-    from services.master.standby import begin
+    from services.master.standby import JournalFailed, begin
     from services.master.watch import WatchService
     from services.master.web_server import web_server
 
@@ -65,6 +65,7 @@ async def serve(
         jobs |= background(master, web.broadcast)
         jobs["http"] = http.serve()
     master.leader_info = tenure.leader_info(settings)
+    jobs["journal"] = master.journal_failed.wait()
     master.restore()
     mqtt.bind(master)
     grpc_server = await start_grpc(settings, master.on_result, WatchService(master.events, master.worker_snapshot))
@@ -90,6 +91,8 @@ async def serve(
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await t
     await tenure.end()
+    if master.journal_failure is not None:
+        raise JournalFailed(master.journal_failure)
 
 
 async def until_stopped(tasks: list[asyncio.Task[None]]) -> None:
@@ -153,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     from services.master.journal import JournalKeyError
-    from services.master.standby import Deposed
+    from services.master.standby import Deposed, JournalFailed
 
     try:
         run_loop(serve(settings, journal_key, (previous,) if previous else ()))
@@ -163,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     except Deposed as e:
         log.error("deposed: %s; exiting, to start again as a standby", e)
         return DEPOSED_EXIT
+    except JournalFailed as e:
+        log.error("stopped: the journal failed (%s); a restarted master restores from it", e)
+        return DEPOSED_EXIT if settings.standby else 1
     except OSError as e:
         log.error("%s", e)
         return 1

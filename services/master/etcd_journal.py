@@ -15,9 +15,11 @@ findings: ~2.2 ms of CPU per transaction and ~50 us per op). A batch larger than
 that lost the leadership can never write. Records are whole values, so a batch applied in part, or again, leaves
 each record as one of its writes left it.
 
-`durable()` returns once the transaction(s) holding the caller's writes are applied. It raises `JournalError`
-when they were not, or their outcome is unknown (a lost reply: etcd transactions are never retried), and from
-the first refused fence on, always: the master is no longer the leader and must promise nothing.
+`durable()` returns once the transaction(s) holding the caller's writes are applied. A transaction whose reply was
+lost (a timeout, a member that died) is sent again, up to COMMIT_ATTEMPTS times, the client moving to another
+member: its writes are whole records under the leader's fence, so applying it twice leaves what applying it once
+does. `durable()` raises `JournalError` when they were not applied, or their outcome is still unknown, and from the
+first refused fence on, always: the master is no longer the leader and must promise nothing.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "/swarm-ai-lab/journal"
 COMMIT_FLOOR_S = 0.005
+# Tries of a transaction whose outcome is unknown (a timeout, a member gone) before it counts as failed.
+COMMIT_ATTEMPTS = 3
 # Bytes of keys and values per transaction, under etcd's --max-request-bytes (1.5 MiB) with room for framing.
 MAX_TXN_BYTES = 1 << 20
 OP_OVERHEAD_BYTES = 16
@@ -77,6 +81,7 @@ class EtcdJournal:
         commit_floor: float = COMMIT_FLOOR_S,
         max_ops: int | None = None,
         max_bytes: int = MAX_TXN_BYTES,
+        attempts: int = COMMIT_ATTEMPTS,
     ) -> None:
         """No I/O here: `open` reads the prefix and starts committing."""
         self.client = client
@@ -84,6 +89,7 @@ class EtcdJournal:
         self.commit_floor = commit_floor
         self.max_ops = max_ops or client.max_txn_ops
         self.max_bytes = max_bytes
+        self.attempts = max(1, attempts)
         self._fence = fence
         self._keys = keys
         self._tasks: dict[str, TaskRecord] = {}
@@ -383,12 +389,18 @@ class EtcdJournal:
             self.deposed = f"{NO_LONGER_LEADER} ({error})"
             raise JournalError(self.deposed) from error
         for chunk in self._chunks(writes):
-            try:
-                result = await self.client.txn([fence], chunk)
-            except (EtcdTimeout, EtcdUnavailable) as error:
-                raise JournalError(f"the journal's commit to etcd has an unknown outcome: {error}") from error
-            except EtcdError as error:
-                raise JournalError(f"the journal could not commit to etcd: {error}") from error
+            for attempt in range(1, self.attempts + 1):
+                try:
+                    result = await self.client.txn([fence], chunk)
+                    break
+                except (EtcdTimeout, EtcdUnavailable) as error:
+                    # Sent again (the client moved to another member): whole records under the same fence, so
+                    # a transaction applied twice leaves what it leaves once, and one applied late is refused.
+                    if attempt == self.attempts:
+                        raise JournalError(f"the journal's commit to etcd has an unknown outcome: {error}") from error
+                    log.warning("journal commit to etcd: %s; sending it again (%d/%d)", error, attempt, self.attempts)
+                except EtcdError as error:
+                    raise JournalError(f"the journal could not commit to etcd: {error}") from error
             if not result.succeeded:
                 self.deposed = NO_LONGER_LEADER
                 raise JournalError(self.deposed)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 
+from services.master.journal_records import ResultNotRecorded
 from services.master.results import WorkerResult
 from services.master.settings import MasterSettings
 from services.protocol.rpc import pb, pb_grpc
@@ -49,7 +50,7 @@ class ResultService(pb_grpc.WorkerCallbackServicer):
 
     async def SendResult(self, request: pb.TaskResult, context: grpc.aio.ServicerContext) -> pb.ResultAck:
         """Acknowledge a result: success only when it answers the task's current attempt."""
-        return await self._ack(request)
+        return await self._ack(request, context)
 
     async def StreamResults(
         self, request_iterator: AsyncIterator[pb.TaskResult], context: grpc.aio.ServicerContext
@@ -59,9 +60,9 @@ class ResultService(pb_grpc.WorkerCallbackServicer):
         # Accept the call at once: a worker sends on the stream only once it has the master's metadata.
         await context.send_initial_metadata(())
         async for result in request_iterator:
-            yield await self._ack(result)
+            yield await self._ack(result, context)
 
-    async def _ack(self, result: pb.TaskResult) -> pb.ResultAck:
+    async def _ack(self, result: pb.TaskResult, context: grpc.aio.ServicerContext) -> pb.ResultAck:
         # Shielded: gRPC cancels a handler when its caller gives up (a deadline, a worker closing a stalled
         # stream), and a result cut off halfway would leave its task answered but never delivered. The
         # handling runs to its end; a worker that sends the result again is told it already landed.
@@ -70,6 +71,11 @@ class ResultService(pb_grpc.WorkerCallbackServicer):
         handling.add_done_callback(self._handling.discard)
         try:
             accepted, message = await asyncio.shield(handling)
+        except ResultNotRecorded as error:
+            # UNAVAILABLE: the worker sends it again (on a stream, with every result still unacknowledged), and
+            # reaches the master that restores from the journal after this one stops.
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+            raise  # abort() raises; this line is for the type checker
         except Exception:
             log.exception("error while handling a result")
             return pb.ResultAck(success=False, message="internal error while handling the result")

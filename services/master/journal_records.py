@@ -30,6 +30,11 @@ class JournalError(RuntimeError):
     """A write could not be made durable (the disk is full or failing): what awaited it was not promised."""
 
 
+class ResultNotRecorded(JournalError):
+    """A worker's result could not be committed (or its commit's outcome is unknown): the worker should send it
+    again, to the master that restores from the journal after this one stops."""
+
+
 class JournalKeyError(ValueError):
     """The journal key is malformed, or does not open the users' keys the journal holds."""
 

@@ -15,7 +15,7 @@ from services.master import broker_log
 from services.master.delivery import Deliveries, SendWithAck
 from services.master.dispatch import Dispatcher, Outcome, Task, TaskState
 from services.master.intake import Intake, Refusal
-from services.master.journal_records import JournalError, TaskJournal
+from services.master.journal_records import JournalError, ResultNotRecorded, TaskJournal
 from services.master.metrics import Metrics
 from services.master.recent import RecentAnswers
 from services.master.registry import Worker, WorkerState
@@ -117,6 +117,10 @@ class Master:
         self.intake = Intake(settings)  # the limits per session and address, and the queue's bound
         # Set when a queued task's position may have changed; `send_positions` tells the users.
         self.positions_changed = asyncio.Event()
+        # Set when a promise could not be committed, or its commit's outcome is unknown: what this master holds
+        # in memory may differ from the journal, so it stops and the next one restores from the journal.
+        self.journal_failed = asyncio.Event()
+        self.journal_failure: str | None = None
         self._publisher = publisher
         self._send = send
         self._clock = clock
@@ -169,10 +173,19 @@ class Master:
         # one against the queue they make.
         try:
             await self.journal.durable()
-        except JournalError as e:  # the disk failed: nothing promised (the question may still be answered)
+        except JournalError as e:  # nothing promised (the question may still be answered, by the next master)
             log.error("question %s not recorded: %s", task.task_id[:8], e)
+            self._journal_broke(e)
             return self.refuse("the master could not record your question: try again in a moment", "journal")
         return QueryAck.accept(task.task_id, position)
+
+    def _journal_broke(self, error: JournalError) -> None:
+        """A promise's commit failed: stop (serve() waits for this), so that nothing more is promised on a memory
+        that may differ from the journal, and the master that restores from it next says what holds."""
+        if not self.journal_failed.is_set():
+            log.error("the journal failed (%s): this master stops; the next one restores from the journal", error)
+            self.journal_failure = str(error)
+            self.journal_failed.set()
 
     def refuse(self, message: str, reason: str = "bad_request") -> QueryAck:
         """The ack of a question that was not accepted, saying `message` (fit for the user); counted by `reason`."""
@@ -331,7 +344,11 @@ class Master:
         await self._apply(verdict.outcome)
         if worker is not None and not worker.task_messages and worker.state is WorkerState.IDLE:
             self._event("worker.idle", worker_id=worker.worker_id, task_id=task.task_id)  # it sends no idle
-        await self.journal.durable()  # committed before the worker or the user hears of it
+        try:
+            await self.journal.durable()  # committed before the worker or the user hears of it
+        except JournalError as e:
+            self._journal_broke(e)
+            raise ResultNotRecorded(f"the master could not record the result: {e}") from e
         await self.deliveries.deliver(task.task_id, task.session_id, response)
         self._record(task, result, now)
         return True, verdict.message

@@ -46,6 +46,11 @@ class Deposed(Exception):
     """This master lost the leadership while it served: it stopped, and must start again as a standby."""
 
 
+class JournalFailed(Exception):
+    """A promise of this master could not be committed: it stopped, so that the next master restores from the
+    journal what holds."""
+
+
 def master_name(settings: MasterSettings) -> str:
     """The name this master campaigns with: MASTER_NAME, else its host name and process id."""
     return settings.master_name or f"{socket.gethostname()}-{os.getpid()}"

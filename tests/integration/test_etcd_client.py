@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -10,11 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from services.master.dispatch import Task
 from services.master.etcd.client import EtcdClient, EtcdTls
 from services.master.etcd.election import Leadership
 from services.master.etcd.errors import EtcdError, EtcdTooManyOps, EtcdUnavailable
 from services.master.etcd.ops import create_revision_is, get, put
 from services.master.etcd.watch import WatchEvent
+from services.master.etcd_journal import EtcdJournal
+from services.master.journal_records import KeySealer
 from tests.etcd_cluster import EtcdCluster, Member, make_etcd_tls, require_etcd
 
 TTL = 2  # seconds: etcd's shortest lease is 1.5 s with the default timings
@@ -284,3 +289,31 @@ async def test_mutual_tls_lets_in_the_client_with_a_certificate_and_no_other(tmp
         async with EtcdClient(cluster.endpoints, timeout=1, read_attempts=1) as plain:
             with pytest.raises(EtcdUnavailable):
                 await plain.get("/sal/tls")
+
+
+async def test_a_frozen_member_costs_a_journal_commit_a_timeout_not_a_promise(etcd3: EtcdCluster, prefix: str) -> None:
+    # Frozen (SIGSTOP), a member keeps its connections open and answers nothing, as a machine that died without
+    # closing them (a pulled cable): the client times out, moves to the next member, and the journal sends the
+    # same fenced transaction again there.
+    frozen = next(m for m in etcd3.members if m is not etcd3.leader())
+    endpoints = [frozen.endpoint, *(m.endpoint for m in etcd3.members if m is not frozen)]
+    async with EtcdClient(endpoints, timeout=1.0) as client:
+        leadership = Leadership(client, prefix + "leader", "master", ttl=5)
+        await leadership.campaign()
+        journal = await EtcdJournal.open(client, leadership.fence, KeySealer(None), prefix + "journal")
+        assert frozen.process is not None
+        frozen.process.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            journal.accepted(Task(task_id="t1", session_id="s", query="q", submitted_ms=1))
+            await journal.durable()  # a promise kept: no JournalError
+            took = time.monotonic() - started
+            assert client.rotations >= 1
+            assert took < 4, f"the commit took {took:.1f} s"
+            holder = await client.get(prefix + "journal/tasks/t1")
+            assert holder is not None and json.loads(holder.value)["state"] == "queued"
+            assert leadership.leading  # the lease was renewed through another member meanwhile
+            await journal.close()
+            await leadership.resign()
+        finally:
+            frozen.process.send_signal(signal.SIGCONT)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,9 @@ from services.master.etcd.ops import Compare, Key, KeyValue, Op, TxnResult, as_b
 from services.master.etcd.watch import WatchEvent, watch_events
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 DEFAULT_MAX_TXN_OPS = 128  # etcd's --max-txn-ops default
+ROTATE_AT_MOST_S = 1.0  # a second between two moves to the next member: calls failing together move once
 
 
 @dataclass(frozen=True)
@@ -96,10 +99,21 @@ class EtcdClient:
         read_attempts: int = 3,
         max_txn_ops: int = DEFAULT_MAX_TXN_OPS,
     ) -> None:
-        self.target = channel_target(endpoints)
+        self.endpoints = list(endpoints)
+        self.target = channel_target(self.endpoints)
         self.timeout = timeout
         self.read_attempts = max(1, read_attempts)
         self.max_txn_ops = max_txn_ops
+        self.rotations = 0
+        self._tls = tls
+        self._first = 0  # the member the channel tries first
+        self._last_rotation = float("-inf")
+        self._retired: set[asyncio.Task[None]] = set()
+        self._open_channel()
+
+    def _open_channel(self) -> None:
+        """A channel to the members, trying `endpoints[_first]` first, and the stubs on it."""
+        order = self.endpoints[self._first :] + self.endpoints[: self._first]
         options: list[tuple[str, Any]] = [
             # Notice a dead member within seconds even on an idle channel (streams only, no calls); not more often than
             # every 5 s, etcd's --grpc-keepalive-min-time, or it ends the connection ("too_many_pings").
@@ -111,15 +125,35 @@ class EtcdClient:
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 1000),
         ]
+        tls = self._tls
         if tls is None:
-            self._channel = grpc.aio.insecure_channel(self.target, options=options)
+            self._channel = grpc.aio.insecure_channel(channel_target(order), options=options)
         else:
             if tls.server_name:
                 options.append(("grpc.ssl_target_name_override", tls.server_name))
-            self._channel = grpc.aio.secure_channel(self.target, tls.credentials(), options=options)
+            self._channel = grpc.aio.secure_channel(channel_target(order), tls.credentials(), options=options)
         self._kv = rpc_service_pb2_grpc.KVStub(self._channel)  # type: ignore[no-untyped-call]
         self._lease = rpc_service_pb2_grpc.LeaseStub(self._channel)  # type: ignore[no-untyped-call]
         self._watch = rpc_service_pb2_grpc.WatchStub(self._channel)  # type: ignore[no-untyped-call]
+
+    def rotate(self, why: str) -> bool:
+        """Move to the next member after a call timed out or found its member unavailable: a member whose machine
+        died without closing its connections (a pulled cable, a crash) keeps the channel until gRPC's keepalive
+        gives up, seconds after the leader's lease would have. Calls and streams in flight on the old channel end
+        (streams reopen on the new one); at most once a second, and only with several members. Whether it did."""
+        now = asyncio.get_running_loop().time()
+        if len(self.endpoints) < 2 or now - self._last_rotation < ROTATE_AT_MOST_S:
+            return False
+        self._last_rotation = now
+        self._first = (self._first + 1) % len(self.endpoints)
+        old = self._channel
+        self._open_channel()
+        self.rotations += 1
+        log.warning("etcd: %s; trying %s first now", why, self.endpoints[self._first])
+        closing = asyncio.ensure_future(old.close(grace=None))
+        self._retired.add(closing)
+        closing.add_done_callback(self._retired.discard)
+        return True
 
     async def __aenter__(self) -> EtcdClient:
         return self
@@ -130,12 +164,16 @@ class EtcdClient:
     async def close(self) -> None:
         """Close the channel; streams and calls in flight end with it."""
         await self._channel.close()
+        await asyncio.gather(*self._retired, return_exceptions=True)
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         try:
             return await call()
         except grpc.RpcError as error:
-            raise from_rpc_error(error, what) from error
+            failure = from_rpc_error(error, what)
+            if isinstance(failure, (EtcdTimeout, EtcdUnavailable)):
+                self.rotate(str(failure))
+            raise failure from error
 
     async def _read(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         for attempt in range(self.read_attempts):
@@ -259,11 +297,11 @@ class EtcdClient:
 
     def lease_keepalive(self, lease: int, ttl: int, on_lost: LostCallback | None = None) -> KeepAlive:
         """Keep `lease` alive on one stream (a renewal every ttl/3) until `stop()`; see `KeepAlive`."""
-        keepalive = KeepAlive(self._lease, lease, ttl, on_lost, timeout=self.timeout)
+        keepalive = KeepAlive(lambda: self._lease, lease, ttl, on_lost, timeout=self.timeout, on_broken=self.rotate)
         keepalive.start()
         return keepalive
 
     def watch(self, key: Key, *, prefix: bool = False, start_revision: int = 0) -> AsyncIterator[WatchEvent]:
         """Changes of `key` (or of every key under it) from `start_revision` (0: from now), across broken
         streams; see `watch_events`."""
-        return watch_events(self._watch, as_bytes(key), prefix=prefix, start_revision=start_revision)
+        return watch_events(lambda: self._watch, as_bytes(key), prefix=prefix, start_revision=start_revision)

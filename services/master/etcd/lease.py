@@ -29,8 +29,17 @@ class KeepAlive:
     """
 
     def __init__(
-        self, stub: Any, lease: int, ttl: int, on_lost: LostCallback | None = None, *, timeout: float = 2.0
+        self,
+        stub: Callable[[], Any],
+        lease: int,
+        ttl: int,
+        on_lost: LostCallback | None = None,
+        *,
+        timeout: float = 2.0,
+        on_broken: Callable[[str], object] | None = None,
     ) -> None:
+        """`stub`: gives the Lease stub to open a stream on (the client's current channel); `on_broken(why)` is
+        called when a stream broke or timed out (the client moves to another member)."""
         self.lease = lease
         self.ttl = ttl
         self.timeout = timeout
@@ -38,6 +47,7 @@ class KeepAlive:
         self.reason: str | None = None
         self.renewals = 0
         self._stub = stub
+        self._on_broken = on_broken
         self._on_lost = on_lost
         self._expires = asyncio.get_running_loop().time() + ttl  # granted just before, at the latest
         self._task: asyncio.Task[None] | None = None
@@ -90,6 +100,8 @@ class KeepAlive:
                 if isinstance(error, grpc.RpcError):
                     error = from_rpc_error(error, f"lease keepalive of {self.lease:x}")
                 last_error = str(error) or type(error).__name__
+                if self._on_broken is not None:
+                    self._on_broken(f"the keepalive of lease {self.lease:x} broke ({last_error})")
             left = self._expires - loop.time()
             if left <= 0:
                 self._lose(f"no renewal got through for its {self.ttl} s ({last_error})")
@@ -98,7 +110,7 @@ class KeepAlive:
             await asyncio.sleep(min(0.25, left))
 
     async def _stream(self, loop: asyncio.AbstractEventLoop) -> None:
-        call = self._stub.LeaseKeepAlive(metadata=REQUIRE_LEADER)
+        call = self._stub().LeaseKeepAlive(metadata=REQUIRE_LEADER)
         try:
             while True:
                 sent = loop.time()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -38,7 +38,7 @@ def event_from_pb(event: kv_pb2.Event) -> WatchEvent:
 
 
 async def watch_events(
-    stub: Any, key: bytes, *, prefix: bool = False, start_revision: int = 0, retry_delay: float = 0.2
+    stub: Callable[[], Any], key: bytes, *, prefix: bool = False, start_revision: int = 0, retry_delay: float = 0.2
 ) -> AsyncIterator[WatchEvent]:
     """Every change of `key` (or under it) from `start_revision` (0: from the watch's creation), in order.
 
@@ -49,7 +49,7 @@ async def watch_events(
     next_revision = start_revision
     range_end = prefix_end(key) if prefix else b""
     while True:
-        call = stub.Watch(metadata=REQUIRE_LEADER)
+        call = stub().Watch(metadata=REQUIRE_LEADER)  # on the client's current channel
         try:
             create = rpc_pb2.WatchCreateRequest(
                 key=key, range_end=range_end, start_revision=next_revision, progress_notify=True
