@@ -317,3 +317,24 @@ async def test_a_frozen_member_costs_a_journal_commit_a_timeout_not_a_promise(et
             await leadership.resign()
         finally:
             frozen.process.send_signal(signal.SIGCONT)
+
+
+async def test_moving_to_another_member_keeps_the_lease_and_the_watch_of_the_leader(
+    etcd3: EtcdCluster, prefix: str
+) -> None:
+    # Moving closes the old channel: the keepalive's stream and the leadership's watch on it are cancelled by
+    # gRPC (CancelledError, as if their task were), and must reopen on the new channel instead of ending.
+    async with EtcdClient(etcd3.endpoints, timeout=1.0) as client:
+        leadership = Leadership(client, prefix + "leader", "master", ttl=3)
+        await leadership.campaign()
+        assert leadership.keepalive is not None
+        await asyncio.sleep(1.1)  # a rotation at most once a second
+        assert client.rotate("a test moves it")
+        before = leadership.keepalive.renewals
+        await asyncio.sleep(4)  # past the lease's ttl: only renewals on the new channel keep it
+        assert leadership.keepalive.renewals > before
+        assert leadership.leading and leadership.surely_leading()
+        assert leadership._monitor is not None and not leadership._monitor.done()
+        await client.delete(prefix + "leader")  # its watch, on the new channel, must see this
+        await asyncio.wait_for(leadership.lost.wait(), 5)
+        await leadership.close()

@@ -13,7 +13,14 @@ from typing import Any, TypeVar
 
 import grpc
 
-from services.master.etcd.errors import EtcdError, EtcdTimeout, EtcdTooManyOps, EtcdUnavailable, from_rpc_error
+from services.master.etcd.errors import (
+    EtcdError,
+    EtcdTimeout,
+    EtcdTooManyOps,
+    EtcdUnavailable,
+    call_cancelled,
+    from_rpc_error,
+)
 from services.master.etcd.gen import rpc_pb2, rpc_service_pb2_grpc
 from services.master.etcd.lease import KeepAlive, LostCallback
 from services.master.etcd.ops import Compare, Key, KeyValue, Op, TxnResult, as_bytes, prefix_end
@@ -169,6 +176,11 @@ class EtcdClient:
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         try:
             return await call()
+        except asyncio.CancelledError:
+            if not call_cancelled():
+                raise
+            # Its channel was closed under it (moved to another member): an outcome unknown, as a timeout's.
+            raise EtcdUnavailable(f"etcd {what}: cancelled when the client moved to another member") from None
         except grpc.RpcError as error:
             failure = from_rpc_error(error, what)
             if isinstance(failure, (EtcdTimeout, EtcdUnavailable)):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 
 
@@ -35,6 +37,17 @@ class EtcdLeaseNotFound(EtcdError):
 
 class EtcdPermissionDenied(EtcdError):
     """Authentication failed, or the user may not touch that key."""
+
+
+def call_cancelled() -> bool:
+    """Inside `except asyncio.CancelledError`: whether it was the gRPC call that was cancelled (its channel closed:
+    the client moved to another member), not the task running it. grpc.aio raises CancelledError for both; a call's
+    cancellation is a broken call, to be handled as one, while a task's must go on up."""
+    task = asyncio.current_task()
+    # Task.cancelling() is Python 3.11's; on 3.10 a cancelled task cannot be told from a cancelled call, and both
+    # are taken for the task's (as before 3.11: the stream ends, and its owner notices).
+    cancelling = getattr(task, "cancelling", None)
+    return task is not None and cancelling is not None and cancelling() == 0
 
 
 def from_rpc_error(error: grpc.RpcError, what: str) -> EtcdError:

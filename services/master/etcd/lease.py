@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from services.master.etcd.errors import EtcdError, EtcdUnavailable, from_rpc_error
+from services.master.etcd.errors import EtcdError, EtcdUnavailable, call_cancelled, from_rpc_error
 from services.master.etcd.gen import rpc_pb2
 
 log = logging.getLogger(__name__)
@@ -94,8 +94,13 @@ class KeepAlive:
         last_error = "no renewal yet"
         while True:
             try:
-                await self._stream(loop)
-                return  # etcd said the lease has ended
+                try:
+                    await self._stream(loop)
+                    return  # etcd said the lease has ended
+                except asyncio.CancelledError:
+                    if not call_cancelled():
+                        raise
+                    raise EtcdUnavailable("its stream was cancelled: the client moved to another member") from None
             except _BROKEN as error:
                 if isinstance(error, grpc.RpcError):
                     error = from_rpc_error(error, f"lease keepalive of {self.lease:x}")

@@ -10,7 +10,14 @@ from typing import Any, Literal
 
 import grpc
 
-from services.master.etcd.errors import EtcdCompacted, EtcdError, EtcdTimeout, EtcdUnavailable, from_rpc_error
+from services.master.etcd.errors import (
+    EtcdCompacted,
+    EtcdError,
+    EtcdTimeout,
+    EtcdUnavailable,
+    call_cancelled,
+    from_rpc_error,
+)
 from services.master.etcd.gen import kv_pb2, rpc_pb2
 from services.master.etcd.lease import REQUIRE_LEADER
 from services.master.etcd.ops import KeyValue, prefix_end
@@ -72,6 +79,10 @@ async def watch_events(
                     next_revision = event.kv.mod_revision + 1
                     yield event_from_pb(event)
             reason = "the stream ended"
+        except asyncio.CancelledError:
+            if not call_cancelled():
+                raise
+            reason = "its stream was cancelled: the client moved to another member"
         except grpc.RpcError as error:
             mapped = from_rpc_error(error, f"watch of {key!r}")
             if not isinstance(mapped, (EtcdUnavailable, EtcdTimeout)):
