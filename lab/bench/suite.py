@@ -14,6 +14,7 @@ from lab.bench import (
     baseline,
     burst,
     connections,
+    failover,
     faults,
     journal,
     languages,
@@ -61,4 +62,5 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     peer,
     scale,
     journal,
+    failover,
 )
