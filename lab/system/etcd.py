@@ -142,6 +142,7 @@ class EtcdCluster:
             f"--initial-cluster={self.initial_cluster}",
             f"--initial-cluster-token={self.token}",
             f"--initial-cluster-state={state}",
+            "--pre-vote=true",  # as the stack: a member back from a partition does not depose the leader
             "--logger=zap",
             "--log-outputs=stderr",  # into the log file through the pipe below, so a start-up failure lands there too
         ]

@@ -193,6 +193,7 @@ class HaNodes:
             "initial-cluster": peers,
             "initial-cluster-token": f"{PREFIX}-{self.network.tag}",
             "initial-cluster-state": "existing" if data.exists() else "new",  # a revived member rejoins with its data
+            "pre-vote": "true",  # as the stack: a member back from a partition does not depose etcd's leader
             "logger": "zap",
             "log-outputs": "stderr",
         }
