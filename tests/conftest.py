@@ -6,6 +6,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -43,31 +44,31 @@ def require_mosquitto() -> None:
 
 
 ClusterFactory = Callable[..., LocalCluster]
+C = TypeVar("C", bound=LocalCluster)
 
 
-@pytest.fixture
-def cluster_factory(tmp_path: Path) -> Iterator[ClusterFactory]:
-    """Start real systems on free ports; every one is stopped when the test ends."""
-    require_mosquitto()
-    started: list[LocalCluster] = []
+def clusters(tmp_path: Path, cls: type[C], **defaults: object) -> Iterator[Callable[..., C]]:
+    """A factory of `cls` systems on free ports with the offline model, their logs in `tmp_path`/cluster.log
+    (`defaults`, then each call's keywords, override the common options); every one is stopped at the end."""
+    started: list[C] = []
     logs = tmp_path / "cluster.log"
 
     def sink(name: str, line: str) -> None:
         with logs.open("a") as f:
             f.write(f"{name} | {line}\n")
 
-    def make(**kwargs: object) -> LocalCluster:
+    def make(**kwargs: object) -> C:
         options: dict[str, object] = {
             "workers": 2,
-            "work_seconds": 0.2,
             "web_port": 0,
             "grpc_port": 0,
             "mqtt_port": 0,
             "model_mode": "offline",
             "log_sink": sink,
+            **defaults,
+            **kwargs,
         }
-        options.update(kwargs)
-        cluster = LocalCluster(**options)  # type: ignore[arg-type]
+        cluster = cls(**options)  # type: ignore[arg-type]
         started.append(cluster)
         cluster.start()
         return cluster
@@ -75,6 +76,13 @@ def cluster_factory(tmp_path: Path) -> Iterator[ClusterFactory]:
     yield make
     for cluster in started:
         cluster.stop()
+
+
+@pytest.fixture
+def cluster_factory(tmp_path: Path) -> Iterator[ClusterFactory]:
+    """Start real systems on free ports; every one is stopped when the test ends."""
+    require_mosquitto()
+    yield from clusters(tmp_path, LocalCluster, work_seconds=0.2)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from lab.system.broker import find_mosquitto, write_config
 from lab.system.etcd import EtcdCluster
 from lab.system.haproxy import Backend, Haproxy
+from lab.system.leaders import newest_leader, wait_leader
 from lab.system.local import LocalCluster
 from lab.system.ports import accepts_tcp, free_port
 from lab.system.procs import ManagedProcess
@@ -101,21 +102,11 @@ class HaCluster(LocalCluster):
 
     def leader(self) -> tuple[Backend, int] | None:
         """The master that says it leads now, and its epoch (None: none does, e.g. during a failover)."""
-        for backend in self.backends:
-            info = self.leader_info(backend)
-            if info is not None and info.get("leading") is True and isinstance(epoch := info.get("epoch"), int):
-                return backend, epoch
-        return None
+        return newest_leader((backend, self.leader_info(backend)) for backend in self.backends)
 
     def wait_leader(self, timeout: float = 30.0, after_epoch: int = 0) -> tuple[Backend, int]:
         """Wait until a master leads with an epoch above `after_epoch`; return it and its epoch."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.leader()
-            if found is not None and found[1] > after_epoch:
-                return found
-            time.sleep(0.05)
-        raise TimeoutError(f"no master led with an epoch above {after_epoch} within {timeout:g} s")
+        return wait_leader(self.leader, timeout, after_epoch)
 
     def master_process(self, name: str) -> ManagedProcess:
         """The current process of master `name` (master-1, ...), or of any process the cluster keeps by name."""

@@ -25,6 +25,7 @@ from lab.system.broker import find_mosquitto, write_config
 from lab.system.config import ClusterConfig, new_worker_id
 from lab.system.etcd import find_etcd
 from lab.system.haproxy import Backend, Haproxy
+from lab.system.leaders import newest_leader, wait_leader
 from lab.system.netns import Network, run, signal_netns
 from lab.system.ports import accepts_tcp, free_port
 from lab.system.procs import ManagedProcess, Spawner, stop_group
@@ -338,22 +339,11 @@ class HaNodes:
     def leader(self) -> tuple[Node, int] | None:
         """The node whose master says it leads, and its epoch (None: none says so now)."""
         infos = self._each(lambda n: self._get(f"{n.web_url}/leader"))
-        leading = [
-            (node, info["epoch"])
-            for node, info in zip(self.nodes, infos, strict=True)
-            if isinstance(info, dict) and info.get("leading") is True and isinstance(info.get("epoch"), int)
-        ]
-        return max(leading, key=lambda found: found[1]) if leading else None
+        return newest_leader(zip(self.nodes, infos, strict=True))
 
     def wait_leader(self, timeout: float = 30.0, after_epoch: int = 0) -> tuple[Node, int]:
         """Wait until a master leads with an epoch above `after_epoch`."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.leader()
-            if found is not None and found[1] > after_epoch:
-                return found
-            time.sleep(0.1)
-        raise TimeoutError(f"no master led with an epoch above {after_epoch} within {timeout:g} s")
+        return wait_leader(self.leader, timeout, after_epoch, poll=0.1)
 
     def etcd_leader(self) -> Node | None:
         """The node whose etcd member is Raft's leader (maintenance Status through etcd's HTTP gateway)."""

@@ -15,7 +15,7 @@ import pytest
 from lab.loadgen.client import ChatClient, Exchange
 from lab.system.ha import HaCluster
 from services.health import check_master
-from tests.conftest import require_mosquitto
+from tests.conftest import clusters, require_mosquitto
 from tests.etcd_cluster import require_etcd
 from tests.integration.test_haproxy import require_haproxy
 from tests.waiting import eventually
@@ -29,33 +29,7 @@ def ha_factory(tmp_path: Path) -> Iterator[HaFactory]:
     require_mosquitto()
     require_etcd()
     require_haproxy()
-    started: list[HaCluster] = []
-    logs = tmp_path / "cluster.log"
-
-    def sink(name: str, line: str) -> None:
-        with logs.open("a") as f:
-            f.write(f"{name} | {line}\n")
-
-    def make(**kwargs: object) -> HaCluster:
-        options: dict[str, object] = {
-            "workers": 2,
-            "work_seconds": 1.0,
-            "web_port": 0,
-            "grpc_port": 0,
-            "mqtt_port": 0,
-            "model_mode": "offline",
-            "log_sink": sink,
-            "startup_timeout": 45.0,
-        }
-        options.update(kwargs)
-        cluster = HaCluster(**options)  # type: ignore[arg-type]
-        started.append(cluster)
-        cluster.start()
-        return cluster
-
-    yield make
-    for cluster in started:
-        cluster.stop()
+    yield from clusters(tmp_path, HaCluster, work_seconds=1.0, startup_timeout=45.0)
 
 
 def answered_once(exchanges: list[Exchange]) -> bool:
